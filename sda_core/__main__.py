@@ -1,0 +1,7 @@
+"""``python -m sda_core`` runs the sda command line."""
+
+import sys
+
+from sda_core.cli import main
+
+sys.exit(main())

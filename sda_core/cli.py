@@ -1,0 +1,202 @@
+"""The ``sda`` command line.
+
+Exit codes: 0 success, 1 failure (an unusable folder, a plugin fault), 2 usage error (bad
+arguments, a missing folder, an invalid setting). Expected failures print one sentence, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from sda_core import __version__
+from sda_core.engine import Engine
+from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError
+from sda_core.overrides import parse_set_options
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(SdaError):
+    """A command-line argument cannot be used (exit code 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --disable-plugin is accepted before and after the command; separate dests keep the
+    # subcommand's parser from overwriting what was given before the command.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--disable-plugin", action="append", dest="disable_after", default=argparse.SUPPRESS,
+        metavar="NAME", help="never load this plugin (entry-point or distribution name); repeatable",
+    )
+    parser = argparse.ArgumentParser(
+        prog="sda", description="Train generative audio models on small datasets (5 to 500 files).",
+    )
+    parser.add_argument(
+        "--disable-plugin", action="append", dest="disable_before", default=[], metavar="NAME",
+        help="never load this plugin (entry-point or distribution name); repeatable",
+    )
+    parser.add_argument("--version", action="version", version=f"sda {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    plugins = commands.add_parser("plugins", parents=[common], help="list plugins and the hooks they implement")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(handler=cmd_plugins)
+
+    scan = commands.add_parser("scan", parents=[common], help="pre-flight report of a data folder")
+    scan.add_argument("data_dir", metavar="DIR", help="folder of audio files (searched recursively)")
+    scan.add_argument("--json", action="store_true", help="machine-readable output")
+    scan.add_argument("--all", action="store_true", help="list every usable file, however many")
+    _add_set_option(scan)
+    scan.set_defaults(handler=cmd_scan)
+
+    demo = commands.add_parser("demo", parents=[common], help="synthesise the built-in demo dataset and run on it")
+    demo.add_argument("--out", default="demo", metavar="DIR", help="where to put the demo (default: ./demo)")
+    _add_set_option(demo)
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sda`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return EXIT_USAGE
+    console = Console()
+    errors = Console(stderr=True)
+    try:
+        return args.handler(args, console, errors)
+    except (UsageError, ConfigError) as error:
+        errors.print(f"sda: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except (DatasetError, PluginError, SdaError) as error:
+        errors.print(f"sda: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        errors.print("sda: interrupted")
+        return 130
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_plugins(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    from sda_core.report import print_plugins
+
+    engine, caught = _with_warnings(lambda: _engine(args))
+    infos = engine.plugin_infos()
+    if args.json:
+        _print_json({"plugins": [info.to_dict() for info in infos], "warnings": caught})
+    else:
+        _print_warnings(errors, caught)
+        print_plugins(console, infos)
+    return EXIT_OK
+
+
+def cmd_scan(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    from sda_core.report import print_config, print_scan, scan_to_dict
+    from sda_core.scan import require_usable
+
+    data_dir = _existing_folder(args.data_dir)
+    overrides = parse_set_options(args.set)
+
+    def resolve() -> tuple[Any, Any]:
+        engine = _engine(args)
+        summary = engine.scan(data_dir)
+        config = None
+        if summary.files:
+            config = engine.resolve_config(summary, engine.collect_overrides(data_dir, cli=overrides))
+        return summary, config
+
+    (summary, config), caught = _with_warnings(resolve)
+    if args.json:
+        _print_json(scan_to_dict(summary, config, caught))
+    else:
+        print_scan(console, summary, show_all=args.all)
+        if config is not None:
+            print_config(console, config)
+        _print_warnings(errors, caught)
+    require_usable(summary)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    from sda_core.demo_data import synthesize_demo_dataset
+    from sda_core.report import print_config, print_scan
+
+    data_dir = Path(args.out) / "data"
+    written = synthesize_demo_dataset(data_dir)
+    console.print(f"[bold]Demo dataset:[/bold] {len(written)} synthesised sounds in {data_dir}")
+
+    def resolve() -> tuple[Any, Any]:
+        engine = _engine(args)
+        summary = engine.scan(data_dir)
+        overrides = engine.collect_overrides(data_dir, cli=parse_set_options(args.set))
+        return summary, engine.resolve_config(summary, overrides)
+
+    (summary, config), caught = _with_warnings(resolve)
+    print_scan(console, summary)
+    print_config(console, config)
+    _print_warnings(errors, caught)
+    console.print(
+        "Training is not available yet in this version; the resolved config above is what "
+        f"`sda train {data_dir}` will use."
+    )
+    return EXIT_OK
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _add_set_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a setting (e.g. max_epochs=20, regularization.dropout=0.3, plugins.NAME.key=1); "
+        "repeatable; wins over sda.toml",
+    )
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    return Engine(disable=[*args.disable_before, *getattr(args, "disable_after", [])])
+
+
+def _existing_folder(path: str) -> Path:
+    folder = Path(path)
+    if not folder.exists():
+        raise UsageError(f"folder '{path}' does not exist")
+    if not folder.is_dir():
+        raise UsageError(f"'{path}' is a file, not a folder; pass the folder that holds your audio files")
+    return folder
+
+
+def _with_warnings(action: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """Run ``action``, collecting the warnings it issues as sentences for the report."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = action()
+    messages = list(dict.fromkeys(str(item.message) for item in caught))
+    return result, messages
+
+
+def _print_warnings(errors: Console, messages: list[str]) -> None:
+    for message in messages:
+        errors.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

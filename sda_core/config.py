@@ -1,0 +1,196 @@
+"""Training configuration types and the rules for applying user overrides.
+
+A :class:`TrainingConfig` is a frozen, validated value. The adaptive-presets plugin sizes one to
+the dataset; users adjust it with overrides (``--set key=value``, ``sda.toml``, or a dict from the
+Python API), applied by :func:`apply_overrides`. Every plugin reads its own settings from
+``config.plugins[NAME]`` (the ``[plugins.NAME]`` table of sda.toml).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from sda_core import validators as v
+from sda_core.errors import ConfigError
+from sda_core.serialization import from_jsonable, to_jsonable
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class OverfittingPreset(enum.Enum):
+    """How hard training guards against overfitting; chosen from the number of files.
+
+    CONSERVATIVE is for the smallest datasets: the strongest regularisation and augmentation.
+    AGGRESSIVE is for the largest: it trusts the data more and regularises least.
+    """
+
+    CONSERVATIVE = "conservative"
+    BALANCED = "balanced"
+    AGGRESSIVE = "aggressive"
+
+
+@attrs.frozen(kw_only=True)
+class RegularizationConfig:
+    """Regularisation knobs read by the model and the optimiser.
+
+    Attributes:
+        dropout: dropout probability inside the model.
+        weight_decay: AdamW weight decay.
+        gradient_clip_norm: maximum global gradient norm (0 disables clipping).
+        kl_weight: final weight of the KL term of a VAE after warm-up.
+        kl_warmup_epochs: epochs over which the KL weight ramps from 0 to ``kl_weight``.
+        free_bits: nats per latent dimension below which the KL term is not penalised.
+    """
+
+    dropout: float = attrs.field(default=0.2, validator=v.number(0.0, 1.0, exclusive_maximum=True))
+    weight_decay: float = attrs.field(default=1e-4, validator=v.number(0.0, 1.0))
+    gradient_clip_norm: float = attrs.field(default=1.0, validator=v.number(0.0))
+    kl_weight: float = attrs.field(default=1.0, validator=v.number(0.0))
+    kl_warmup_epochs: int = attrs.field(default=10, validator=v.integer(0))
+    free_bits: float = attrs.field(default=0.1, validator=v.number(0.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RegularizationConfig":
+        return from_jsonable(cls, dict(data))
+
+
+def _preset(value: Any) -> OverfittingPreset:
+    return v.enum_converter(OverfittingPreset, "preset")(value)
+
+
+def _regularization(value: Any) -> RegularizationConfig:
+    if isinstance(value, RegularizationConfig):
+        return value
+    if isinstance(value, Mapping):
+        return RegularizationConfig.from_dict(value)
+    raise ConfigError("regularization", value, "a table of regularisation settings")
+
+
+def _plugin_settings(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, Mapping):
+        raise ConfigError("plugins", value, "a table of [plugins.NAME] tables")
+    for name, table in value.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"plugins.{name}", table, "a table of settings for plugin " + repr(name))
+    return {str(name): dict(table) for name, table in value.items()}
+
+
+@attrs.frozen(kw_only=True)
+class TrainingConfig:
+    """Everything a training run needs to know, resolved before it starts.
+
+    Attributes:
+        preset: the overfitting preset the values were sized from.
+        sample_rate: project sample rate in Hz; every file is resampled to it.
+        channels: channel count of training items (files are mixed down or up).
+        chunk_seconds: length of one training item in seconds (1 s by default).
+        max_epochs: upper bound on epochs; early stopping may end the run sooner.
+        batch_size: items per optimiser step.
+        learning_rate: peak AdamW learning rate.
+        latent_dim: size of the model's latent space (smaller regularises more).
+        validation_fraction: share of the audio held out, split at file boundaries.
+        split_seed: seed of the file-level split (42: identical across restarts).
+        seed: seed of everything else (initialisation, chunk offsets, augmentation).
+        augmentation_probability: chance that a training chunk is augmented at all.
+        augmentation_strength: scale of augmentation ranges, 0 (off) to 1 (strongest).
+        overfitting_threshold: relative gap (val - train) / train above which an epoch overfits.
+        overfitting_min_epochs: epochs before overfitting can be flagged at all.
+        overfitting_patience: consecutive overfitting epochs before a warning is emitted.
+        early_stopping: stop when overfitting persists or validation stops improving.
+        early_stopping_patience: epochs without a new best validation loss before stopping.
+        preview_interval: epochs between previews; None means the effective default.
+        samples_per_epoch: training items per epoch; None means one pass over the chunks.
+        num_workers: DataLoader worker processes; None sizes them to the machine.
+        device: "auto" (cuda, then mps, then cpu) or an explicit device.
+        plugins: per-plugin settings, ``plugins[NAME]`` being the ``[plugins.NAME]`` table.
+    """
+
+    preset: OverfittingPreset = attrs.field(default=OverfittingPreset.BALANCED, converter=_preset)
+    sample_rate: int = attrs.field(default=22050, validator=v.integer(4000, 384000))
+    channels: int = attrs.field(default=1, validator=v.integer(1, 8))
+    chunk_seconds: float = attrs.field(default=1.0, validator=v.number(0.05, 60.0))
+    max_epochs: int = attrs.field(default=100, validator=v.integer(1))
+    batch_size: int = attrs.field(default=8, validator=v.integer(1, 4096))
+    learning_rate: float = attrs.field(default=1e-3, validator=v.number(0.0, 1.0, exclusive_minimum=True))
+    latent_dim: int = attrs.field(default=32, validator=v.integer(1, 4096))
+    validation_fraction: float = attrs.field(
+        default=0.15, validator=v.number(0.0, 1.0, exclusive_maximum=True)
+    )
+    split_seed: int = attrs.field(default=42, validator=v.integer(0))
+    seed: int = attrs.field(default=42, validator=v.integer(0))
+    augmentation_probability: float = attrs.field(default=0.5, validator=v.number(0.0, 1.0))
+    augmentation_strength: float = attrs.field(default=0.6, validator=v.number(0.0, 1.0))
+    overfitting_threshold: float = attrs.field(default=0.20, validator=v.number(0.0, exclusive_minimum=True))
+    overfitting_min_epochs: int = attrs.field(default=3, validator=v.integer(1))
+    overfitting_patience: int = attrs.field(default=3, validator=v.integer(1))
+    early_stopping: bool = attrs.field(default=True, validator=v.instance_of(bool, "true or false"))
+    early_stopping_patience: int = attrs.field(default=15, validator=v.integer(1))
+    preview_interval: int | None = attrs.field(default=None, validator=v.integer(1, optional=True))
+    samples_per_epoch: int | None = attrs.field(default=None, validator=v.integer(1, optional=True))
+    num_workers: int | None = attrs.field(default=None, validator=v.integer(0, 64, optional=True))
+    device: str = attrs.field(default="auto", validator=v.one_of(DEVICES))
+    regularization: RegularizationConfig = attrs.field(
+        factory=RegularizationConfig, converter=_regularization
+    )
+    plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict, converter=_plugin_settings)
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        """The ``[plugins.NAME]`` table for one plugin (empty when the user set nothing)."""
+        return dict(self.plugins.get(name, {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict; ``TrainingConfig.from_dict`` of it compares equal."""
+        return to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainingConfig":
+        """Rebuild a config; unknown keys raise :class:`ConfigError` listing the allowed ones."""
+        return from_jsonable(cls, dict(data))
+
+
+def setting_names() -> tuple[str, ...]:
+    """Every top-level override key (``regularization.*`` and ``plugins.*`` take sub-keys)."""
+    return tuple(field.name for field in attrs.fields(TrainingConfig))
+
+
+def apply_overrides(config: TrainingConfig, overrides: Mapping[str, Any] | None) -> TrainingConfig:
+    """Return ``config`` with nested ``overrides`` applied; validation errors name the key.
+
+    ``overrides`` is a nested mapping such as ``{"max_epochs": 20, "regularization":
+    {"dropout": 0.3}, "plugins": {"plots": {"dpi": 150}}}``. Applying the same overrides twice
+    gives the same config, so the engine can re-apply user overrides after any provider.
+    """
+    if not overrides:
+        return config
+    known = {field.name: field for field in attrs.fields(TrainingConfig)}
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError.unknown_key(key, known, owner="the training settings")
+        if key == "regularization":
+            if not isinstance(value, Mapping):
+                raise ConfigError("regularization", value, "a table of regularisation settings")
+            merged = {**config.regularization.to_dict(), **value}
+            changes[key] = RegularizationConfig.from_dict(merged)
+        elif key == "plugins":
+            merged_plugins = {name: dict(table) for name, table in config.plugins.items()}
+            for name, table in _plugin_settings(value).items():
+                merged_plugins.setdefault(name, {}).update(table)
+            changes[key] = merged_plugins
+        else:
+            changes[key] = value
+    return attrs.evolve(config, **changes)
+
+
+def get_effective_preview_interval(config: TrainingConfig) -> int:
+    """Epochs between previews: the configured interval, else 2 below 50 epochs and 5 otherwise."""
+    if config.preview_interval is not None:
+        return config.preview_interval
+    return 2 if config.max_epochs < 50 else 5

@@ -1,0 +1,214 @@
+"""The Engine: one plugin host plus the typed calls a run makes through it.
+
+Host applications embed sda through this class::
+
+    engine = Engine(callbacks=[print])          # reference plugins from entry points
+    summary = engine.scan("my_sounds")
+    config = engine.resolve_config(summary, overrides={"max_epochs": 20})
+
+``Engine(plugins=[...], load_entrypoints=False)`` builds an engine with exactly the given plugins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sda_core import hookspecs
+from sda_core.config import TrainingConfig, apply_overrides
+from sda_core.dataset_info import DatasetSummary, FileSplit
+from sda_core.errors import PluginError
+from sda_core.events import (
+    EpochMetrics,
+    Event,
+    MetricsCallback,
+    OverfittingWarning,
+    PreviewEvent,
+    StepMetrics,
+    TrainingCompleteEvent,
+    TrainingStartEvent,
+)
+from sda_core.history import MetricsHistory
+from sda_core.overrides import load_settings_file, merge_overrides
+from sda_core.plugin_host import PluginHost, PluginInfo, PluginPolicy
+
+_EVENT_HOOKS: dict[type, str] = {
+    TrainingStartEvent: "sda_on_train_start",
+    StepMetrics: "sda_on_step",
+    EpochMetrics: "sda_on_epoch",
+    PreviewEvent: "sda_on_preview",
+    OverfittingWarning: "sda_on_overfitting",
+    TrainingCompleteEvent: "sda_on_train_end",
+}
+
+
+class CallbackPlugin:
+    """Adapts a plain :class:`MetricsCallback` into a consumer plugin receiving every event."""
+
+    def __init__(self, callback: MetricsCallback) -> None:
+        self.callback = callback
+        self.name = "callback:" + getattr(callback, "__qualname__", type(callback).__name__)
+
+    @hookspecs.hookimpl
+    def sda_on_train_start(self, event: TrainingStartEvent) -> None:
+        self.callback(event)
+
+    @hookspecs.hookimpl
+    def sda_on_step(self, event: StepMetrics) -> None:
+        self.callback(event)
+
+    @hookspecs.hookimpl
+    def sda_on_epoch(self, event: EpochMetrics) -> None:
+        self.callback(event)
+
+    @hookspecs.hookimpl
+    def sda_on_preview(self, event: PreviewEvent) -> None:
+        self.callback(event)
+
+    @hookspecs.hookimpl
+    def sda_on_overfitting(self, event: OverfittingWarning) -> None:
+        self.callback(event)
+
+    @hookspecs.hookimpl
+    def sda_on_train_end(self, event: TrainingCompleteEvent) -> None:
+        self.callback(event)
+
+
+class Engine:
+    """One sda engine: its own plugin manager and the typed hook calls of a run.
+
+    Args:
+        plugins: plugin objects (modules, classes' instances) registered explicitly; they are
+            called before entry-point plugins, so they override the reference ones.
+        load_entrypoints: load the ``sda`` entry-point group (reference and third-party plugins).
+        disable: plugin or distribution names never imported (adds to ``SDA_DISABLE_PLUGINS``).
+        callbacks: plain callables that receive every event.
+        strict: fail on plugin faults instead of warning (default: ``SDA_STRICT_PLUGINS``).
+        trace: trace hook calls to stderr (default: ``SDA_TRACE_HOOKS``).
+        environ: environment to read ``SDA_*`` variables from (default: ``os.environ``).
+    """
+
+    def __init__(
+        self,
+        plugins: Iterable[object] = (),
+        *,
+        load_entrypoints: bool = True,
+        disable: Iterable[str] = (),
+        callbacks: Iterable[MetricsCallback] = (),
+        strict: bool | None = None,
+        trace: bool | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        policy = PluginPolicy.from_environment(environ, disable=disable, strict=strict, trace=trace)
+        self.host = PluginHost(policy)
+        if load_entrypoints:
+            self.host.load_entrypoints()
+        for plugin in plugins:
+            self.host.register(plugin)
+        for callback in callbacks:
+            self.subscribe(callback)
+        self.host.check_pending()
+
+    # -- plugins ---------------------------------------------------------------------------
+
+    @property
+    def pm(self):  # noqa: ANN201 - pluggy.PluginManager, for advanced hosts and tests
+        """The underlying pluggy PluginManager."""
+        return self.host.pm
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        """Every plugin seen, with status, distribution, version and hooks."""
+        return self.host.plugin_infos()
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register one more plugin object; returns the name it was registered under."""
+        name = self.host.register(plugin, name)
+        self.host.check_pending()
+        return name
+
+    def subscribe(self, callback: MetricsCallback) -> str:
+        """Subscribe a plain callable to every event; returns a name for :meth:`unsubscribe`."""
+        if not callable(callback):
+            raise TypeError(f"a MetricsCallback must be callable, got {type(callback).__name__}")
+        adapter = CallbackPlugin(callback)
+        return self.host.register(adapter, adapter.name)
+
+    def unsubscribe(self, name: str) -> None:
+        """Remove a callback or plugin by the name :meth:`subscribe` or :meth:`register` gave."""
+        self.host.unregister(name)
+
+    # -- configuration ---------------------------------------------------------------------
+
+    @staticmethod
+    def collect_overrides(
+        data_dir: str | Path | None,
+        api: Mapping[str, Any] | None = None,
+        cli: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Merge overrides: the Python API dict < ``sda.toml`` in ``data_dir`` < ``--set``."""
+        settings = load_settings_file(data_dir) if data_dir is not None else {}
+        return merge_overrides(api, settings, cli)
+
+    def scan(self, data_dir: str | Path) -> DatasetSummary:
+        """Scan a data folder (headers only)."""
+        from sda_core.scan import scan_folder
+
+        return scan_folder(data_dir)
+
+    def resolve_config(self, summary: DatasetSummary, overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
+        """Ask the ``sda_resolve_config`` provider, then re-apply the user's overrides."""
+        overrides = dict(overrides or {})
+        config = self.host.call_provider(
+            "sda_resolve_config", TrainingConfig, summary=summary, overrides=overrides
+        )
+        if config is None:
+            config = TrainingConfig()
+        return apply_overrides(config, overrides)
+
+    # -- data and model providers ----------------------------------------------------------
+
+    def split_files(self, files: tuple, config: TrainingConfig) -> FileSplit:
+        """Ask the ``sda_split_files`` provider for the file-level split."""
+        return self._require("sda_split_files", FileSplit, files=tuple(files), config=config)
+
+    def make_dataset(self, files: tuple, config: TrainingConfig, role: str, augment: Any = None) -> Any:
+        """Ask the ``sda_make_dataset`` provider for the dataset of one side of the split."""
+        return self._require("sda_make_dataset", None, files=tuple(files), config=config, role=role, augment=augment)
+
+    def augmentations(self, config: TrainingConfig) -> list[Any]:
+        """Every plugin's augmentation transforms, concatenated in call order."""
+        return [item for _plugin, item in self.host.call_collector("sda_augmentations", config=config)]
+
+    def make_model(self, config: TrainingConfig) -> Any:
+        """Ask the ``sda_make_model`` provider for the model."""
+        return self._require("sda_make_model", None, config=config)
+
+    def should_stop(self, history: MetricsHistory, config: TrainingConfig) -> str | None:
+        """Ask the ``sda_should_stop`` providers whether to stop; a reason string or None."""
+        return self.host.call_provider("sda_should_stop", str, history=history, config=config)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def emit(self, event: Event, history: MetricsHistory | None = None) -> None:
+        """Deliver an event to every consumer of its hook, each isolated from the others."""
+        hook_name = _EVENT_HOOKS.get(type(event))
+        if hook_name is None:
+            raise TypeError(f"not an sda event: {type(event).__name__}")
+        if hook_name == "sda_on_epoch":
+            self.host.notify(hook_name, event=event, history=history if history is not None else MetricsHistory())
+        else:
+            self.host.notify(hook_name, event=event)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _require(self, hook_name: str, expected: type | None, **kwargs: Any) -> Any:
+        result = self.host.call_provider(hook_name, expected, **kwargs)
+        if result is None:
+            raise PluginError(
+                hook_name,
+                f"no plugin answered {hook_name}; is its reference plugin disabled? "
+                "(see `sda plugins`)",
+            )
+        return result
+

@@ -1,0 +1,257 @@
+"""Events the engine emits while training; host apps and consumer plugins receive them.
+
+Events are frozen attrs values that carry no tensors or audio (a :class:`PreviewEvent` names the
+WAV files it wrote), so they can be logged, sent over a socket or stored as JSON. Each has a
+``kind`` string; :func:`event_to_dict` adds it, :func:`event_from_dict` dispatches on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import attrs
+
+from sda_core import validators as v
+from sda_core.serialization import from_jsonable, to_jsonable
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _float_dict(value: Mapping[str, Any] | None) -> dict[str, float]:
+    return {str(key): float(item) for key, item in (value or {}).items()}
+
+
+@attrs.frozen(kw_only=True)
+class TrainingStartEvent:
+    """Training is about to run its first step (also after a resume).
+
+    Attributes:
+        run_dir: the run folder.
+        config: the resolved TrainingConfig as a dict.
+        train_files: number of training files.
+        validation_files: number of validation files.
+        start_epoch: first epoch that will run (1 for a fresh run, later on resume).
+        max_epochs: last epoch the run may reach.
+        steps_per_epoch: optimiser steps per epoch.
+        device: the torch device training runs on.
+        resumed: whether the run continues from a checkpoint.
+        timestamp: wall-clock time (seconds since the epoch).
+    """
+
+    kind: ClassVar[str] = "train_start"
+    run_dir: str
+    config: dict[str, Any] = attrs.field(factory=dict)
+    train_files: int = attrs.field(default=0, validator=v.integer(0))
+    validation_files: int = attrs.field(default=0, validator=v.integer(0))
+    start_epoch: int = attrs.field(default=1, validator=v.integer(1))
+    max_epochs: int = attrs.field(default=1, validator=v.integer(1))
+    steps_per_epoch: int = attrs.field(default=0, validator=v.integer(0))
+    device: str = "cpu"
+    resumed: bool = False
+    timestamp: float = attrs.field(factory=_now)
+
+
+@attrs.frozen(kw_only=True)
+class StepMetrics:
+    """One optimiser step finished.
+
+    Attributes:
+        epoch: the epoch (1-based).
+        step: global step count across the run (1-based, continuous across resumes).
+        epoch_step: step within the epoch (1-based).
+        steps_per_epoch: steps this epoch will take.
+        loss: total training loss of the step.
+        losses: named loss components (e.g. reconstruction, kl).
+        learning_rate: learning rate used for the step.
+        items_per_second: training items processed per second in this step.
+        duration: seconds the step took, data wait included.
+        data_wait: seconds of ``duration`` spent waiting for the batch.
+        timestamp: wall-clock time at the end of the step.
+    """
+
+    kind: ClassVar[str] = "step"
+    epoch: int = attrs.field(validator=v.integer(1))
+    step: int = attrs.field(validator=v.integer(1))
+    epoch_step: int = attrs.field(validator=v.integer(1))
+    steps_per_epoch: int = attrs.field(validator=v.integer(1))
+    loss: float = attrs.field(converter=float)
+    losses: dict[str, float] = attrs.field(factory=dict, converter=_float_dict)
+    learning_rate: float = attrs.field(default=0.0, converter=float)
+    items_per_second: float = attrs.field(default=0.0, converter=float)
+    duration: float = attrs.field(default=0.0, converter=float)
+    data_wait: float = attrs.field(default=0.0, converter=float)
+    timestamp: float = attrs.field(factory=_now)
+
+
+@attrs.frozen(kw_only=True)
+class EpochMetrics:
+    """One epoch finished, validation included.
+
+    Attributes:
+        epoch: the epoch (1-based).
+        step: global step count at the end of the epoch.
+        train_loss: mean training loss over the epoch.
+        val_loss: mean validation loss (None when there is no validation set).
+        train_losses: named training loss components (means).
+        val_losses: named validation loss components (means).
+        learning_rate: learning rate at the end of the epoch.
+        duration: seconds the whole epoch took.
+        train_duration: seconds spent training.
+        val_duration: seconds spent validating.
+        eta_seconds: estimated seconds until the whole run ends (None until known).
+        timestamp: wall-clock time at the end of the epoch.
+    """
+
+    kind: ClassVar[str] = "epoch"
+    epoch: int = attrs.field(validator=v.integer(1))
+    step: int = attrs.field(default=0, validator=v.integer(0))
+    train_loss: float = attrs.field(converter=float)
+    val_loss: float | None = attrs.field(default=None, converter=_optional_float)
+    train_losses: dict[str, float] = attrs.field(factory=dict, converter=_float_dict)
+    val_losses: dict[str, float] = attrs.field(factory=dict, converter=_float_dict)
+    learning_rate: float = attrs.field(default=0.0, converter=float)
+    duration: float = attrs.field(default=0.0, converter=float)
+    train_duration: float = attrs.field(default=0.0, converter=float)
+    val_duration: float = attrs.field(default=0.0, converter=float)
+    eta_seconds: float | None = attrs.field(default=None, converter=_optional_float)
+    timestamp: float = attrs.field(factory=_now)
+
+    @property
+    def overfitting_gap(self) -> float | None:
+        """(val_loss - train_loss) / train_loss, or None without validation or train loss <= 0."""
+        if self.val_loss is None or self.train_loss <= 0:
+            return None
+        return (self.val_loss - self.train_loss) / self.train_loss
+
+
+@attrs.frozen(kw_only=True)
+class PreviewEvent:
+    """Preview audio was rendered and written.
+
+    Attributes:
+        epoch: the epoch the previews belong to.
+        directory: folder holding the files (``previews/epoch_NNNN``).
+        files: paths of the WAV files written.
+        kinds: what each file is, parallel to ``files`` ("sample" or "reconstruction").
+        sample_rate: sample rate of the files.
+        render_seconds: time taken to render and write them.
+    """
+
+    kind: ClassVar[str] = "preview"
+    epoch: int = attrs.field(validator=v.integer(0))
+    directory: str
+    files: tuple[str, ...] = attrs.field(converter=tuple, default=())
+    kinds: tuple[str, ...] = attrs.field(converter=tuple, default=())
+    sample_rate: int = attrs.field(default=22050, validator=v.integer(1))
+    render_seconds: float = attrs.field(default=0.0, converter=float)
+    timestamp: float = attrs.field(factory=_now)
+
+
+@attrs.frozen(kw_only=True)
+class OverfittingWarning:
+    """Validation loss has exceeded training loss by more than the threshold for a while.
+
+    Attributes:
+        epoch: the epoch that triggered the warning.
+        gap: (val_loss - train_loss) / train_loss at that epoch.
+        threshold: the configured threshold (0.20 by default).
+        consecutive_epochs: epochs in a row above the threshold.
+        train_loss: training loss of the epoch.
+        val_loss: validation loss of the epoch.
+        message: one sentence for the user, with what to do about it.
+    """
+
+    kind: ClassVar[str] = "overfitting"
+    epoch: int = attrs.field(validator=v.integer(1))
+    gap: float = attrs.field(converter=float)
+    threshold: float = attrs.field(converter=float)
+    consecutive_epochs: int = attrs.field(default=1, validator=v.integer(1))
+    train_loss: float = attrs.field(default=0.0, converter=float)
+    val_loss: float = attrs.field(default=0.0, converter=float)
+    message: str = ""
+    timestamp: float = attrs.field(factory=_now)
+
+
+@attrs.frozen(kw_only=True)
+class TrainingCompleteEvent:
+    """The run ended, for whatever reason; checkpoints are on disk.
+
+    Attributes:
+        reason: why it ended ("max_epochs", "early_stop: ...", "interrupted", "stop_requested").
+        epochs_completed: last epoch fully completed.
+        steps: global step count at the end.
+        best_epoch: epoch with the lowest validation loss (None without validation).
+        best_val_loss: that validation loss.
+        final_train_loss: training loss of the last epoch.
+        final_val_loss: validation loss of the last epoch.
+        run_dir: the run folder.
+        checkpoints: checkpoint name ("last", "best") -> path.
+        duration: seconds this invocation trained.
+    """
+
+    kind: ClassVar[str] = "train_end"
+    reason: str
+    epochs_completed: int = attrs.field(validator=v.integer(0))
+    steps: int = attrs.field(default=0, validator=v.integer(0))
+    best_epoch: int | None = None
+    best_val_loss: float | None = attrs.field(default=None, converter=_optional_float)
+    final_train_loss: float | None = attrs.field(default=None, converter=_optional_float)
+    final_val_loss: float | None = attrs.field(default=None, converter=_optional_float)
+    run_dir: str = ""
+    checkpoints: dict[str, str] = attrs.field(factory=dict)
+    duration: float = attrs.field(default=0.0, converter=float)
+    timestamp: float = attrs.field(factory=_now)
+
+
+Event = (
+    TrainingStartEvent
+    | StepMetrics
+    | EpochMetrics
+    | PreviewEvent
+    | OverfittingWarning
+    | TrainingCompleteEvent
+)
+
+EVENT_TYPES: dict[str, type] = {
+    cls.kind: cls
+    for cls in (
+        TrainingStartEvent,
+        StepMetrics,
+        EpochMetrics,
+        PreviewEvent,
+        OverfittingWarning,
+        TrainingCompleteEvent,
+    )
+}
+
+
+@runtime_checkable
+class MetricsCallback(Protocol):
+    """A plain callable that receives every event; the engine adapts it into a consumer plugin.
+
+    Example::
+
+        engine = Engine(callbacks=[lambda event: print(event.kind, event)])
+    """
+
+    def __call__(self, event: Event) -> None: ...
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The event as JSON-compatible data, with its ``kind`` under the key ``"event"``."""
+    return {"event": event.kind, **to_jsonable(event)}
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    """Rebuild an event from :func:`event_to_dict` output."""
+    payload = dict(data)
+    kind = payload.pop("event")
+    return from_jsonable(EVENT_TYPES[kind], payload)

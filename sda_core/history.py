@@ -1,0 +1,198 @@
+"""MetricsHistory: the loss curves of a run, overfitting detection and a whole-run ETA.
+
+The engine records every StepMetrics and EpochMetrics here; the history is saved to
+history.json and inside every checkpoint, so curves stay continuous across resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from sda_core import validators as v
+from sda_core.events import EpochMetrics, StepMetrics
+from sda_core.serialization import from_jsonable, to_jsonable
+
+
+@attrs.define(kw_only=True)
+class MetricsHistory:
+    """Every step and epoch of a run, in order, with the analyses built on them.
+
+    Attributes:
+        overfitting_threshold: relative gap (val - train) / train above which an epoch overfits.
+        min_epochs: no epoch before this one is flagged as overfitting (early epochs are noisy).
+        eta_smoothing: weight of the newest epoch in the smoothed epoch duration (0 < a <= 1).
+        steps: every recorded StepMetrics, in step order.
+        epochs: every recorded EpochMetrics, in epoch order.
+    """
+
+    overfitting_threshold: float = attrs.field(default=0.20, validator=v.number(0.0, exclusive_minimum=True))
+    min_epochs: int = attrs.field(default=3, validator=v.integer(1))
+    eta_smoothing: float = attrs.field(default=0.3, validator=v.number(0.0, 1.0, exclusive_minimum=True))
+    steps: list[StepMetrics] = attrs.field(factory=list)
+    epochs: list[EpochMetrics] = attrs.field(factory=list)
+
+    # -- recording -------------------------------------------------------------------------
+
+    def record_step(self, metrics: StepMetrics) -> None:
+        """Append one step; steps must arrive in increasing global order."""
+        if self.steps and metrics.step <= self.steps[-1].step:
+            raise ValueError(f"step {metrics.step} is not after the last recorded step {self.steps[-1].step}")
+        self.steps.append(metrics)
+
+    def record_epoch(self, metrics: EpochMetrics) -> None:
+        """Append one epoch; epochs must be contiguous (1, 2, 3 ... or continuing a resume)."""
+        if self.epochs and metrics.epoch != self.epochs[-1].epoch + 1:
+            raise ValueError(f"epoch {metrics.epoch} does not follow the last recorded epoch {self.epochs[-1].epoch}")
+        self.epochs.append(metrics)
+
+    def truncate_to_epoch(self, epoch: int) -> None:
+        """Forget everything after ``epoch`` (used when resuming from an older checkpoint)."""
+        self.epochs = [m for m in self.epochs if m.epoch <= epoch]
+        self.steps = [m for m in self.steps if m.epoch <= epoch]
+
+    # -- curves ----------------------------------------------------------------------------
+
+    @property
+    def last_epoch(self) -> int:
+        """The last completed epoch (0 before the first)."""
+        return self.epochs[-1].epoch if self.epochs else 0
+
+    @property
+    def epoch_numbers(self) -> list[int]:
+        return [m.epoch for m in self.epochs]
+
+    @property
+    def train_losses(self) -> list[float]:
+        """Training loss per epoch."""
+        return [m.train_loss for m in self.epochs]
+
+    @property
+    def val_losses(self) -> list[float | None]:
+        """Validation loss per epoch (None where there was no validation)."""
+        return [m.val_loss for m in self.epochs]
+
+    @property
+    def step_losses(self) -> list[tuple[int, float]]:
+        """(global step, loss) for every step."""
+        return [(m.step, m.loss) for m in self.steps]
+
+    # -- overfitting -----------------------------------------------------------------------
+
+    def gap(self, epoch: int | None = None) -> float | None:
+        """Relative gap (val - train) / train of an epoch (the last one by default)."""
+        metrics = self._epoch(epoch)
+        return None if metrics is None else metrics.overfitting_gap
+
+    def is_overfitting_epoch(self, metrics: EpochMetrics) -> bool:
+        """Whether one epoch is past ``min_epochs`` with a gap above the threshold."""
+        gap = metrics.overfitting_gap
+        return metrics.epoch >= self.min_epochs and gap is not None and gap > self.overfitting_threshold
+
+    @property
+    def overfitting_epochs(self) -> list[int]:
+        """Every epoch flagged as overfitting."""
+        return [m.epoch for m in self.epochs if self.is_overfitting_epoch(m)]
+
+    def is_overfitting(self) -> bool:
+        """Whether the last completed epoch overfits."""
+        return bool(self.epochs) and self.is_overfitting_epoch(self.epochs[-1])
+
+    def consecutive_overfitting_epochs(self) -> int:
+        """How many epochs in a row, ending with the last one, overfit."""
+        count = 0
+        for metrics in reversed(self.epochs):
+            if not self.is_overfitting_epoch(metrics):
+                break
+            count += 1
+        return count
+
+    @property
+    def best_epoch(self) -> int | None:
+        """Epoch with the lowest validation loss (the earliest on ties); None without validation."""
+        best = self._best()
+        return None if best is None else best.epoch
+
+    @property
+    def best_val_loss(self) -> float | None:
+        best = self._best()
+        return None if best is None else best.val_loss
+
+    def epochs_since_best(self) -> int:
+        """Completed epochs after the best one (0 when the last epoch is the best)."""
+        best = self.best_epoch
+        return 0 if best is None else self.last_epoch - best
+
+    # -- ETA -------------------------------------------------------------------------------
+
+    def smoothed_epoch_duration(self) -> float | None:
+        """Exponentially smoothed epoch duration in seconds (None before the first epoch)."""
+        return self._smoothed(lambda m: m.duration)
+
+    def eta_seconds(self, max_epochs: int) -> float | None:
+        """Seconds until epoch ``max_epochs`` ends, or None when nothing has been timed yet.
+
+        Whole epochs left are priced at the smoothed epoch duration; the epoch in progress is
+        priced from its own step timing (mean step duration times the steps left, plus the
+        smoothed validation time), so the estimate moves within an epoch.
+        """
+        completed = self.last_epoch
+        if completed >= max_epochs:
+            return 0.0
+        current = self._steps_after(completed)
+        per_epoch = self.smoothed_epoch_duration()
+        val_time = self._smoothed(lambda m: m.val_duration) or 0.0
+        if current:
+            step_time = sum(m.duration for m in current) / len(current)
+            steps_left = max(current[-1].steps_per_epoch - current[-1].epoch_step, 0)
+            current_left = steps_left * step_time + val_time
+            if per_epoch is None:
+                per_epoch = current[-1].steps_per_epoch * step_time + val_time
+            return current_left + (max_epochs - completed - 1) * per_epoch
+        if per_epoch is None:
+            return None
+        return (max_epochs - completed) * per_epoch
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible data; ``MetricsHistory.from_dict`` of it compares equal."""
+        return to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MetricsHistory":
+        return from_jsonable(cls, dict(data))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _epoch(self, epoch: int | None) -> EpochMetrics | None:
+        if not self.epochs:
+            return None
+        if epoch is None:
+            return self.epochs[-1]
+        for metrics in self.epochs:
+            if metrics.epoch == epoch:
+                return metrics
+        raise KeyError(f"epoch {epoch} is not in the history")
+
+    def _best(self) -> EpochMetrics | None:
+        validated = [m for m in self.epochs if m.val_loss is not None]
+        return min(validated, key=lambda m: (m.val_loss, m.epoch)) if validated else None
+
+    def _steps_after(self, epoch: int) -> list[StepMetrics]:
+        tail: list[StepMetrics] = []
+        for metrics in reversed(self.steps):
+            if metrics.epoch <= epoch:
+                break
+            tail.append(metrics)
+        tail.reverse()
+        return tail
+
+    def _smoothed(self, value: Any) -> float | None:
+        smoothed: float | None = None
+        for metrics in self.epochs:
+            sample = value(metrics)
+            smoothed = sample if smoothed is None else smoothed + self.eta_smoothing * (sample - smoothed)
+        return smoothed

@@ -1,0 +1,225 @@
+"""The hook contract of sda: every extension point a plugin can implement.
+
+Plugins implement these with ``@sda_core.hookimpl``. A hook implementation may accept any
+subset of a hook's arguments, so hooks evolve only by adding arguments.
+
+Two kinds of hook:
+
+* **Providers** (``firstresult``): the first implementation that returns something other than
+  ``None`` wins. Reference plugins are ``trylast``, so a third-party plugin replaces one simply by
+  answering. A provider that raises, or answers with the wrong type, is fatal and the error names
+  the plugin. ``sda_resolve_config`` may also be wrapped (``wrapper=True``) to adjust the result.
+* **Consumers** (notifications): every implementation is called. The engine calls them one by
+  one and isolates them: one that raises is reported once, by name, and neither stops the others
+  nor the run (``SDA_STRICT_PLUGINS=1`` makes it fatal). Consumer hooks take no wrappers.
+
+Every hook is called in the main process of the engine. None is ever called per sample inside a
+DataLoader worker; the plugin manager never crosses a process boundary.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from sda_core.augment import Transform
+    from sda_core.config import TrainingConfig
+    from sda_core.dataset_info import AudioFileInfo, DatasetSummary, FileSplit
+    from sda_core.events import (
+        EpochMetrics,
+        OverfittingWarning,
+        PreviewEvent,
+        StepMetrics,
+        TrainingCompleteEvent,
+        TrainingStartEvent,
+    )
+    from sda_core.history import MetricsHistory
+
+PROJECT_NAME = "sda"
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+#: Hooks whose first non-None answer wins.
+PROVIDER_HOOKS = (
+    "sda_resolve_config",
+    "sda_split_files",
+    "sda_make_dataset",
+    "sda_make_model",
+    "sda_should_stop",
+)
+#: Hooks every implementation of which contributes a list, concatenated in call order.
+COLLECTOR_HOOKS = ("sda_augmentations",)
+#: Notification hooks, called one implementation at a time with failure isolation.
+CONSUMER_HOOKS = (
+    "sda_on_train_start",
+    "sda_on_step",
+    "sda_on_epoch",
+    "sda_on_preview",
+    "sda_on_overfitting",
+    "sda_on_train_end",
+)
+
+
+# -- providers ------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def sda_resolve_config(summary: DatasetSummary, overrides: dict[str, Any]) -> TrainingConfig | None:
+    """Size a :class:`~sda_core.config.TrainingConfig` to a dataset.
+
+    :param summary: the scan of the data folder (headers only; nothing decoded).
+    :param overrides: the user's merged overrides (Python API < sda.toml < ``--set``) as a
+        nested dict. The provider should honour them; the engine re-applies them to the answer
+        anyway, so user settings always win.
+    :return: a TrainingConfig, or None to let the next plugin answer.
+
+    firstresult. Reference: ``adaptive_presets`` (trylast). A ``wrapper=True`` implementation
+    may adjust the answer. Called once per run, in the main process, before the split.
+    """
+
+
+@hookspec(firstresult=True)
+def sda_split_files(files: tuple[AudioFileInfo, ...], config: TrainingConfig) -> FileSplit | None:
+    """Split the usable files into training and validation sets, at file boundaries.
+
+    :param files: the usable files of the scan, sorted by path.
+    :param config: the resolved config (``validation_fraction``, ``split_seed``).
+    :return: a :class:`~sda_core.dataset_info.FileSplit` (no file in both sets), or None.
+
+    firstresult. Reference: ``file_split`` (trylast). Called once per fresh run in the main
+    process; a resumed run reuses the split saved in its run folder and does not call it.
+    """
+
+
+@hookspec(firstresult=True)
+def sda_make_dataset(
+    files: tuple[AudioFileInfo, ...],
+    config: TrainingConfig,
+    role: str,
+    augment: Any,
+) -> Any | None:
+    """Build the dataset for one side of the split.
+
+    :param files: the files of this side (paths relative to ``config``'s data root).
+    :param config: the resolved config (chunk length, sample rate, channels ...).
+    :param role: ``"train"`` or ``"validation"``.
+    :param augment: the picklable augmentation pipeline for training, or None (validation, or
+        augmentation off). The dataset applies it per item, inside DataLoader workers.
+    :return: a ``torch.utils.data.Dataset`` yielding raw waveforms (channels x samples), or None.
+
+    firstresult. Reference: ``chunk_dataset`` (trylast). Called twice per run (train, then
+    validation) in the main process; the dataset object is then pickled into workers, the
+    plugin manager is not.
+    """
+
+
+@hookspec(firstresult=True)
+def sda_make_model(config: TrainingConfig) -> Any | None:
+    """Build the generative model to train.
+
+    :param config: the resolved config (``latent_dim``, ``regularization`` ...).
+    :return: a ``torch.nn.Module`` implementing the model interface documented in
+        docs/hooks.md (``loss``, ``encode``, ``decode``, ``generate``), or None.
+
+    firstresult. Reference: ``mel_vae`` (trylast). Called once per run in the main process,
+    before weights are restored on resume.
+    """
+
+
+@hookspec(firstresult=True)
+def sda_should_stop(history: MetricsHistory, config: TrainingConfig) -> str | None:
+    """Decide whether training stops early, after each epoch.
+
+    :param history: the run's history, the just-finished epoch included. Read-only.
+    :param config: the resolved config (``early_stopping``, patience ...).
+    :return: a short reason string to stop (it becomes TrainingCompleteEvent.reason), or None
+        to go on.
+
+    firstresult. Reference: ``overfitting_detector`` (trylast). Called once per epoch in the
+    main process, after the epoch event and before the checkpoint is written.
+    """
+
+
+# -- collectors -----------------------------------------------------------------------------
+
+
+@hookspec
+def sda_augmentations(config: TrainingConfig) -> list[Transform] | None:
+    """Contribute augmentation transforms for training chunks.
+
+    :param config: the resolved config (``augmentation_strength``, preset, plugin settings).
+    :return: a list of picklable transforms (or None for none). Every plugin's list is
+        concatenated in call order and composed into one pipeline.
+
+    Not firstresult: every implementation contributes. Called once per run in the main process;
+    the transforms themselves then run inside DataLoader workers, per chunk, with randomness
+    derived from (seed, epoch, index).
+    """
+
+
+# -- consumers ------------------------------------------------------------------------------
+
+
+@hookspec
+def sda_on_train_start(event: TrainingStartEvent) -> None:
+    """Training is about to begin (or resume).
+
+    :param event: run folder, resolved config, file counts, epochs and device.
+
+    Consumer: every implementation is called, isolated from the others. Once per invocation of
+    training, in the main process, after data and model are ready.
+    """
+
+
+@hookspec
+def sda_on_step(event: StepMetrics) -> None:
+    """One optimiser step finished.
+
+    :param event: losses, learning rate, throughput and timing of the step.
+
+    Consumer, isolated. Called after every training step in the main process; keep it cheap.
+    """
+
+
+@hookspec
+def sda_on_epoch(event: EpochMetrics, history: MetricsHistory) -> None:
+    """One epoch finished, validation included.
+
+    :param event: train and validation losses, durations and the whole-run ETA.
+    :param history: the run's history, this epoch included. Read-only.
+
+    Consumer, isolated. Called once per epoch in the main process, before ``sda_should_stop``.
+    """
+
+
+@hookspec
+def sda_on_preview(event: PreviewEvent) -> None:
+    """Preview audio was written to disk.
+
+    :param event: the epoch and the WAV files written (samples and reconstructions).
+
+    Consumer, isolated. Called every effective preview interval in the main process.
+    """
+
+
+@hookspec
+def sda_on_overfitting(event: OverfittingWarning) -> None:
+    """The validation loss has exceeded the training loss by more than the threshold.
+
+    :param event: the gap, the threshold, how many epochs in a row, and advice.
+
+    Consumer, isolated. Called in the main process after the epoch that triggered it.
+    """
+
+
+@hookspec
+def sda_on_train_end(event: TrainingCompleteEvent) -> None:
+    """The run ended (finished, stopped early, interrupted or asked to stop).
+
+    :param event: why it ended, the best epoch, final losses and checkpoint paths.
+
+    Consumer, isolated. Called once per invocation in the main process, after the final
+    checkpoint is on disk.
+    """

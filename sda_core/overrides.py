@@ -1,0 +1,83 @@
+"""User overrides from three sources, merged with a fixed precedence.
+
+Sources, lowest to highest precedence: a dict from the Python API, ``sda.toml`` in the data
+folder, and ``--set key=value`` on the command line (the CLI wins). Everything is parsed as data
+with :mod:`tomllib`; nothing a user writes is ever evaluated as code.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sda_core.errors import ConfigError
+
+SETTINGS_FILENAME = "sda.toml"
+
+
+def parse_set_options(options: Iterable[str]) -> dict[str, Any]:
+    """Parse ``--set`` options such as ``max_epochs=20`` or ``plugins.plots.dpi=150``.
+
+    The value is read as a TOML value (numbers, booleans, quoted strings, arrays, inline
+    tables); anything that is not valid TOML is taken as a plain string, so
+    ``--set preset=aggressive`` works without quotes.
+    """
+    result: dict[str, Any] = {}
+    for option in options:
+        key, sep, raw = option.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError("--set", option, "KEY=VALUE, for example max_epochs=20")
+        parts = key.split(".")
+        if any(not part.strip() for part in parts):
+            raise ConfigError("--set", option, "a dotted key without empty parts, e.g. plugins.NAME.key")
+        _set_nested(result, [part.strip() for part in parts], _parse_value(raw.strip()))
+    return result
+
+
+def load_settings_file(folder: str | Path) -> dict[str, Any]:
+    """Read ``sda.toml`` from ``folder``; an absent file gives ``{}``, a broken one an error."""
+    path = Path(folder) / SETTINGS_FILENAME
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(path), "(file contents)", f"valid TOML ({error})") from None
+
+
+def merge_overrides(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Deep-merge override layers; a later layer wins key by key, tables merge recursively."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer:
+            _deep_update(merged, layer)
+    return merged
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _set_nested(target: dict[str, Any], parts: list[str], value: Any) -> None:
+    for part in parts[:-1]:
+        child = target.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(parts), value, f"a key under a table, but {part!r} is a value")
+        target = child
+    target[parts[-1]] = value
+
+
+def _deep_update(target: dict[str, Any], source: Mapping[str, Any]) -> None:
+    for key, value in source.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else copy.deepcopy(value)

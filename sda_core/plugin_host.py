@@ -1,0 +1,360 @@
+"""Plugin loading and hook calling with the guarantees of the sda plugin layer.
+
+One :class:`PluginHost` per Engine (never a module global). It
+
+* loads the ``sda`` entry-point group, blocking disabled plugins *before* importing them and
+  skipping (with one warning naming the distribution) any that fails to import or register;
+* registers plugin objects a host application passes explicitly;
+* calls provider hooks so that an exception or a wrongly typed answer names the plugin;
+* calls consumer hooks one implementation at a time, so that one raising consumer neither stops
+  the others nor the run, and is reported once, by name.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import types
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import pluggy
+
+from sda_core import hookspecs
+from sda_core.errors import ConfigError, PluginError
+from sda_core.tracing import HookTracer
+
+ENTRYPOINT_GROUP = "sda"
+
+LOADED = "loaded"
+EXPLICIT = "explicit"
+BLOCKED = "blocked"
+FAILED = "failed"
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin was skipped because it failed to import, register or validate."""
+
+
+class PluginRuntimeWarning(UserWarning):
+    """A consumer plugin raised; it was isolated and the run went on."""
+
+
+def _names(value: str | None) -> frozenset[str]:
+    return frozenset(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@attrs.frozen(kw_only=True)
+class PluginPolicy:
+    """Which plugins may load and how faults are treated.
+
+    Attributes:
+        disabled: entry-point or distribution names never imported (``--disable-plugin``,
+            ``SDA_DISABLE_PLUGINS``).
+        allowlist: when not None, only these entry points load (``SDA_LOAD_PLUGINS``; an empty
+            value allows none but the plugins passed explicitly).
+        strict: load failures and consumer errors raise instead of warning
+            (``SDA_STRICT_PLUGINS=1``).
+        trace: write every hook call to stderr (``SDA_TRACE_HOOKS=1``).
+    """
+
+    disabled: frozenset[str] = frozenset()
+    allowlist: frozenset[str] | None = None
+    strict: bool = False
+    trace: bool = False
+
+    @classmethod
+    def from_environment(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        disable: Iterable[str] = (),
+        strict: bool | None = None,
+        trace: bool | None = None,
+    ) -> "PluginPolicy":
+        """Read the ``SDA_*`` variables; explicit arguments add to or override them."""
+        env = os.environ if environ is None else environ
+        allow = env.get("SDA_LOAD_PLUGINS")
+        return cls(
+            disabled=_names(env.get("SDA_DISABLE_PLUGINS")) | frozenset(disable),
+            allowlist=None if allow is None else _names(allow),
+            strict=_flag(env.get("SDA_STRICT_PLUGINS")) if strict is None else strict,
+            trace=_flag(env.get("SDA_TRACE_HOOKS")) if trace is None else trace,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class PluginInfo:
+    """One plugin as ``sda plugins`` reports it.
+
+    Attributes:
+        name: the entry-point name (or the name an explicit plugin was registered under).
+        status: "loaded", "explicit", "blocked" or "failed".
+        distribution: the distribution that provides it (None for explicit plugins).
+        version: that distribution's version.
+        hooks: the hooks it implements, sorted.
+        reason: why it is blocked or failed.
+    """
+
+    name: str
+    status: str
+    distribution: str | None = None
+    version: str | None = None
+    hooks: tuple[str, ...] = ()
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class PluginHost:
+    """The plugin manager of one Engine and the policy-aware ways to call its hooks."""
+
+    def __init__(self, policy: PluginPolicy | None = None) -> None:
+        self.policy = policy or PluginPolicy()
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self._records: dict[str, PluginInfo] = {}
+        self._consumer_failures: dict[str, list[str]] = {}
+        self._tracer: HookTracer | None = None
+        if self.policy.trace:
+            self._tracer = HookTracer()
+            self.pm.add_hookcall_monitoring(self._tracer.before, self._tracer.after)
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load_entrypoints(self) -> None:
+        """Import and register every plugin of the ``sda`` entry-point group the policy allows."""
+        for entry_point in sorted(importlib.metadata.entry_points(group=ENTRYPOINT_GROUP), key=lambda ep: ep.name):
+            dist = entry_point.dist
+            dist_name = dist.name if dist is not None else None
+            version = dist.version if dist is not None else None
+            name = entry_point.name
+            if name in self._records:
+                if self._records[name].distribution != dist_name:
+                    self._fail(name, dist_name, version, f"the name {name!r} is already taken by "
+                               f"{self._records[name].distribution or 'another plugin'}", key=f"{name} ({dist_name})")
+                continue
+            blocked = self._block_reason(name, dist_name)
+            if blocked:
+                self.pm.set_blocked(name)
+                self._records[name] = PluginInfo(name=name, status=BLOCKED, distribution=dist_name,
+                                                 version=version, reason=blocked)
+                continue
+            try:
+                plugin = entry_point.load()
+            except Exception as error:  # a broken plugin must not take the engine down
+                self._fail(name, dist_name, version, f"failed to import: {type(error).__name__}: {error}", error)
+                continue
+            self._register(plugin, name, LOADED, dist_name, version)
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object passed by a host application; returns its name."""
+        name = name or self._default_name(plugin)
+        if self._block_reason(name, None, explicit=True):
+            self._records[name] = PluginInfo(name=name, status=BLOCKED, reason="disabled by name")
+            return name
+        self._register(plugin, name, EXPLICIT, None, None)
+        return name
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin by name (no-op when it is not registered)."""
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+        self._records.pop(name, None)
+
+    def check_pending(self) -> None:
+        """Reject plugins that implement unknown hooks or wrap hooks that take no wrappers."""
+        while True:
+            try:
+                self.pm.check_pending()
+            except pluggy.PluginValidationError as error:
+                self._reject(self.pm.get_name(error.plugin) or "?", str(error))
+                continue
+            break
+        for hook_name in hookspecs.CONSUMER_HOOKS + hookspecs.COLLECTOR_HOOKS:
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if impl.wrapper or impl.hookwrapper:
+                    self._reject(impl.plugin_name, f"{hook_name} is a notification hook and takes no wrappers")
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        """Every plugin seen: loaded, explicit, blocked or failed, with the hooks it implements."""
+        infos = []
+        for name, record in self._records.items():
+            plugin = self.pm.get_plugin(name)
+            if plugin is not None:
+                hooks = tuple(sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()))
+                record = attrs.evolve(record, hooks=hooks)
+            infos.append(record)
+        return sorted(infos, key=lambda info: (info.status in (BLOCKED, FAILED), info.name))
+
+    @property
+    def consumer_failures(self) -> dict[str, list[str]]:
+        """Plugin name -> the errors its consumer hooks raised (reported once, counted all)."""
+        return {name: list(errors) for name, errors in self._consumer_failures.items()}
+
+    # -- calling ---------------------------------------------------------------------------
+
+    def call_provider(self, hook_name: str, expected: type | tuple[type, ...] | None = None, **kwargs: Any) -> Any:
+        """Call a firstresult hook; the first non-None answer wins, or None if nobody answers.
+
+        A raising provider, or an answer that is not an instance of ``expected``, raises
+        :class:`PluginError` naming the plugin.
+        """
+        caller = getattr(self.pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        answered_by = None
+        try:
+            if any(impl.wrapper or impl.hookwrapper for impl in impls):
+                result = caller(**kwargs)
+                answered_by = "a plugin (the answer passed through wrappers)"
+            else:
+                result = None
+                self._trace_before(hook_name, impls, kwargs)
+                for impl in reversed(impls):
+                    result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+                    if result is not None:
+                        answered_by = impl.plugin_name
+                        break
+                self._trace_after(hook_name, impls, kwargs, result)
+        except (PluginError, ConfigError):
+            raise  # a ConfigError is about the user's settings, not a plugin fault
+        except Exception as error:
+            plugin = _plugin_in_traceback(error, impls)
+            raise PluginError(plugin, f"plugin {plugin!r} failed in {hook_name}: {type(error).__name__}: {error}") from error
+        if result is not None and expected is not None and not isinstance(result, expected):
+            raise PluginError(
+                answered_by or "?",
+                f"plugin {answered_by!r} answered {hook_name} with {type(result).__name__}, "
+                f"expected {_type_names(expected)}",
+            )
+        return result
+
+    def call_collector(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a hook every plugin contributes a list to; returns (plugin name, item) pairs."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        self._trace_before(hook_name, impls, kwargs)
+        collected: list[tuple[str, Any]] = []
+        for impl in reversed(impls):
+            try:
+                answer = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception as error:
+                raise PluginError(impl.plugin_name, f"plugin {impl.plugin_name!r} failed in {hook_name}: "
+                                  f"{type(error).__name__}: {error}") from error
+            if answer is None:
+                continue
+            if not isinstance(answer, (list, tuple)):
+                raise PluginError(impl.plugin_name, f"plugin {impl.plugin_name!r} answered {hook_name} with "
+                                  f"{type(answer).__name__}, expected a list")
+            collected.extend((impl.plugin_name, item) for item in answer)
+        self._trace_after(hook_name, impls, kwargs, collected)
+        return collected
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation of a consumer hook, isolating each from the others."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        if not impls:
+            return
+        if self._tracer is not None:
+            self._trace_before(hook_name, impls, kwargs)
+        for impl in reversed(impls):
+            try:
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception as error:
+                self._consumer_failed(impl.plugin_name, hook_name, error)
+        if self._tracer is not None:
+            self._trace_after(hook_name, impls, kwargs, None)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _block_reason(self, name: str, dist_name: str | None, explicit: bool = False) -> str:
+        disabled = self.policy.disabled
+        if name in disabled or (dist_name is not None and dist_name in disabled):
+            return "disabled (--disable-plugin or SDA_DISABLE_PLUGINS)"
+        if not explicit and self.policy.allowlist is not None and name not in self.policy.allowlist:
+            return "not in SDA_LOAD_PLUGINS"
+        return ""
+
+    def _register(self, plugin: object, name: str, status: str, dist_name: str | None, version: str | None) -> None:
+        try:
+            self.pm.register(plugin, name=name)
+        except (pluggy.PluginValidationError, ValueError) as error:
+            self._fail(name, dist_name, version, f"failed to register: {error}", error)
+            return
+        self._records[name] = PluginInfo(name=name, status=status, distribution=dist_name, version=version)
+
+    def _reject(self, name: str, reason: str) -> None:
+        record = self._records.get(name, PluginInfo(name=name, status=FAILED))
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+        self._fail(name, record.distribution, record.version, f"is invalid: {reason}")
+
+    def _fail(self, name: str, dist_name: str | None, version: str | None, reason: str,
+              error: BaseException | None = None, key: str | None = None) -> None:
+        origin = f"plugin {name!r} from distribution {dist_name!r}" if dist_name else f"plugin {name!r}"
+        message = f"{origin} {reason}"
+        if self.policy.strict:
+            raise PluginError(name, message + " (SDA_STRICT_PLUGINS=1)") from error
+        self._records[key or name] = PluginInfo(name=name, status=FAILED, distribution=dist_name,
+                                                version=version, reason=reason)
+        warnings.warn(message + "; it was skipped and everything else goes on", PluginLoadWarning, stacklevel=3)
+
+    def _consumer_failed(self, plugin: str, hook_name: str, error: Exception) -> None:
+        if self.policy.strict:
+            raise PluginError(plugin, f"plugin {plugin!r} raised in {hook_name}: {type(error).__name__}: "
+                              f"{error} (SDA_STRICT_PLUGINS=1)") from error
+        errors = self._consumer_failures.setdefault(plugin, [])
+        errors.append(f"{hook_name}: {type(error).__name__}: {error}")
+        if len(errors) > 1:
+            return
+        message = (f"plugin {plugin!r} raised in {hook_name}: {type(error).__name__}: {error}; "
+                   "it was isolated and the run goes on (further errors from it are counted, not repeated)")
+        try:
+            warnings.warn(message, PluginRuntimeWarning, stacklevel=3)
+        except Exception:  # warnings turned into errors by the host must not break isolation
+            pass
+
+    def _default_name(self, plugin: object) -> str:
+        if isinstance(plugin, types.ModuleType):
+            base = plugin.__name__
+        else:
+            declared = getattr(plugin, "name", None)
+            base = declared if isinstance(declared, str) and declared else type(plugin).__name__
+        name, counter = str(base), 2
+        while name in self._records or self.pm.has_plugin(name):
+            name, counter = f"{base}-{counter}", counter + 1
+        return name
+
+    def _trace_before(self, hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        if self._tracer is not None:
+            self._tracer.before(hook_name, impls, kwargs)
+
+    def _trace_after(self, hook_name: str, impls: list[Any], kwargs: dict[str, Any], result: Any) -> None:
+        if self._tracer is not None:
+            self._tracer.after(pluggy.Result(result, None), hook_name, impls, kwargs)
+
+
+def _plugin_in_traceback(error: BaseException, impls: list[Any]) -> str:
+    """The plugin whose hook implementation is the innermost one in the traceback."""
+    owners = {impl.function.__code__: impl.plugin_name for impl in impls if hasattr(impl.function, "__code__")}
+    found = None
+    tb = error.__traceback__
+    while tb is not None:
+        owner = owners.get(tb.tb_frame.f_code)
+        if owner is not None:
+            found = owner
+        tb = tb.tb_next
+    return found or "unknown plugin"
+
+
+def _type_names(expected: type | tuple[type, ...]) -> str:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join(kind.__name__ for kind in kinds)

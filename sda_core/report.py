@@ -1,0 +1,117 @@
+"""Terminal and JSON renderings of scan reports, resolved configs and plugin lists (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sda_core.config import TrainingConfig, get_effective_preview_interval
+from sda_core.dataset_info import DatasetSummary
+from sda_core.plugin_host import PluginInfo
+
+#: Above this many usable files the terminal report lists the first ones only (``--all`` lists all).
+FILE_LIST_LIMIT = 40
+
+_CHANNEL_NAMES = {1: "mono", 2: "stereo"}
+
+
+def format_duration(seconds: float) -> str:
+    """``83.4`` -> ``"1m 23.4s"``; ``5025`` -> ``"1h 23m 45s"``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{int(minutes)}m {secs:04.1f}s"
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}h {minutes:02d}m {int(secs):02d}s"
+
+
+def scan_to_dict(summary: DatasetSummary, config: TrainingConfig | None, warnings: list[str]) -> dict[str, Any]:
+    """The machine-readable scan report of ``sda scan --json``."""
+    files = [{**info.to_dict(), "duration": info.duration} for info in summary.files]
+    return {
+        "root": summary.root,
+        "usable_count": summary.file_count,
+        "skipped_count": len(summary.skipped),
+        "total_duration": summary.total_duration,
+        "sample_rates": {str(rate): count for rate, count in summary.sample_rates.items()},
+        "channels": {str(channels): count for channels, count in summary.channel_counts.items()},
+        "settings_file": summary.settings_file,
+        "files": files,
+        "skipped": [item.to_dict() for item in summary.skipped],
+        "config": None if config is None else config.to_dict(),
+        "preview_interval": None if config is None else get_effective_preview_interval(config),
+        "warnings": list(warnings),
+    }
+
+
+def print_scan(console: Console, summary: DatasetSummary, show_all: bool = False) -> None:
+    """Usable files, skipped files with reasons, totals, sample rates and channels."""
+    console.print(f"[bold]Scanned[/bold] {summary.root}")
+    if summary.files:
+        shown = summary.files if show_all else summary.files[:FILE_LIST_LIMIT]
+        table = Table(title=f"{summary.file_count} usable files", title_justify="left")
+        for column, justify in (("file", "left"), ("format", "left"), ("rate", "right"),
+                                ("ch", "right"), ("duration", "right")):
+            table.add_column(column, justify=justify)
+        for info in shown:
+            table.add_row(info.path, f"{info.format}/{info.subtype}", str(info.sample_rate),
+                          str(info.channels), format_duration(info.duration))
+        console.print(table)
+        hidden = summary.file_count - len(shown)
+        if hidden:
+            console.print(f"... and {hidden} more usable files (`sda scan --all` lists every one)")
+    if summary.skipped:
+        table = Table(title=f"{len(summary.skipped)} skipped", title_justify="left")
+        table.add_column("file")
+        table.add_column("reason")
+        table.add_column("detail")
+        for item in summary.skipped:
+            table.add_row(item.path, item.reason, item.detail)
+        console.print(table)
+    rates = ", ".join(f"{rate} Hz x{count}" for rate, count in summary.sample_rates.items()) or "-"
+    channels = ", ".join(
+        f"{_CHANNEL_NAMES.get(ch, f'{ch} channels')} x{count}" for ch, count in summary.channel_counts.items()
+    ) or "-"
+    console.print(
+        f"[bold]{summary.file_count}[/bold] usable, [bold]{len(summary.skipped)}[/bold] skipped; "
+        f"total {format_duration(summary.total_duration)}; sample rates: {rates}; channels: {channels}"
+    )
+    if summary.settings_file:
+        console.print(f"settings read from {summary.settings_file}")
+
+
+def print_config(console: Console, config: TrainingConfig) -> None:
+    """The resolved configuration, preset first."""
+    table = Table(title=f"Resolved config (preset: {config.preset.value})", title_justify="left")
+    table.add_column("setting")
+    table.add_column("value", justify="right")
+    for key, value in config.to_dict().items():
+        if key == "regularization":
+            for sub_key, sub_value in value.items():
+                table.add_row(f"regularization.{sub_key}", _show(sub_value))
+        elif key == "plugins":
+            for name, settings in value.items():
+                for sub_key, sub_value in settings.items():
+                    table.add_row(f"plugins.{name}.{sub_key}", _show(sub_value))
+        else:
+            table.add_row(key, _show(value))
+    table.add_row("effective preview interval", str(get_effective_preview_interval(config)))
+    console.print(table)
+
+
+def print_plugins(console: Console, infos: list[PluginInfo]) -> None:
+    """Loaded plugins with their hooks, then blocked or failed ones with the reason."""
+    table = Table(title="sda plugins", title_justify="left")
+    for column in ("name", "status", "distribution", "version", "hooks / reason"):
+        table.add_column(column, overflow="fold")
+    for info in infos:
+        detail = ", ".join(info.hooks) if info.status in ("loaded", "explicit") else info.reason
+        table.add_row(info.name, info.status, info.distribution or "-", info.version or "-", detail)
+    console.print(table)
+
+
+def _show(value: Any) -> str:
+    return "auto" if value is None else str(value)

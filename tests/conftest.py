@@ -1,0 +1,51 @@
+"""Shared fixtures: throwaway plugin distributions installed through real metadata."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def make_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Install a throwaway distribution into a temporary site dir on ``sys.path``.
+
+    ``make_distribution(dist_name, {entry_point_name: module_name}, {module_name: source})``
+    writes the modules and a ``.dist-info`` folder with real ``METADATA`` and
+    ``entry_points.txt`` files, so ``importlib.metadata`` finds the plugins exactly as it finds
+    an installed package. Returns the site dir (put it on PYTHONPATH for subprocesses).
+    """
+    site = tmp_path / "site-packages"
+    site.mkdir(exist_ok=True)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    created_modules: list[str] = []
+
+    def make(dist_name: str, entry_points: dict[str, str], modules: dict[str, str], version: str = "1.0") -> Path:
+        for module_name, source in modules.items():
+            (site / f"{module_name}.py").write_text(textwrap.dedent(source))
+            created_modules.append(module_name)
+        info = site / f"{dist_name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: {version}\n")
+        lines = ["[sda]"] + [f"{name} = {target}" for name, target in entry_points.items()]
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+        importlib.invalidate_caches()
+        return site
+
+    yield make
+    for module_name in created_modules:
+        sys.modules.pop(module_name, None)
+
+
+@pytest.fixture(autouse=True)
+def _clean_plugin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test inherits plugin policy variables from the developer's shell."""
+    for name in ("SDA_DISABLE_PLUGINS", "SDA_LOAD_PLUGINS", "SDA_STRICT_PLUGINS", "SDA_TRACE_HOOKS"):
+        monkeypatch.delenv(name, raising=False)
