@@ -49,3 +49,27 @@ def _clean_plugin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test inherits plugin policy variables from the developer's shell."""
     for name in ("SDA_DISABLE_PLUGINS", "SDA_LOAD_PLUGINS", "SDA_STRICT_PLUGINS", "SDA_TRACE_HOOKS"):
         monkeypatch.delenv(name, raising=False)
+
+
+REAL_SOUNDS_SCRIPT = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "real-sounds.sh"
+
+
+@pytest.fixture(scope="session")
+def real_sounds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 36 real recordings of ``../shared/corpus/real-sounds.sh``, fetched once per session.
+
+    Skips (with the reason) where the script is absent or cannot download, e.g. offline.
+    ``SDA_REAL_SOUNDS=DIR`` points at an already fetched copy.
+    """
+    import subprocess
+
+    existing = os.environ.get("SDA_REAL_SOUNDS")
+    if existing and Path(existing).is_dir():
+        return Path(existing)
+    if not REAL_SOUNDS_SCRIPT.is_file():
+        pytest.skip(f"{REAL_SOUNDS_SCRIPT} is not beside this checkout")
+    dest = tmp_path_factory.mktemp("real-sounds")
+    result = subprocess.run(["bash", str(REAL_SOUNDS_SCRIPT), str(dest)], capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        pytest.skip(f"could not fetch the real corpus: {result.stderr.strip()[-200:]}")
+    return dest
