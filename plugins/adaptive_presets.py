@@ -77,10 +77,17 @@ def preset_for(file_count: int) -> OverfittingPreset:
 
 
 def validation_fraction_for(file_count: int, base: float) -> float:
-    """``base``, raised so that 2 or more files always hold out at least one (at most half)."""
+    """``base``, raised so that 2 or more files always hold out at least one (at most half).
+
+    The result is exact in floating point: ``math.floor(fraction * file_count) >= 1`` for every
+    ``file_count >= 2``, so a split that rounds down still holds out a file.
+    """
     if file_count < 2:
         return 0.0
-    return min(max(base, 1.0 / file_count), 0.5)
+    fraction = min(max(base, 1.0 / file_count), 0.5)
+    while math.floor(fraction * file_count) < 1:  # 1/n * n can be 0.999...: nudge up one ulp
+        fraction = math.nextafter(fraction, 1.0)
+    return fraction
 
 
 def batch_size_for(file_count: int, train_seconds: float | None = None, chunk_seconds: float = 1.0) -> int:
@@ -97,6 +104,7 @@ def get_adaptive_config(
     *,
     total_seconds: float | None = None,
     preset: OverfittingPreset | str | None = None,
+    chunk_seconds: float = 1.0,
 ) -> TrainingConfig:
     """A fully configured TrainingConfig for a dataset of ``file_count`` files.
 
@@ -105,9 +113,18 @@ def get_adaptive_config(
             :class:`DatasetSizeWarning` is issued and a config is still returned.
         total_seconds: total usable audio, when known; caps the batch size for tiny datasets.
         preset: force a preset instead of choosing one from ``file_count``.
+        chunk_seconds: length of one training item, for the batch-size cap.
     """
     if isinstance(file_count, bool) or not isinstance(file_count, int) or file_count < 1:
         raise ConfigError("file_count", file_count, "an integer >= 1 (a dataset needs at least one file)")
+    if total_seconds is not None and (
+        isinstance(total_seconds, bool)
+        or not isinstance(total_seconds, (int, float))
+        or not math.isfinite(total_seconds)
+        or total_seconds < 0
+    ):
+        raise ConfigError("total_seconds", total_seconds, "a finite number of seconds >= 0, or None")
+    chunk_seconds = TrainingConfig(chunk_seconds=chunk_seconds).chunk_seconds  # validated, names the field
     if file_count < MIN_FILES:
         warnings.warn(
             f"{file_count} file(s) is fewer than the {MIN_FILES} the presets are tuned for; expect "
@@ -125,7 +142,8 @@ def get_adaptive_config(
     return TrainingConfig(
         preset=chosen,
         max_epochs=values.max_epochs,
-        batch_size=batch_size_for(file_count, train_seconds),
+        chunk_seconds=chunk_seconds,
+        batch_size=batch_size_for(file_count, train_seconds, chunk_seconds),
         learning_rate=values.learning_rate,
         latent_dim=values.latent_dim,
         validation_fraction=validation_fraction,
@@ -145,5 +163,6 @@ def sda_resolve_config(summary: DatasetSummary, overrides: dict[str, Any]) -> Tr
         max(summary.file_count, 1),
         total_seconds=summary.total_duration if summary.file_count else None,
         preset=overrides.get("preset"),
+        chunk_seconds=overrides.get("chunk_seconds", 1.0),
     )
     return apply_overrides(base, overrides)

@@ -8,6 +8,7 @@ Python API), applied by :func:`apply_overrides`. Every plugin reads its own sett
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Mapping
 from typing import Any
@@ -47,9 +48,9 @@ class RegularizationConfig:
     """
 
     dropout: float = attrs.field(default=0.2, validator=v.number(0.0, 1.0, exclusive_maximum=True))
-    weight_decay: float = attrs.field(default=1e-4, validator=v.number(0.0, 1.0))
+    weight_decay: float = attrs.field(default=5e-4, validator=v.number(0.0, 1.0))
     gradient_clip_norm: float = attrs.field(default=1.0, validator=v.number(0.0))
-    kl_weight: float = attrs.field(default=1.0, validator=v.number(0.0))
+    kl_weight: float = attrs.field(default=0.5, validator=v.number(0.0))
     kl_warmup_epochs: int = attrs.field(default=10, validator=v.integer(0))
     free_bits: float = attrs.field(default=0.1, validator=v.number(0.0))
 
@@ -58,7 +59,8 @@ class RegularizationConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RegularizationConfig":
-        return from_jsonable(cls, dict(data))
+        """Rebuild from :meth:`to_dict` output; unknown keys raise listing the allowed ones."""
+        return from_jsonable(cls, data)
 
 
 def _preset(value: Any) -> OverfittingPreset:
@@ -69,17 +71,38 @@ def _regularization(value: Any) -> RegularizationConfig:
     if isinstance(value, RegularizationConfig):
         return value
     if isinstance(value, Mapping):
-        return RegularizationConfig.from_dict(value)
+        return from_jsonable(RegularizationConfig, value, "regularization")
     raise ConfigError("regularization", value, "a table of regularisation settings")
 
 
 def _plugin_settings(value: Any) -> dict[str, dict[str, Any]]:
+    """Validate the ``plugins`` table and copy it deeply, so the config shares no mutable data."""
     if not isinstance(value, Mapping):
         raise ConfigError("plugins", value, "a table of [plugins.NAME] tables")
     for name, table in value.items():
         if not isinstance(table, Mapping):
             raise ConfigError(f"plugins.{name}", table, "a table of settings for plugin " + repr(name))
-    return {str(name): dict(table) for name, table in value.items()}
+    return {str(name): _plain_copy(table) for name, table in value.items()}
+
+
+def _plain_copy(value: Any) -> Any:
+    """A deep copy in which every mapping is a plain dict (tables read from TOML or JSON)."""
+    if isinstance(value, Mapping):
+        return {key: _plain_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_copy(item) for item in value]
+    return copy.deepcopy(value)
+
+
+def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in; nested tables merge key by key, other values replace."""
+    merged = _plain_copy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = _plain_copy(value)
+    return merged
 
 
 @attrs.frozen(kw_only=True)
@@ -116,7 +139,7 @@ class TrainingConfig:
     sample_rate: int = attrs.field(default=22050, validator=v.integer(4000, 384000))
     channels: int = attrs.field(default=1, validator=v.integer(1, 8))
     chunk_seconds: float = attrs.field(default=1.0, validator=v.number(0.05, 60.0))
-    max_epochs: int = attrs.field(default=100, validator=v.integer(1))
+    max_epochs: int = attrs.field(default=150, validator=v.integer(1))
     batch_size: int = attrs.field(default=8, validator=v.integer(1, 4096))
     learning_rate: float = attrs.field(default=1e-3, validator=v.number(0.0, 1.0, exclusive_minimum=True))
     latent_dim: int = attrs.field(default=32, validator=v.integer(1, 4096))
@@ -126,15 +149,15 @@ class TrainingConfig:
     split_seed: int = attrs.field(default=42, validator=v.integer(0))
     seed: int = attrs.field(default=42, validator=v.integer(0))
     augmentation_probability: float = attrs.field(default=0.5, validator=v.number(0.0, 1.0))
-    augmentation_strength: float = attrs.field(default=0.6, validator=v.number(0.0, 1.0))
+    augmentation_strength: float = attrs.field(default=0.7, validator=v.number(0.0, 1.0))
     overfitting_threshold: float = attrs.field(default=0.20, validator=v.number(0.0, exclusive_minimum=True))
     overfitting_min_epochs: int = attrs.field(default=3, validator=v.integer(1))
     overfitting_patience: int = attrs.field(default=3, validator=v.integer(1))
     early_stopping: bool = attrs.field(default=True, validator=v.instance_of(bool, "true or false"))
     early_stopping_patience: int = attrs.field(default=15, validator=v.integer(1))
-    preview_interval: int | None = attrs.field(default=None, validator=v.integer(1, optional=True))
-    samples_per_epoch: int | None = attrs.field(default=None, validator=v.integer(1, optional=True))
-    num_workers: int | None = attrs.field(default=None, validator=v.integer(0, 64, optional=True))
+    preview_interval: int | None = attrs.field(default=None, converter=v.auto_is_none, validator=v.integer(1, optional=True))
+    samples_per_epoch: int | None = attrs.field(default=None, converter=v.auto_is_none, validator=v.integer(1, optional=True))
+    num_workers: int | None = attrs.field(default=None, converter=v.auto_is_none, validator=v.integer(0, 64, optional=True))
     device: str = attrs.field(default="auto", validator=v.one_of(DEVICES))
     regularization: RegularizationConfig = attrs.field(
         factory=RegularizationConfig, converter=_regularization
@@ -152,7 +175,7 @@ class TrainingConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TrainingConfig":
         """Rebuild a config; unknown keys raise :class:`ConfigError` listing the allowed ones."""
-        return from_jsonable(cls, dict(data))
+        return from_jsonable(cls, data)
 
 
 def setting_names() -> tuple[str, ...]:
@@ -166,24 +189,28 @@ def apply_overrides(config: TrainingConfig, overrides: Mapping[str, Any] | None)
     ``overrides`` is a nested mapping such as ``{"max_epochs": 20, "regularization":
     {"dropout": 0.3}, "plugins": {"plots": {"dpi": 150}}}``. Applying the same overrides twice
     gives the same config, so the engine can re-apply user overrides after any provider.
+    ``regularization`` merges field by field (a RegularizationConfig replaces it whole);
+    ``plugins`` tables merge recursively. Nothing of ``overrides`` is shared with the result.
     """
     if not overrides:
         return config
+    if not isinstance(overrides, Mapping):
+        raise ConfigError("overrides", overrides, "a table of settings such as {'max_epochs': 20}")
     known = {field.name: field for field in attrs.fields(TrainingConfig)}
     changes: dict[str, Any] = {}
     for key, value in overrides.items():
         if key not in known:
-            raise ConfigError.unknown_key(key, known, owner="the training settings")
+            raise ConfigError.unknown_key(str(key), known, owner="the training settings")
         if key == "regularization":
-            if not isinstance(value, Mapping):
+            if isinstance(value, RegularizationConfig):
+                changes[key] = value
+            elif isinstance(value, Mapping):
+                merged = {**config.regularization.to_dict(), **value}
+                changes[key] = from_jsonable(RegularizationConfig, merged, "regularization")
+            else:
                 raise ConfigError("regularization", value, "a table of regularisation settings")
-            merged = {**config.regularization.to_dict(), **value}
-            changes[key] = RegularizationConfig.from_dict(merged)
         elif key == "plugins":
-            merged_plugins = {name: dict(table) for name, table in config.plugins.items()}
-            for name, table in _plugin_settings(value).items():
-                merged_plugins.setdefault(name, {}).update(table)
-            changes[key] = merged_plugins
+            changes[key] = _deep_merge(config.plugins, _plugin_settings(value))
         else:
             changes[key] = value
     return attrs.evolve(config, **changes)

@@ -26,7 +26,7 @@ class _JsonMixin:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
         """Rebuild the value from :meth:`to_dict` output."""
-        return from_jsonable(cls, dict(data))
+        return from_jsonable(cls, data)
 
 
 @attrs.frozen(kw_only=True)

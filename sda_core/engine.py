@@ -11,6 +11,8 @@ Host applications embed sda through this class::
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -131,8 +133,7 @@ class Engine:
         """Subscribe a plain callable to every event; returns a name for :meth:`unsubscribe`."""
         if not callable(callback):
             raise TypeError(f"a MetricsCallback must be callable, got {type(callback).__name__}")
-        adapter = CallbackPlugin(callback)
-        return self.host.register(adapter, adapter.name)
+        return self.host.register(CallbackPlugin(callback))
 
     def unsubscribe(self, name: str) -> None:
         """Remove a callback or plugin by the name :meth:`subscribe` or :meth:`register` gave."""
@@ -158,7 +159,7 @@ class Engine:
 
     def resolve_config(self, summary: DatasetSummary, overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
         """Ask the ``sda_resolve_config`` provider, then re-apply the user's overrides."""
-        overrides = dict(overrides or {})
+        overrides = copy.deepcopy(dict(overrides or {}))
         config = self.host.call_provider(
             "sda_resolve_config", TrainingConfig, summary=summary, overrides=overrides
         )
@@ -172,9 +173,13 @@ class Engine:
         """Ask the ``sda_split_files`` provider for the file-level split."""
         return self._require("sda_split_files", FileSplit, files=tuple(files), config=config)
 
-    def make_dataset(self, files: tuple, config: TrainingConfig, role: str, augment: Any = None) -> Any:
+    def make_dataset(
+        self, files: tuple, config: TrainingConfig, role: str, augment: Any = None, root: str = ""
+    ) -> Any:
         """Ask the ``sda_make_dataset`` provider for the dataset of one side of the split."""
-        return self._require("sda_make_dataset", None, files=tuple(files), config=config, role=role, augment=augment)
+        return self._require(
+            "sda_make_dataset", None, files=tuple(files), config=config, role=role, augment=augment, root=str(root)
+        )
 
     def augmentations(self, config: TrainingConfig) -> list[Any]:
         """Every plugin's augmentation transforms, concatenated in call order."""
@@ -191,12 +196,17 @@ class Engine:
     # -- events ----------------------------------------------------------------------------
 
     def emit(self, event: Event, history: MetricsHistory | None = None) -> None:
-        """Deliver an event to every consumer of its hook, each isolated from the others."""
+        """Deliver an event to every consumer of its hook, each isolated from the others.
+
+        ``history`` accompanies an EpochMetrics (the training loop always passes the run's).
+        """
         hook_name = _EVENT_HOOKS.get(type(event))
         if hook_name is None:
             raise TypeError(f"not an sda event: {type(event).__name__}")
         if hook_name == "sda_on_epoch":
-            self.host.notify(hook_name, event=event, history=history if history is not None else MetricsHistory())
+            if history is None:  # a host emitting a lone epoch: consumers still get a history
+                history = MetricsHistory(epochs=[event])
+            self.host.notify(hook_name, event=event, history=history)
         else:
             self.host.notify(hook_name, event=event)
 

@@ -7,6 +7,7 @@ WAV files it wrote), so they can be logged, sent over a socket or stored as JSON
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -14,6 +15,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 
 from sda_core import validators as v
+from sda_core.errors import ConfigError
 from sda_core.serialization import from_jsonable, to_jsonable
 
 
@@ -27,6 +29,26 @@ def _optional_float(value: Any) -> float | None:
 
 def _float_dict(value: Mapping[str, Any] | None) -> dict[str, float]:
     return {str(key): float(item) for key, item in (value or {}).items()}
+
+
+def _path(value: Any) -> str:
+    """A path as a string (``pathlib.Path`` and other path-likes are accepted)."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    return tuple(_path(item) for item in value)
+
+
+def _path_dict(value: Mapping[str, Any] | None) -> dict[str, str]:
+    return {str(key): _path(item) for key, item in (value or {}).items()}
+
+
+def _config_dict(value: Any) -> dict[str, Any]:
+    """A TrainingConfig (or any attrs value) as its JSON dict; a dict is copied."""
+    if attrs.has(type(value)):
+        return to_jsonable(value)
+    return dict(value or {})
 
 
 @attrs.frozen(kw_only=True)
@@ -47,8 +69,8 @@ class TrainingStartEvent:
     """
 
     kind: ClassVar[str] = "train_start"
-    run_dir: str
-    config: dict[str, Any] = attrs.field(factory=dict)
+    run_dir: str = attrs.field(converter=_path)
+    config: dict[str, Any] = attrs.field(factory=dict, converter=_config_dict)
     train_files: int = attrs.field(default=0, validator=v.integer(0))
     validation_files: int = attrs.field(default=0, validator=v.integer(0))
     start_epoch: int = attrs.field(default=1, validator=v.integer(1))
@@ -147,8 +169,8 @@ class PreviewEvent:
 
     kind: ClassVar[str] = "preview"
     epoch: int = attrs.field(validator=v.integer(0))
-    directory: str
-    files: tuple[str, ...] = attrs.field(converter=tuple, default=())
+    directory: str = attrs.field(converter=_path)
+    files: tuple[str, ...] = attrs.field(converter=_paths, default=())
     kinds: tuple[str, ...] = attrs.field(converter=tuple, default=())
     sample_rate: int = attrs.field(default=22050, validator=v.integer(1))
     render_seconds: float = attrs.field(default=0.0, converter=float)
@@ -201,12 +223,12 @@ class TrainingCompleteEvent:
     reason: str
     epochs_completed: int = attrs.field(validator=v.integer(0))
     steps: int = attrs.field(default=0, validator=v.integer(0))
-    best_epoch: int | None = None
+    best_epoch: int | None = attrs.field(default=None, validator=v.integer(1, optional=True))
     best_val_loss: float | None = attrs.field(default=None, converter=_optional_float)
     final_train_loss: float | None = attrs.field(default=None, converter=_optional_float)
     final_val_loss: float | None = attrs.field(default=None, converter=_optional_float)
-    run_dir: str = ""
-    checkpoints: dict[str, str] = attrs.field(factory=dict)
+    run_dir: str = attrs.field(default="", converter=_path)
+    checkpoints: dict[str, str] = attrs.field(factory=dict, converter=_path_dict)
     duration: float = attrs.field(default=0.0, converter=float)
     timestamp: float = attrs.field(factory=_now)
 
@@ -251,7 +273,14 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 
 def event_from_dict(data: Mapping[str, Any]) -> Event:
-    """Rebuild an event from :func:`event_to_dict` output."""
+    """Rebuild an event from :func:`event_to_dict` output.
+
+    Raises :class:`ConfigError` for data without a known ``"event"`` kind or with unknown fields.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError("event", data, "a table with an 'event' key")
     payload = dict(data)
-    kind = payload.pop("event")
+    kind = payload.pop("event", None)
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:
+        raise ConfigError("event", kind, "one of " + ", ".join(EVENT_TYPES))
     return from_jsonable(EVENT_TYPES[kind], payload)

@@ -12,8 +12,26 @@ from typing import Any
 import attrs
 
 from sda_core import validators as v
+from sda_core.config import TrainingConfig
+from sda_core.errors import ConfigError
 from sda_core.events import EpochMetrics, StepMetrics
 from sda_core.serialization import from_jsonable, to_jsonable
+
+
+def _increasing_steps(_instance: Any, attribute: Any, steps: list[StepMetrics]) -> None:
+    for index, metrics in enumerate(steps):
+        if not isinstance(metrics, StepMetrics):
+            raise ConfigError(f"{attribute.name}[{index}]", metrics, "a StepMetrics")
+        if index and metrics.step <= steps[index - 1].step:
+            raise ConfigError(attribute.name, metrics.step, f"global steps in increasing order (after {steps[index - 1].step})")
+
+
+def _contiguous_epochs(_instance: Any, attribute: Any, epochs: list[EpochMetrics]) -> None:
+    for index, metrics in enumerate(epochs):
+        if not isinstance(metrics, EpochMetrics):
+            raise ConfigError(f"{attribute.name}[{index}]", metrics, "an EpochMetrics")
+        if index and metrics.epoch != epochs[index - 1].epoch + 1:
+            raise ConfigError(attribute.name, metrics.epoch, f"contiguous epochs (epoch {epochs[index - 1].epoch + 1} next)")
 
 
 @attrs.define(kw_only=True)
@@ -31,8 +49,13 @@ class MetricsHistory:
     overfitting_threshold: float = attrs.field(default=0.20, validator=v.number(0.0, exclusive_minimum=True))
     min_epochs: int = attrs.field(default=3, validator=v.integer(1))
     eta_smoothing: float = attrs.field(default=0.3, validator=v.number(0.0, 1.0, exclusive_minimum=True))
-    steps: list[StepMetrics] = attrs.field(factory=list)
-    epochs: list[EpochMetrics] = attrs.field(factory=list)
+    steps: list[StepMetrics] = attrs.field(factory=list, converter=list, validator=_increasing_steps)
+    epochs: list[EpochMetrics] = attrs.field(factory=list, converter=list, validator=_contiguous_epochs)
+
+    @classmethod
+    def for_config(cls, config: TrainingConfig) -> "MetricsHistory":
+        """An empty history using the config's overfitting threshold and minimum epochs."""
+        return cls(overfitting_threshold=config.overfitting_threshold, min_epochs=config.overfitting_min_epochs)
 
     # -- recording -------------------------------------------------------------------------
 
@@ -163,7 +186,7 @@ class MetricsHistory:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MetricsHistory":
-        return from_jsonable(cls, dict(data))
+        return from_jsonable(cls, data)
 
     # -- internals -------------------------------------------------------------------------
 

@@ -8,10 +8,15 @@ Two kinds of hook:
 * **Providers** (``firstresult``): the first implementation that returns something other than
   ``None`` wins. Reference plugins are ``trylast``, so a third-party plugin replaces one simply by
   answering. A provider that raises, or answers with the wrong type, is fatal and the error names
-  the plugin. ``sda_resolve_config`` may also be wrapped (``wrapper=True``) to adjust the result.
+  the plugin. A provider may also be wrapped (``wrapper=True``), typically to adjust the
+  config ``sda_resolve_config`` answers; behind a wrapper a wrong-typed answer cannot be
+  attributed to one plugin, so the error says so.
+* **Collectors** (``sda_augmentations``): every implementation contributes a list; one that
+  raises or answers something other than a list is fatal, with the plugin's name.
 * **Consumers** (notifications): every implementation is called. The engine calls them one by
   one and isolates them: one that raises is reported once, by name, and neither stops the others
-  nor the run (``SDA_STRICT_PLUGINS=1`` makes it fatal). Consumer hooks take no wrappers.
+  nor the run (``SDA_STRICT_PLUGINS=1`` makes it fatal). Collector and consumer hooks take no
+  wrappers: a plugin that wraps one is rejected when it is registered.
 
 Every hook is called in the main process of the engine. None is ever called per sample inside a
 DataLoader worker; the plugin manager never crosses a process boundary.
@@ -99,14 +104,16 @@ def sda_make_dataset(
     config: TrainingConfig,
     role: str,
     augment: Any,
+    root: str,
 ) -> Any | None:
     """Build the dataset for one side of the split.
 
-    :param files: the files of this side (paths relative to ``config``'s data root).
+    :param files: the files of this side, sorted (paths relative to ``root``).
     :param config: the resolved config (chunk length, sample rate, channels ...).
     :param role: ``"train"`` or ``"validation"``.
     :param augment: the picklable augmentation pipeline for training, or None (validation, or
         augmentation off). The dataset applies it per item, inside DataLoader workers.
+    :param root: absolute path of the data folder the file paths are relative to.
     :return: a ``torch.utils.data.Dataset`` yielding raw waveforms (channels x samples), or None.
 
     firstresult. Reference: ``chunk_dataset`` (trylast). Called twice per run (train, then

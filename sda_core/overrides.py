@@ -8,6 +8,7 @@ with :mod:`tomllib`; nothing a user writes is ever evaluated as code.
 from __future__ import annotations
 
 import copy
+import datetime
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,7 +24,9 @@ def parse_set_options(options: Iterable[str]) -> dict[str, Any]:
 
     The value is read as a TOML value (numbers, booleans, quoted strings, arrays, inline
     tables); anything that is not valid TOML is taken as a plain string, so
-    ``--set preset=aggressive`` works without quotes.
+    ``--set preset=aggressive`` works without quotes. A value that starts like a quoted string,
+    an array or an inline table but does not parse is an error rather than a surprising string.
+    TOML dates and times are kept as the text the user wrote, so configs stay JSON.
     """
     result: dict[str, Any] = {}
     for option in options:
@@ -34,20 +37,27 @@ def parse_set_options(options: Iterable[str]) -> dict[str, Any]:
         parts = key.split(".")
         if any(not part.strip() for part in parts):
             raise ConfigError("--set", option, "a dotted key without empty parts, e.g. plugins.NAME.key")
-        _set_nested(result, [part.strip() for part in parts], _parse_value(raw.strip()))
+        _set_nested(result, [part.strip() for part in parts], _parse_value(option, raw.strip()))
     return result
 
 
 def load_settings_file(folder: str | Path) -> dict[str, Any]:
-    """Read ``sda.toml`` from ``folder``; an absent file gives ``{}``, a broken one an error."""
+    """Read ``sda.toml`` from ``folder``; an absent file gives ``{}``, a broken one an error.
+
+    TOML dates and times become ISO 8601 strings, so every value is JSON-compatible.
+    """
     path = Path(folder) / SETTINGS_FILENAME
     if not path.is_file():
         return {}
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            return _plain(tomllib.load(handle))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(str(path), "(file contents)", f"valid TOML ({error})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), "(file contents)", f"UTF-8 encoded TOML ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(str(path), "(file)", f"a readable settings file ({error.strerror or error})") from None
 
 
 def merge_overrides(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -59,11 +69,30 @@ def merge_overrides(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-def _parse_value(raw: str) -> Any:
+_STRUCTURED_STARTS = ('"', "'", "[", "{")
+
+
+def _parse_value(option: str, raw: str) -> Any:
     try:
-        return tomllib.loads(f"value = {raw}")["value"]
-    except tomllib.TOMLDecodeError:
+        value = tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError as error:
+        if raw.startswith(_STRUCTURED_STARTS):
+            raise ConfigError("--set", option, f"KEY=VALUE with a well-formed TOML value ({error})") from None
         return raw
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+        return raw
+    return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    """TOML data with dates and times replaced by ISO 8601 strings."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return value
 
 
 def _set_nested(target: dict[str, Any], parts: list[str], value: Any) -> None:

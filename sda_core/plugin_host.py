@@ -284,6 +284,10 @@ class PluginHost:
         return ""
 
     def _register(self, plugin: object, name: str, status: str, dist_name: str | None, version: str | None) -> None:
+        if name in self._records or self.pm.has_plugin(name):
+            self._fail(name, dist_name, version, f"failed to register: the name {name!r} is already taken",
+                       key=f"{name} ({dist_name or 'duplicate'})")
+            return
         try:
             self.pm.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as error:

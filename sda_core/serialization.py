@@ -2,19 +2,23 @@
 
 ``to_jsonable`` turns an attrs instance into plain dicts, lists, strings and numbers;
 ``from_jsonable`` rebuilds it from the field types, so ``from_jsonable(T, to_jsonable(x)) == x``
-for every type in ``sda_core``. Unknown keys are an error naming the type and the allowed keys.
+for every type in ``sda_core``. Unknown keys are an error naming the type and the allowed keys;
+a value of the wrong shape is a :class:`ConfigError` naming the (dotted) field.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from sda_core.errors import ConfigError
+from sda_core.validators import enum_converter
 
 _NONE_TYPE = type(None)
 
@@ -29,49 +33,79 @@ def to_jsonable(value: Any) -> Any:
         }
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(key): to_jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(item) for item in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     return value
 
 
-def from_jsonable(cls: Any, data: Any) -> Any:
-    """Rebuild a value of type ``cls`` from what :func:`to_jsonable` produced."""
+def from_jsonable(cls: Any, data: Any, name: str | None = None) -> Any:
+    """Rebuild a value of type ``cls`` from what :func:`to_jsonable` produced.
+
+    ``name`` is the (dotted) field the value belongs to; errors name it. Values of the wrong
+    shape for a container or enum type raise :class:`ConfigError`; scalar values are passed on
+    unchanged, for the attrs validators of the target class to judge.
+    """
     if data is None:
         return None
     if attrs.has(cls):
-        return _attrs_from_dict(cls, data)
+        return _attrs_from_dict(cls, data, name)
     origin = typing.get_origin(cls)
     args = typing.get_args(cls)
     if origin in (typing.Union, types.UnionType):
         for candidate in args:
             if candidate is _NONE_TYPE:
                 continue
-            return from_jsonable(candidate, data)
-    if origin is tuple:
+            return from_jsonable(candidate, data, name)
+    if origin in (tuple, list):
+        if not isinstance(data, (list, tuple)):
+            raise ConfigError(name or _type_name(cls), data, "a list")
         item_type = args[0] if args else Any
-        return tuple(from_jsonable(item_type, item) for item in data)
-    if origin is list:
-        item_type = args[0] if args else Any
-        return [from_jsonable(item_type, item) for item in data]
+        items = [from_jsonable(item_type, item, f"{name or ''}[{index}]") for index, item in enumerate(data)]
+        return tuple(items) if origin is tuple else items
     if origin is dict:
+        if not isinstance(data, Mapping):
+            raise ConfigError(name or _type_name(cls), data, "a table")
         value_type = args[1] if len(args) == 2 else Any
-        return {key: from_jsonable(value_type, item) for key, item in data.items()}
+        return {key: from_jsonable(value_type, item, _join(name, str(key))) for key, item in data.items()}
     if isinstance(cls, type) and issubclass(cls, enum.Enum):
-        return cls(data)
-    if cls is float and isinstance(data, int):
+        return enum_converter(cls, name or cls.__name__)(data)
+    if cls is float and isinstance(data, int) and not isinstance(data, bool):
         return float(data)
     return data
 
 
-def _attrs_from_dict(cls: type, data: Any) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(cls.__name__, data, "a table of settings")
+def _attrs_from_dict(cls: type, data: Any, name: str | None = None) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(name or cls.__name__, data, "a table of settings")
     attrs.resolve_types(cls)
     fields = {field.name: field for field in attrs.fields(cls) if field.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
-        raise ConfigError.unknown_key(unknown[0], fields, owner=cls.__name__)
-    kwargs = {name: from_jsonable(fields[name].type, value) for name, value in data.items()}
-    return cls(**kwargs)
+        owner = f"the [{name}] table" if name else cls.__name__
+        raise ConfigError.unknown_key(str(unknown[0]), fields, owner=owner)
+    kwargs = {key: from_jsonable(fields[key].type, value, _join(name, key)) for key, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as error:
+        if name is None:
+            raise
+        raise prefixed(error, name) from None
+
+
+def prefixed(error: ConfigError, prefix: str) -> ConfigError:
+    """``error`` with its field shown as ``prefix.field`` (unknown-key errors are kept as is)."""
+    if not str(error).startswith(f"{error.field}:") or error.field.startswith(prefix + "."):
+        return error
+    return ConfigError(f"{prefix}.{error.field}", error.value, error.allowed)
+
+
+def _join(name: str | None, key: str) -> str:
+    return key if name is None else f"{name}.{key}"
+
+
+def _type_name(cls: Any) -> str:
+    return getattr(cls, "__name__", str(cls))

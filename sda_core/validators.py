@@ -21,7 +21,7 @@ def integer(minimum: int | None = None, maximum: int | None = None, optional: bo
         ok = isinstance(value, int) and not isinstance(value, bool)
         ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
         if not ok:
-            raise ConfigError(attribute.name, value, bounds + (" or null" if optional else ""))
+            raise ConfigError(attribute.name, value, bounds + (' or "auto"' if optional else ""))
 
     return check
 
@@ -49,9 +49,16 @@ def number(
         if ok and maximum is not None:
             ok = value < maximum if exclusive_maximum else value <= maximum
         if not ok:
-            raise ConfigError(attribute.name, value, allowed + (" or null" if optional else ""))
+            raise ConfigError(attribute.name, value, allowed + (' or "auto"' if optional else ""))
 
     return check
+
+
+def auto_is_none(value: Any) -> Any:
+    """Read ``"auto"`` (TOML has no null) as None: "let sda choose"."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    return value
 
 
 def one_of(choices: tuple[str, ...]) -> Validator:

@@ -436,3 +436,26 @@ def test_load_warnings_do_not_break_hosts_that_turn_warnings_into_errors():
         engine = Engine(plugins=[Exploding()], load_entrypoints=False)
         engine.emit(StepMetrics(epoch=1, step=1, epoch_step=1, steps_per_epoch=1, loss=0.5))
     assert "exploding" in engine.host.consumer_failures
+
+
+def test_two_callbacks_of_the_same_name_both_receive_events():
+    first, second = [], []
+    engine = Engine(load_entrypoints=False)
+    name_one = engine.subscribe(lambda event: first.append(event))
+    name_two = engine.subscribe(lambda event: second.append(event))
+    assert name_one != name_two
+    engine.emit(TrainingCompleteEvent(reason="done", epochs_completed=1))
+    engine.unsubscribe(name_two)
+    engine.emit(TrainingCompleteEvent(reason="done", epochs_completed=2))
+    assert len(first) == 2 and len(second) == 1
+
+
+def test_an_explicit_name_clash_is_reported_without_losing_the_first():
+    recorder = Recorder("same")
+    engine = Engine(plugins=[recorder], load_entrypoints=False)
+    with pytest.warns(PluginLoadWarning, match="already taken"):
+        engine.register(Recorder("x"), name="same")
+    statuses = [(info.name, info.status) for info in engine.plugin_infos()]
+    assert ("same", "explicit") in statuses and ("same", "failed") in statuses
+    engine.emit(StepMetrics(epoch=1, step=1, epoch_step=1, steps_per_epoch=1, loss=0.5))
+    assert len(recorder.seen) == 1
