@@ -19,7 +19,10 @@ from benchmarks.timing import Result
 
 #: benchmark name -> module; each module has ``run(quick: bool) -> list[Result]``.
 BENCHMARKS = {
+    "augment": "benchmarks.bench_augment",
     "dispatch": "benchmarks.bench_dispatch",
+    "loader": "benchmarks.bench_loader",
+    "read": "benchmarks.bench_read",
     "scan": "benchmarks.bench_scan",
 }
 

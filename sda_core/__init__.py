@@ -32,6 +32,21 @@ from sda_core.history import MetricsHistory
 from sda_core.hookspecs import hookimpl, hookspec
 from sda_core.plugin_host import PluginInfo, PluginLoadWarning, PluginRuntimeWarning
 
+_LAZY = {
+    "AugmentationPipeline": "sda_core.augment",
+    "create_data_loaders": "sda_core.loaders",
+}
+
+
+def __getattr__(name: str) -> object:
+    # torch-based names load on first use, so that importing sda_core stays light
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sda_core' has no attribute {name!r}")
+
+
 try:
     __version__ = version("small-dataset-audio")
 except PackageNotFoundError:  # running from a source tree that was never installed
@@ -39,6 +54,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "AudioFileInfo",
+    "AugmentationPipeline",
     "CallbackPlugin",
     "ConfigError",
     "DatasetError",
@@ -66,6 +82,7 @@ __all__ = [
     "TrainingStartEvent",
     "__version__",
     "apply_overrides",
+    "create_data_loaders",
     "event_from_dict",
     "event_to_dict",
     "get_effective_preview_interval",

@@ -10,6 +10,7 @@ import pytest
 
 SDA_CORE_NAMES = [
     "TrainingConfig",
+    "create_data_loaders",
     "OverfittingPreset",
     "RegularizationConfig",
     "MetricsHistory",
@@ -19,7 +20,7 @@ SDA_CORE_NAMES = [
     "PreviewEvent",
     "TrainingCompleteEvent",
 ]
-SDA_PLUGINS_NAMES = ["get_adaptive_config", "get_effective_preview_interval"]
+SDA_PLUGINS_NAMES = ["get_adaptive_config", "get_effective_preview_interval", "AudioTrainingDataset"]
 
 
 def test_seed_names_import_from_sda_core():
@@ -38,6 +39,15 @@ def test_seed_names_import_from_sda_core():
 
 def test_seed_names_import_from_sda_plugins():
     from sda_plugins import get_adaptive_config, get_effective_preview_interval  # noqa: F401
+
+
+def test_data_seed_names_import_on_first_use():
+    from sda_core import create_data_loaders
+    from sda_core.loaders import create_data_loaders as implementation
+    from sda_plugins import AudioTrainingDataset
+    from sda_plugins.chunk_dataset import AudioTrainingDataset as dataset_class
+
+    assert create_data_loaders is implementation and AudioTrainingDataset is dataset_class
 
 
 @pytest.mark.parametrize(("module", "name"), [("sda_core", n) for n in SDA_CORE_NAMES]

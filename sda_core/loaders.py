@@ -1,0 +1,177 @@
+"""DataLoaders for a run, built through the hooks.
+
+:func:`create_data_loaders` asks the plugins for the split (``sda_split_files``), the
+augmentations (``sda_augmentations``) and the two datasets (``sda_make_dataset``), then wraps
+them in DataLoaders sized to the machine. The plugin manager stays in this process: only the
+datasets and the augmentation pipeline are pickled into the workers.
+
+A dataset that sets ``epoch_keys = True`` (the reference one does) is addressed with
+``(epoch, index)`` keys by :class:`EpochSampler`, so it can move its training grid and seed its
+augmentation per epoch even inside persistent workers, which never see attribute changes made in
+the main process. Any other map-style dataset gets plain integer indices.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from sda_core.config import TrainingConfig
+from sda_core.dataset_info import DatasetSummary, FileSplit
+from sda_core.errors import DatasetError
+
+#: Without an explicit samples_per_epoch, an epoch has at least this many optimiser steps.
+MIN_STEPS_PER_EPOCH = 8
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` keys; call :meth:`set_epoch` before each epoch.
+
+    With ``epoch_keys=False`` it yields plain indices instead, for datasets that take only those.
+    Training (``shuffle=True``): ``samples_per_epoch`` keys drawn as successive seeded
+    permutations of the dataset, so every item appears before any repeats. Validation
+    (``shuffle=False``): every index once, in order, with epoch 0, identical on every pass.
+    With ``world_size > 1`` each rank takes an equal, disjoint share (torch.distributed).
+    """
+
+    def __init__(
+        self,
+        dataset_len: int,
+        *,
+        samples_per_epoch: int | None = None,
+        shuffle: bool = True,
+        seed: int = 42,
+        rank: int = 0,
+        world_size: int = 1,
+        epoch_keys: bool = True,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside a world of size {world_size}")
+        self.dataset_len = dataset_len
+        self.samples_per_epoch = samples_per_epoch or dataset_len
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch_keys = epoch_keys
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose keys the next iteration yields."""
+        self.epoch = epoch
+
+    def indices(self) -> np.ndarray:
+        """This rank's dataset indices for the current epoch."""
+        if self.dataset_len == 0:
+            return np.zeros(0, dtype=np.int64)
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            passes = -(-self.samples_per_epoch // self.dataset_len)
+            order = np.concatenate([rng.permutation(self.dataset_len) for _ in range(passes)])
+            order = order[: self.samples_per_epoch]
+        else:
+            order = np.arange(self.dataset_len)
+        per_rank = -(-len(order) // self.world_size)
+        order = np.resize(order, per_rank * self.world_size)  # pad by wrapping, equal shares
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[int, int] | int]:
+        if not self.epoch_keys:
+            return iter([int(index) for index in self.indices()])
+        epoch = self.epoch if self.shuffle else 0
+        return iter([(epoch, int(index)) for index in self.indices()])
+
+    def __len__(self) -> int:
+        total = self.samples_per_epoch if self.shuffle else self.dataset_len
+        return -(-total // self.world_size) if total else 0
+
+
+def default_num_workers(cpu_count: int | None = None) -> int:
+    """DataLoader workers for this machine: half the cores (the rest train), 1 to 4; 0 on 1 core."""
+    cores = cpu_count or os.cpu_count() or 1
+    return 0 if cores < 2 else max(1, min(4, cores // 2))
+
+
+def samples_per_epoch(config: TrainingConfig, train_items: int) -> int:
+    """The configured samples per epoch, or enough for MIN_STEPS_PER_EPOCH full batches."""
+    if config.samples_per_epoch is not None:
+        return config.samples_per_epoch
+    return max(train_items, config.batch_size * MIN_STEPS_PER_EPOCH)
+
+
+def create_data_loaders(
+    summary: DatasetSummary,
+    config: TrainingConfig,
+    engine: Any = None,
+    *,
+    split: FileSplit | None = None,
+    device: str | torch.device = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[DataLoader, DataLoader, FileSplit]:
+    """Build ``(train_loader, val_loader, split)`` for a scanned dataset.
+
+    Args:
+        summary: the scan of the data folder.
+        config: the resolved config.
+        engine: the Engine whose plugins answer; a default Engine (entry points) when None.
+        split: reuse a saved split (a resumed run) instead of asking ``sda_split_files``.
+        device: the training device; memory is pinned for CUDA.
+        rank, world_size: this process's share of the training chunks under torch.distributed.
+
+    The training loader's sampler is an :class:`EpochSampler`: call
+    ``train_loader.sampler.set_epoch(epoch)`` before iterating each epoch.
+    """
+    from sda_core.augment import AugmentationPipeline
+    from sda_core.engine import Engine
+
+    engine = engine if engine is not None else Engine()
+    if split is None:
+        split = engine.split_files(summary.files, config)
+    by_path = {info.path: info for info in summary.files}
+    unknown = sorted((set(split.train) | set(split.validation)) - set(by_path))
+    if unknown:
+        raise DatasetError(f"the split names {len(unknown)} file(s) the scan did not find, e.g. '{unknown[0]}'")
+    train_files = tuple(by_path[path] for path in split.train)
+    val_files = tuple(by_path[path] for path in split.validation)
+    augment = None
+    if config.augmentation_probability > 0 and config.augmentation_strength > 0:
+        augment = AugmentationPipeline.from_engine(engine, config)
+    train_set = engine.make_dataset(train_files, config, "train", augment, root=summary.root)
+    val_set = engine.make_dataset(val_files, config, "validation", None, root=summary.root)
+
+    workers = config.num_workers if config.num_workers is not None else default_num_workers()
+    common: dict[str, Any] = {
+        "batch_size": config.batch_size,
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+        "pin_memory": torch.device(device).type == "cuda",
+        "worker_init_fn": _seed_worker,
+        "generator": torch.Generator().manual_seed(config.seed),
+    }
+    if workers > 0:
+        common["prefetch_factor"] = 4
+    train_sampler = EpochSampler(
+        len(train_set), samples_per_epoch=samples_per_epoch(config, len(train_set)),
+        shuffle=True, seed=config.seed, rank=rank, world_size=world_size,
+        epoch_keys=getattr(train_set, "epoch_keys", False),
+    )
+    train_loader = DataLoader(train_set, sampler=train_sampler,
+                              drop_last=len(train_sampler) >= config.batch_size, **common)
+    val_sampler = EpochSampler(len(val_set), shuffle=False, rank=rank, world_size=world_size,
+                               epoch_keys=getattr(val_set, "epoch_keys", False))
+    val_loader = DataLoader(val_set, sampler=val_sampler, drop_last=False, **common)
+    return train_loader, val_loader, split
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed a worker's global RNGs from torch's per-worker seed (items do not depend on them)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
