@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("data_dir", metavar="DIR", help="folder of audio files (searched recursively)")
     scan.add_argument("--json", action="store_true", help="machine-readable output")
     scan.add_argument("--all", action="store_true", help="list every usable file, however many")
+    scan.add_argument(
+        "--no-analysis", action="store_true",
+        help="read headers only: skip decoding the files to check for clipping, DC offset, silence, "
+        "NaN/Inf samples and truncation (chunk counts are still given)",
+    )
     _add_set_option(scan)
     scan.set_defaults(handler=cmd_scan)
 
@@ -104,7 +109,7 @@ def cmd_plugins(args: argparse.Namespace, console: Console, errors: Console) -> 
 
 
 def cmd_scan(args: argparse.Namespace, console: Console, errors: Console) -> int:
-    from sda_core.report import print_config, print_scan, scan_to_dict
+    from sda_core.report import print_config, print_dataset_warnings, print_scan, scan_to_dict
     from sda_core.scan import require_usable
 
     data_dir = _existing_folder(args.data_dir)
@@ -119,15 +124,29 @@ def cmd_scan(args: argparse.Namespace, console: Console, errors: Console) -> int
         return summary, config
 
     (summary, config), caught = _with_warnings(resolve)
+    analysis = None
+    if config is not None:
+        analysis = _analyse(summary, config, content=not args.no_analysis, console=None if args.json else console)
     if args.json:
-        _print_json(scan_to_dict(summary, config, caught))
+        _print_json(scan_to_dict(summary, config, caught, analysis))
     else:
-        print_scan(console, summary, show_all=args.all)
+        print_scan(console, summary, show_all=args.all, analysis=analysis)
         if config is not None:
             print_config(console, config)
+        print_dataset_warnings(console, analysis)
         _print_warnings(errors, caught)
     require_usable(summary)
     return EXIT_OK
+
+
+def _analyse(summary: Any, config: Any, content: bool, console: Console | None) -> Any:
+    """Chunk counts and content checks of the scanned files (a spinner while decoding, on a terminal)."""
+    from sda_core.audio_checks import analyse_dataset
+
+    if content and console is not None and console.is_terminal:
+        with console.status(f"checking the audio of {summary.file_count} files ...", spinner="dots"):
+            return analyse_dataset(summary, config, content=content)
+    return analyse_dataset(summary, config, content=content)
 
 
 def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from sda_core.config import TrainingConfig, get_effective_preview_interval
 from sda_core.dataset_info import DatasetSummary
@@ -15,6 +17,19 @@ from sda_core.plugin_host import PluginInfo
 FILE_LIST_LIMIT = 40
 
 _CHANNEL_NAMES = {1: "mono", 2: "stereo"}
+
+if TYPE_CHECKING:
+    from sda_core.audio_checks import DatasetAnalysis
+
+# How the "notes" column of the usable-files table names each per-file finding.
+_FLAG_NOTES = {
+    "clipping": "clipping",
+    "dc_offset": "DC offset",
+    "near_silent": "near-silent",
+    "non_finite": "NaN/Inf: training skips it",
+    "truncated": "truncated",
+    "read_error": "cannot be decoded",
+}
 
 
 def format_duration(seconds: float) -> str:
@@ -28,9 +43,29 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m {int(secs):02d}s"
 
 
-def scan_to_dict(summary: DatasetSummary, config: TrainingConfig | None, warnings: list[str]) -> dict[str, Any]:
-    """The machine-readable scan report of ``sda scan --json``."""
-    files = [{**info.to_dict(), "duration": info.duration} for info in summary.files]
+def scan_to_dict(summary: DatasetSummary, config: TrainingConfig | None, warnings: list[str],
+                 analysis: "DatasetAnalysis | None" = None) -> dict[str, Any]:
+    """The machine-readable scan report of ``sda scan --json``.
+
+    With an ``analysis`` (see :func:`sda_core.audio_checks.analyse_dataset`), every entry of
+    ``files`` gains ``chunks``, and the report gains ``chunk_seconds``, ``chunk_count``,
+    ``training_seconds``, ``dataset_warnings`` (``{code, message, paths}`` each) and ``analysis``:
+    the content analysis of each file keyed by its path, with its ``chunks`` and its ``flags``
+    (warning codes), or None when the content was not checked (``--no-analysis``).
+    """
+    counts = analysis.chunk_counts if analysis is not None else {}
+    files = []
+    for info in summary.files:
+        entry = {**info.to_dict(), "duration": info.duration}
+        if info.path in counts:
+            entry["chunks"] = counts[info.path]
+        files.append(entry)
+    content = None
+    if analysis is not None and analysis.content_checked:
+        content = {
+            item.path: {**item.to_dict(), "chunks": counts.get(item.path, 0), "flags": list(item.flags)}
+            for item in analysis.files
+        }
     return {
         "root": summary.root,
         "usable_count": summary.file_count,
@@ -44,21 +79,44 @@ def scan_to_dict(summary: DatasetSummary, config: TrainingConfig | None, warning
         "config": None if config is None else config.to_dict(),
         "preview_interval": None if config is None else get_effective_preview_interval(config),
         "warnings": list(warnings),
+        "chunk_seconds": None if analysis is None else analysis.chunk_seconds,
+        "chunk_count": 0 if analysis is None else analysis.chunk_count,
+        "training_seconds": 0.0 if analysis is None else analysis.training_seconds,
+        "dataset_warnings": [] if analysis is None else [item.to_dict() for item in analysis.warnings],
+        "analysis": content,
     }
 
 
-def print_scan(console: Console, summary: DatasetSummary, show_all: bool = False) -> None:
-    """Usable files, skipped files with reasons, totals, sample rates and channels."""
-    console.print(f"[bold]Scanned[/bold] {summary.root}")
+def print_scan(console: Console, summary: DatasetSummary, show_all: bool = False,
+               analysis: "DatasetAnalysis | None" = None) -> None:
+    """Usable files, skipped files with reasons, totals, sample rates and channels.
+
+    With an ``analysis`` the usable-files table gains a ``chunks`` column (and a ``notes`` column
+    flagging clipped, silent, non-finite or truncated files when the content was checked), and the
+    totals give the training chunks and seconds. Its warnings are printed by
+    :func:`print_dataset_warnings`.
+    """
+    console.print(f"[bold]Scanned[/bold] {escape(summary.root)}")
     if summary.files:
         shown = summary.files if show_all else summary.files[:FILE_LIST_LIMIT]
         table = Table(title=f"{summary.file_count} usable files", title_justify="left")
-        for column, justify in (("file", "left"), ("format", "left"), ("rate", "right"),
-                                ("ch", "right"), ("duration", "right")):
+        columns = [("file", "left"), ("format", "left"), ("rate", "right"), ("ch", "right"), ("duration", "right")]
+        counts = analysis.chunk_counts if analysis is not None else None
+        notes = _file_notes(analysis)
+        if counts is not None:
+            columns.append(("chunks", "right"))
+        if notes:
+            columns.append(("notes", "left"))
+        for column, justify in columns:
             table.add_column(column, justify=justify)
         for info in shown:
-            table.add_row(info.path, f"{info.format}/{info.subtype}", str(info.sample_rate),
-                          str(info.channels), format_duration(info.duration))
+            row = [escape(info.path), f"{info.format}/{info.subtype}", str(info.sample_rate),
+                   str(info.channels), format_duration(info.duration)]
+            if counts is not None:
+                row.append(str(counts.get(info.path, 0)))
+            if notes:
+                row.append(escape(notes.get(info.path, "")))
+            table.add_row(*row)
         console.print(table)
         hidden = summary.file_count - len(shown)
         if hidden:
@@ -69,7 +127,7 @@ def print_scan(console: Console, summary: DatasetSummary, show_all: bool = False
         table.add_column("reason")
         table.add_column("detail")
         for item in summary.skipped:
-            table.add_row(item.path, item.reason, item.detail)
+            table.add_row(escape(item.path), item.reason, escape(item.detail))
         console.print(table)
     rates = ", ".join(f"{rate} Hz x{count}" for rate, count in summary.sample_rates.items()) or "-"
     channels = ", ".join(
@@ -79,8 +137,37 @@ def print_scan(console: Console, summary: DatasetSummary, show_all: bool = False
         f"[bold]{summary.file_count}[/bold] usable, [bold]{len(summary.skipped)}[/bold] skipped; "
         f"total {format_duration(summary.total_duration)}; sample rates: {rates}; channels: {channels}"
     )
+    if analysis is not None:
+        console.print(
+            f"training: [bold]{analysis.chunk_count}[/bold] chunks of {analysis.chunk_seconds:g}s = "
+            f"{format_duration(analysis.training_seconds)} at {analysis.sample_rate} Hz"
+            + ("" if analysis.content_checked else " (content not checked: --no-analysis)")
+        )
     if summary.settings_file:
-        console.print(f"settings read from {summary.settings_file}")
+        console.print(f"settings read from {escape(summary.settings_file)}")
+
+
+def print_dataset_warnings(console: Console, analysis: "DatasetAnalysis | None") -> None:
+    """The "Warnings" section: one line per finding, its code first."""
+    if analysis is None or not analysis.warnings:
+        return
+    console.print(f"[bold]Warnings[/bold] ({len(analysis.warnings)})")
+    for warning in analysis.warnings:
+        line = Text("  ")
+        line.append(warning.code, style="bold yellow")
+        line.append(": " + warning.message)
+        console.print(line)
+
+
+def _file_notes(analysis: "DatasetAnalysis | None") -> dict[str, str]:
+    """Relative path -> the findings of that file, for the notes column (empty: no column)."""
+    if analysis is None or not analysis.content_checked:
+        return {}
+    notes = {}
+    for item in analysis.files:
+        if item.flags:
+            notes[item.path] = ", ".join(_FLAG_NOTES.get(flag, flag) for flag in item.flags)
+    return notes
 
 
 def print_config(console: Console, config: TrainingConfig) -> None:
