@@ -1,0 +1,59 @@
+"""The interface every generative model trained by sda implements.
+
+``sda_make_model(config)`` returns a ``torch.nn.Module`` with these methods. The engine only
+calls :meth:`GenerativeModel.loss` while training; previews and ``sda generate`` call
+:meth:`~GenerativeModel.reconstruct` and :meth:`~GenerativeModel.generate`. Audio tensors are
+raw waveforms shaped (batch, channels, samples) at ``config.sample_rate``, on the model's device;
+any spectrogram transform happens inside the model, on the training device.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+#: The key of ``loss()``'s dict that is backpropagated.
+LOSS_KEY = "loss"
+#: The optional key whose value the curves, best epoch and overfitting detection use; it should
+#: be comparable between epochs (e.g. a KL term at its final weight while the optimised loss
+#: still warms it up). Falls back to ``LOSS_KEY``.
+OBJECTIVE_KEY = "objective"
+
+
+@runtime_checkable
+class GenerativeModel(Protocol):
+    """What the engine needs from a model (implemented by a ``torch.nn.Module``)."""
+
+    sample_rate: int
+    channels: int
+
+    def loss(self, audio: torch.Tensor, *, epoch: int) -> dict[str, torch.Tensor]:
+        """Losses of one batch: scalar tensors; ``"loss"`` is backpropagated.
+
+        ``epoch`` (1-based) lets a model schedule terms such as a KL warm-up. Add
+        ``"objective"`` when the optimised loss is not comparable across epochs. Other keys
+        (``"recon"``, ``"kl"`` ...) are reported as named components.
+        """
+        ...
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """Latent codes (the posterior means) of a batch of chunks: (batch, latent...)."""
+        ...
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Audio chunks (batch, channels, samples) from latent codes."""
+        ...
+
+    def reconstruct(self, audio: torch.Tensor) -> torch.Tensor:
+        """Encode then decode: how well the model reproduces what it heard."""
+        ...
+
+    def generate(self, count: int, *, seconds: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``count`` new sounds of ``seconds`` each, drawn from the prior: (count, channels, samples)."""
+        ...
+
+
+def objective_of(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The value the curves use: ``"objective"`` when the model reports one, else ``"loss"``."""
+    return losses.get(OBJECTIVE_KEY, losses[LOSS_KEY])
