@@ -69,21 +69,16 @@ run (a new split) is the way to give new files a fair chance at validation.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import Any
 
-import attrs
 import numpy as np
 
+from sda_core.splits import SplitReconciliation, load_split, reconcile_split, save_split  # noqa: F401 (public here too)
 from sda_core import hookimpl
 from sda_core.config import TrainingConfig
 from sda_core.dataset_info import AudioFileInfo, FileSplit
-from sda_core.errors import ConfigError, DatasetError
+from sda_core.errors import ConfigError
 
 #: Durations are compared in integer units of this many per second (microseconds).
 UNITS_PER_SECOND = 1_000_000
@@ -95,46 +90,6 @@ TOLERANCE_RELATIVE = 0.01
 DP_BITS = 1 << 18
 #: The seed used when none is configured.
 DEFAULT_SEED = 42
-
-
-@attrs.frozen(kw_only=True)
-class SplitReconciliation:
-    """A saved split checked against the files present now.
-
-    Attributes:
-        split: the split to use: the saved one, less missing files (plus added files in
-            training when ``include_added`` was set).
-        added: paths present now that the saved split does not hold, sorted.
-        missing: paths of the saved split that are no longer present, sorted.
-        added_to_training: whether ``added`` were put into ``split.train``.
-    """
-
-    split: FileSplit
-    added: tuple[str, ...] = attrs.field(converter=tuple, default=())
-    missing: tuple[str, ...] = attrs.field(converter=tuple, default=())
-    added_to_training: bool = False
-
-    @property
-    def changed(self) -> bool:
-        """Whether the files differ from the saved split at all."""
-        return bool(self.added or self.missing)
-
-    def describe(self) -> list[str]:
-        """One human sentence per change, for the run log; empty when nothing changed."""
-        lines = []
-        if self.missing:
-            lines.append(
-                f"{len(self.missing)} file(s) of the saved split are gone and were dropped: "
-                + ", ".join(self.missing)
-            )
-        if self.added:
-            where = (
-                "added to the training set" if self.added_to_training
-                else "left out of both sets (start a fresh run to use them)"
-            )
-            lines.append(f"{len(self.added)} file(s) are new since the split was saved and were {where}: "
-                         + ", ".join(self.added))
-        return lines
 
 
 # -- the split --------------------------------------------------------------------------------
@@ -306,88 +261,6 @@ def split_seconds(split: FileSplit, files: Iterable[AudioFileInfo]) -> tuple[flo
         sum(durations[path] for path in split.train),
         sum(durations[path] for path in split.validation),
     )
-
-
-# -- resuming -----------------------------------------------------------------------------------
-
-
-def reconcile_split(
-    saved: FileSplit,
-    files: Iterable[AudioFileInfo | str],
-    *,
-    include_added: bool = False,
-) -> SplitReconciliation:
-    """Check a saved split against the files present now, for a resumed run.
-
-    Files of the saved split that are gone are dropped and reported (``missing``). Files present
-    now that the saved split does not hold are reported (``added``) and, by default, used in
-    neither set, so the validation set keeps its meaning; with ``include_added=True`` they join
-    the training set. No file ever moves from one set to the other.
-
-    Args:
-        saved: the split saved with the run.
-        files: the usable files now (:class:`AudioFileInfo` or relative paths).
-        include_added: put added files into training instead of leaving them out.
-
-    Raises:
-        DatasetError: no training file would remain (start a fresh run instead).
-    """
-    present = {item if isinstance(item, str) else item.path for item in files}
-    saved_paths = set(saved.train) | set(saved.validation)
-    missing = tuple(sorted(saved_paths - present))
-    added = tuple(sorted(present - saved_paths))
-    train = sorted(path for path in saved.train if path in present)
-    if include_added:
-        train = sorted([*train, *added])
-    validation = sorted(path for path in saved.validation if path in present)
-    if not train and (saved.train or added):
-        raise DatasetError(
-            "no training file of the saved split is left (missing: "
-            + (", ".join(missing) or "none")
-            + "); start a fresh run"
-            + ("" if include_added or not added else " or include the added files")
-        )
-    split = FileSplit(train=tuple(train), validation=tuple(validation), seed=saved.seed)
-    return SplitReconciliation(
-        split=split, added=added, missing=missing, added_to_training=include_added and bool(added)
-    )
-
-
-def save_split(split: FileSplit, path: str | os.PathLike[str]) -> Path:
-    """Write a split as JSON atomically (temporary file in the same folder, then ``os.replace``)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(split.to_dict(), indent=2, sort_keys=True) + "\n"
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
-
-
-def load_split(path: str | os.PathLike[str]) -> FileSplit:
-    """Read a split written by :func:`save_split` (or the ``split`` entry of a JSON object)."""
-    source = Path(path)
-    try:
-        data: Any = json.loads(source.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ConfigError(
-            str(source), f"invalid JSON ({error})", "a split file written by save_split"
-        ) from error
-    if isinstance(data, dict) and "train" not in data and isinstance(data.get("split"), dict):
-        data = data["split"]
-    if not isinstance(data, dict):
-        raise ConfigError(str(source), type(data).__name__, "a JSON object with train, validation and seed")
-    return FileSplit.from_dict(data)
 
 
 # -- the hook -----------------------------------------------------------------------------------

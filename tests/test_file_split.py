@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import sda_core.atomic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -386,7 +388,7 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path: Path, monk
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(fs.os, "replace", broken)
+    monkeypatch.setattr(sda_core.atomic.os, "replace", broken)
     with pytest.raises(OSError, match="disk full"):
         save_split(FileSplit(train=("x.wav",), validation=(), seed=1), path)
     assert load_split(path) == SAVED and [p.name for p in tmp_path.iterdir()] == ["split.json"]

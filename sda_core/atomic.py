@@ -1,0 +1,39 @@
+"""Atomic file writes: a reader (or a crash) never sees a partial file.
+
+Everything is written to a temporary file in the destination folder, flushed and fsynced, then
+moved over the destination with ``os.replace``; on any failure the temporary file is removed and
+the previous file, if any, is left untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(stream)`` on a temporary binary file, then move it to ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+    return target
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 text to ``path`` atomically."""
+    return write_atomic(path, lambda stream: stream.write(text.encode("utf-8")))
