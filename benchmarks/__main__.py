@@ -24,6 +24,7 @@ BENCHMARKS = {
     "loader": "benchmarks.bench_loader",
     "read": "benchmarks.bench_read",
     "scan": "benchmarks.bench_scan",
+    "training": "benchmarks.bench_training",
 }
 
 

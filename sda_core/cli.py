@@ -23,6 +23,8 @@ from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError
 from sda_core.overrides import parse_set_options
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+#: Epochs `sda demo` trains: a few minutes on 2 CPU cores.
+DEMO_EPOCHS = 60
 
 
 class UsageError(SdaError):
@@ -63,8 +65,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set_option(scan)
     scan.set_defaults(handler=cmd_scan)
 
-    demo = commands.add_parser("demo", parents=[common], help="synthesise the built-in demo dataset and run on it")
+    train = commands.add_parser("train", parents=[common], help="train a model on a folder of audio")
+    train.add_argument("data_dir", metavar="DIR", help="folder of audio files (searched recursively)")
+    train.add_argument("--out", metavar="RUN", help="run folder (default: runs/<name of DIR>)")
+    train.add_argument("--resume", metavar="RUN", help="continue this run folder from its last checkpoint")
+    train.add_argument("--max-epochs", type=int, metavar="N", help="train up to epoch N (also to extend a resumed run)")
+    train.add_argument("--device", metavar="D", help="cpu, cuda, mps or auto (default: the config's, auto)")
+    train.add_argument("--seed", type=int, metavar="N", help="seed of initialisation, offsets and augmentation")
+    _add_set_option(train)
+    train.set_defaults(handler=cmd_train)
+
+    generate = commands.add_parser("generate", parents=[common], help="write new sounds from a trained run")
+    generate.add_argument("run_dir", metavar="RUN", help="a run folder written by `sda train`")
+    generate.add_argument("-n", "--count", type=int, default=4, metavar="N", help="how many sounds (default 4)")
+    generate.add_argument("--seconds", type=float, metavar="S", help="length of each (default: one chunk)")
+    generate.add_argument("--out", metavar="DIR", help="where to write them (default: RUN/generated)")
+    generate.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default 0)")
+    generate.add_argument("--device", default="auto", metavar="D", help="cpu, cuda, mps or auto")
+    generate.set_defaults(handler=cmd_generate)
+
+    demo = commands.add_parser("demo", parents=[common], help="synthesise a demo dataset, train on it, generate")
     demo.add_argument("--out", default="demo", metavar="DIR", help="where to put the demo (default: ./demo)")
+    demo.add_argument("--max-epochs", type=int, default=DEMO_EPOCHS, metavar="N",
+                      help=f"epochs to train (default {DEMO_EPOCHS}: a few minutes on 2 CPU cores)")
+    demo.add_argument("--device", metavar="D", help="cpu, cuda, mps or auto")
     _add_set_option(demo)
     demo.set_defaults(handler=cmd_demo)
     return parser
@@ -149,29 +173,93 @@ def _analyse(summary: Any, config: Any, content: bool, console: Console | None) 
     return analyse_dataset(summary, config, content=content)
 
 
+def cmd_train(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    data_dir = _existing_folder(args.data_dir)
+    if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise UsageError("give the run folder once: --resume RUN (or --out RUN), not two different ones")
+    overrides = parse_set_options(args.set)
+    if args.max_epochs is not None:
+        overrides["max_epochs"] = args.max_epochs
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    engine = _engine(args)
+    result, caught = _with_warnings(lambda: engine.train(
+        data_dir, args.resume or args.out, overrides, resume=bool(args.resume), device=args.device))
+    _print_warnings(errors, caught)
+    _print_result(console, result)
+    return 130 if result.interrupted else EXIT_OK
+
+
+def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    from sda_core.generate import generate_files
+    from sda_core.training import select_device
+
+    if args.count < 1:
+        raise UsageError("-n must be at least 1")
+    if args.seconds is not None and not 0 < args.seconds <= 600:
+        raise UsageError("--seconds must be above 0 and at most 600")
+    engine = _engine(args)
+    paths, caught = _with_warnings(lambda: generate_files(
+        engine, args.run_dir, args.out, count=args.count, seconds=args.seconds, seed=args.seed,
+        device=select_device(args.device)))
+    _print_warnings(errors, caught)
+    console.print(f"wrote {len(paths)} sounds to {paths[0].parent}")
+    for path in paths:
+        console.print(f"  {path}", markup=False, highlight=False)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int:
     from sda_core.demo_data import synthesize_demo_dataset
+    from sda_core.generate import generate_files
     from sda_core.report import print_config, print_scan
 
-    data_dir = Path(args.out) / "data"
+    out = Path(args.out)
+    data_dir = out / "data"
     written = synthesize_demo_dataset(data_dir)
     console.print(f"[bold]Demo dataset:[/bold] {len(written)} synthesised sounds in {data_dir}")
+    engine = _engine(args)
+    overrides = {"max_epochs": args.max_epochs, **parse_set_options(args.set)}
 
     def resolve() -> tuple[Any, Any]:
-        engine = _engine(args)
         summary = engine.scan(data_dir)
-        overrides = engine.collect_overrides(data_dir, cli=parse_set_options(args.set))
-        return summary, engine.resolve_config(summary, overrides)
+        return summary, engine.resolve_config(summary, engine.collect_overrides(data_dir, cli=overrides))
 
     (summary, config), caught = _with_warnings(resolve)
     print_scan(console, summary)
     print_config(console, config)
     _print_warnings(errors, caught)
-    console.print(
-        "Training is not available yet in this version; the resolved config above is what "
-        f"`sda train {data_dir}` will use."
-    )
+    run_dir = out / "run"
+    resume = (run_dir / "checkpoints" / "last.pt").exists()
+    if resume:
+        console.print(f"resuming the demo run in {run_dir}")
+    result, caught = _with_warnings(lambda: engine.train(data_dir, run_dir, overrides, resume=resume,
+                                                         device=args.device))
+    _print_warnings(errors, caught)
+    _print_result(console, result)
+    if result.interrupted:
+        return 130
+    paths = generate_files(engine, run_dir, out / "generated", count=4, seconds=2.0)
+    console.print(f"[bold]Generated[/bold] {len(paths)} new sounds of 2 s in {paths[0].parent}")
+    console.print(f"Listen to the previews in {run_dir / 'previews'} and the sounds in {paths[0].parent}.")
     return EXIT_OK
+
+
+def _print_result(console: Console, result: Any) -> None:
+    def loss(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    console.print(f"[bold]Run[/bold] {result.run_dir}: {result.reason} after epoch {result.epochs_completed}")
+    console.print(
+        f"validation loss: first {loss(result.initial_val_loss)} (untrained), final {loss(result.final_val_loss)}, "
+        f"best {loss(result.best_val_loss)} at epoch {result.best_epoch or '-'}"
+    )
+    for name, path in sorted(result.checkpoints.items()):
+        console.print(f"  {name}: {path}", markup=False, highlight=False)
+    if not result.interrupted:
+        console.print(f"next: sda generate {result.run_dir}", markup=False, highlight=False)
+    else:
+        console.print(f"resume with: sda train DATA --resume {result.run_dir}", markup=False, highlight=False)
 
 
 # -- helpers --------------------------------------------------------------------------------

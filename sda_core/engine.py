@@ -12,6 +12,8 @@ Host applications embed sda through this class::
 from __future__ import annotations
 
 import copy
+import signal
+import threading
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -102,6 +104,7 @@ class Engine:
         trace: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
+        self._stop_event = threading.Event()
         policy = PluginPolicy.from_environment(environ, disable=disable, strict=strict, trace=trace)
         self.host = PluginHost(policy)
         if load_entrypoints:
@@ -193,6 +196,50 @@ class Engine:
         """Ask the ``sda_should_stop`` providers whether to stop; a reason string or None."""
         return self.host.call_provider("sda_should_stop", str, history=history, config=config)
 
+    # -- training --------------------------------------------------------------------------
+
+    def train(
+        self,
+        data_dir: str | Path,
+        out_dir: str | Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        callback: MetricsCallback | None = None,
+        *,
+        resume: bool = False,
+        device: str | None = None,
+    ) -> Any:
+        """Train on a folder of audio and return a :class:`~sda_core.training.TrainingResult`.
+
+        Args:
+            data_dir: the folder of recordings (searched recursively).
+            out_dir: the run folder (default ``runs/<data folder name>``).
+            overrides: settings, as with ``--set`` (``sda.toml`` in ``data_dir`` is read too;
+                these win over it).
+            callback: a plain callable receiving every event of this run.
+            resume: continue the run in ``out_dir`` from its last checkpoint, with the same split
+                and history (``overrides`` may raise ``max_epochs``).
+            device: "cpu", "cuda", "mps" or "auto" (the config's ``device`` by default).
+
+        Called from the main thread, SIGINT and SIGTERM stop the run cleanly after the current
+        step, with a checkpoint; from any thread, :meth:`request_stop` does the same.
+        """
+        from sda_core.training import Trainer
+
+        trainer = Trainer(self, data_dir, out_dir, overrides, resume=resume, device=device,
+                          stop_event=self._stop_event)
+        self._stop_event.clear()
+        subscription = self.subscribe(callback) if callback is not None else None
+        try:
+            with _StopOnSignals(trainer):
+                return trainer.run()
+        finally:
+            if subscription is not None:
+                self.unsubscribe(subscription)
+
+    def request_stop(self) -> None:
+        """Ask a running :meth:`train` (in any thread) to stop after its current step and save."""
+        self._stop_event.set()
+
     # -- events ----------------------------------------------------------------------------
 
     def emit(self, event: Event, history: MetricsHistory | None = None) -> None:
@@ -222,3 +269,26 @@ class Engine:
             )
         return result
 
+
+class _StopOnSignals:
+    """In the main thread, turn SIGINT / SIGTERM into a clean stop (a second SIGINT aborts)."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopOnSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.trainer.stop_event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for the clean stop
+        self.trainer.stop_reason = "interrupted"
+        self.trainer.stop_event.set()

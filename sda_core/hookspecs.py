@@ -52,6 +52,8 @@ PROVIDER_HOOKS = (
     "sda_split_files",
     "sda_make_dataset",
     "sda_make_model",
+    "sda_check_overfitting",
+    "sda_render_previews",
     "sda_should_stop",
 )
 #: Hooks every implementation of which contributes a list, concatenated in call order.
@@ -132,6 +134,39 @@ def sda_make_model(config: TrainingConfig) -> Any | None:
 
     firstresult. Reference: ``mel_vae`` (trylast). Called once per run in the main process,
     before weights are restored on resume.
+    """
+
+
+@hookspec(firstresult=True)
+def sda_check_overfitting(history: MetricsHistory, config: TrainingConfig) -> OverfittingWarning | None:
+    """Decide whether the epoch just finished warrants an overfitting warning.
+
+    :param history: the run's history, the just-finished epoch included. Read-only.
+    :param config: the resolved config (``overfitting_threshold``, ``overfitting_patience`` ...).
+    :return: an :class:`~sda_core.events.OverfittingWarning`, which the engine then delivers to
+        every ``sda_on_overfitting`` consumer, or None.
+
+    firstresult. Reference: ``overfitting_detector`` (trylast). Called once per epoch in the
+    main process, after ``sda_on_epoch``.
+    """
+
+
+@hookspec(firstresult=True)
+def sda_render_previews(
+    model: Any, config: TrainingConfig, epoch: int, directory: str, references: Any
+) -> PreviewEvent | None:
+    """Render preview audio of the model as it learns and write it under ``directory``.
+
+    :param model: the model being trained (in eval mode, gradients off, on the training device).
+    :param config: the resolved config (sample rate, ``[plugins.previews]`` settings).
+    :param epoch: the epoch just finished.
+    :param directory: the folder to write into (``previews/epoch_NNNN``), already created.
+    :param references: fixed validation chunks (a CPU tensor, batch x channels x samples, the
+        same every time) to reconstruct, so successive previews are comparable.
+    :return: a :class:`~sda_core.events.PreviewEvent` naming the files written, or None.
+
+    firstresult. Reference: ``previews`` (trylast). Called every effective preview interval and
+    after the last epoch, in the main process; the engine then calls ``sda_on_preview``.
     """
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,9 @@ from sda_core.config import TrainingConfig
 from sda_core.dataset_info import DatasetSummary, FileSplit
 from sda_core.errors import DatasetError
 
+#: Workers run at a lower priority, filling the gaps the training threads leave instead of
+#: competing with them for the cores.
+WORKER_NICENESS = 5
 #: Without an explicit samples_per_epoch, an epoch has at least this many optimiser steps.
 MIN_STEPS_PER_EPOCH = 8
 
@@ -171,7 +175,14 @@ def create_data_loaders(
 
 
 def _seed_worker(worker_id: int) -> None:
-    """Seed a worker's global RNGs from torch's per-worker seed (items do not depend on them)."""
+    """Seed a worker's global RNGs (items do not depend on them) and leave Ctrl-C to the trainer.
+
+    A terminal's Ctrl-C reaches the whole process group; workers ignore it so the main process
+    can stop cleanly, save a checkpoint and shut them down itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "nice"):
+        os.nice(WORKER_NICENESS)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

@@ -130,7 +130,12 @@ class PluginHost:
     # -- loading ---------------------------------------------------------------------------
 
     def load_entrypoints(self) -> None:
-        """Import and register every plugin of the ``sda`` entry-point group the policy allows."""
+        """Import and register every plugin of the ``sda`` entry-point group the policy allows.
+
+        An entry point names a module or an object holding hook implementations, or a class,
+        which is instantiated (without arguments) once per Engine so that per-run state never
+        lives in a module global.
+        """
         for entry_point in sorted(importlib.metadata.entry_points(group=ENTRYPOINT_GROUP), key=lambda ep: ep.name):
             dist = entry_point.dist
             dist_name = dist.name if dist is not None else None
@@ -152,6 +157,12 @@ class PluginHost:
             except Exception as error:  # a broken plugin must not take the engine down
                 self._fail(name, dist_name, version, f"failed to import: {type(error).__name__}: {error}", error)
                 continue
+            if isinstance(plugin, type):  # a class: one instance per Engine holds per-run state
+                try:
+                    plugin = plugin()
+                except Exception as error:
+                    self._fail(name, dist_name, version, f"failed to start: {type(error).__name__}: {error}", error)
+                    continue
             self._register(plugin, name, LOADED, dist_name, version)
 
     def register(self, plugin: object, name: str | None = None) -> str:

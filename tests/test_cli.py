@@ -190,8 +190,16 @@ def test_a_file_instead_of_a_folder_is_a_usage_error(tmp_path: Path):
     assert result.returncode == 2 and "is a file, not a folder" in result.stderr
 
 
-def test_demo_synthesises_scans_and_resolves(tmp_path: Path):
-    result = run("demo", "--out", str(tmp_path / "demo"))
+def test_demo_synthesises_trains_and_generates(tmp_path: Path):
+    result = subprocess.run(
+        [*SDA, "demo", "--out", str(tmp_path / "demo"), "--max-epochs", "2", "--set", "sample_rate=8000",
+         "--set", "samples_per_epoch=8", "--set", "num_workers=0"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"},
+    )
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "demo" / "data").glob("*.wav"))) == 12
     assert "12 usable" in result.stdout and "conservative" in result.stdout
+    assert "validation loss: first" in result.stdout
+    assert (tmp_path / "demo" / "run" / "checkpoints" / "best.pt").is_file()
+    generated = sorted((tmp_path / "demo" / "generated").glob("*.wav"))
+    assert len(generated) == 4 and all(sf.info(p).duration == pytest.approx(2.0) for p in generated)

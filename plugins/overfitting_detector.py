@@ -1,0 +1,86 @@
+"""Reference plugin for ``sda_check_overfitting`` and ``sda_should_stop``.
+
+Overfitting is the validation loss pulling away from the training loss: the relative gap
+``(val - train) / train`` above ``overfitting_threshold`` (0.20), counted from
+``overfitting_min_epochs`` on. After ``overfitting_patience`` such epochs in a row the detector
+emits one :class:`~sda_core.events.OverfittingWarning` for that streak.
+
+Early stopping (``early_stopping = true``) ends the run when either
+
+* the validation loss has not improved for ``early_stopping_patience`` epochs, or
+* the model has overfit for ``overfitting_patience + early_stopping_patience // 2`` epochs in a
+  row with no new best validation loss during that streak.
+
+Every decision is derived from the run's :class:`~sda_core.history.MetricsHistory` alone, which
+is saved in each checkpoint, so the detector's state survives a resume exactly. Whatever ends the
+run, ``best.pt`` holds the weights of the best validation epoch.
+"""
+
+from __future__ import annotations
+
+from sda_core import hookimpl
+from sda_core.config import TrainingConfig
+from sda_core.events import OverfittingWarning
+from sda_core.history import MetricsHistory
+
+
+def overfitting_streak_limit(config: TrainingConfig) -> int:
+    """Consecutive overfitting epochs (without a new best) after which early stopping stops."""
+    return config.overfitting_patience + config.early_stopping_patience // 2
+
+
+def _history_for(history: MetricsHistory, config: TrainingConfig) -> MetricsHistory:
+    """The history judged with the config's threshold and minimum epochs."""
+    if (history.overfitting_threshold, history.min_epochs) == (config.overfitting_threshold,
+                                                               config.overfitting_min_epochs):
+        return history
+    return MetricsHistory(overfitting_threshold=config.overfitting_threshold,
+                          min_epochs=config.overfitting_min_epochs, epochs=list(history.epochs))
+
+
+@hookimpl(trylast=True)
+def sda_check_overfitting(history: MetricsHistory, config: TrainingConfig) -> OverfittingWarning | None:
+    """Warn once per streak, when it reaches ``overfitting_patience`` epochs."""
+    judged = _history_for(history, config)
+    streak = judged.consecutive_overfitting_epochs()
+    if streak != config.overfitting_patience:
+        return None
+    last = judged.epochs[-1]
+    gap = last.overfitting_gap or 0.0
+    return OverfittingWarning(
+        epoch=last.epoch, gap=gap, threshold=config.overfitting_threshold, consecutive_epochs=streak,
+        train_loss=last.train_loss, val_loss=last.val_loss or 0.0,
+        message=(
+            f"the validation loss has been more than {config.overfitting_threshold:.0%} above the training "
+            f"loss for {streak} epochs (now {gap:.0%}): the model is memorising your files. best.pt keeps "
+            f"the best epoch; to generalise better, {_advice(config)}"
+        ),
+    )
+
+
+def _advice(config: TrainingConfig) -> str:
+    """What to try next, given what the config already does."""
+    steps = ["add files"]
+    if config.preset.value != "conservative":
+        steps.append("use a stronger preset (--set preset=conservative)")
+    if config.augmentation_strength < 1.0:
+        steps.append("augment more (--set augmentation_strength=1.0)")
+    if config.regularization.dropout < 0.4:
+        steps.append(f"raise dropout (--set regularization.dropout={min(0.5, config.regularization.dropout + 0.1):.1f})")
+    steps.append(f"shrink the latent (--set latent_dim={max(2, config.latent_dim // 2)})")
+    return ", ".join(steps[:-1]) + " or " + steps[-1]
+
+
+@hookimpl(trylast=True)
+def sda_should_stop(history: MetricsHistory, config: TrainingConfig) -> str | None:
+    """Stop on a long plateau of the validation loss or persistent overfitting (if enabled)."""
+    if not config.early_stopping or history.best_epoch is None:
+        return None
+    since_best = history.epochs_since_best()
+    if since_best >= config.early_stopping_patience:
+        return (f"early stop: no improvement in validation loss for {since_best} epochs "
+                f"(best: epoch {history.best_epoch})")
+    streak = _history_for(history, config).consecutive_overfitting_epochs()
+    if streak >= overfitting_streak_limit(config) and since_best >= streak:
+        return f"early stop: overfitting for {streak} consecutive epochs (best: epoch {history.best_epoch})"
+    return None

@@ -1,0 +1,55 @@
+"""``sda generate``: new sounds from a trained run's best checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+import torch
+
+from sda_core.checkpoints import BEST, LAST, CheckpointError, load_checkpoint
+from sda_core.config import TrainingConfig
+
+
+def load_trained_model(engine: Any, run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Any, TrainingConfig, Path]:
+    """The model of a run with its best weights (``best.pt``, else ``last.pt``), in eval mode."""
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise CheckpointError(f"run folder '{folder}' does not exist")
+    checkpoint = folder / "checkpoints" / BEST
+    if not checkpoint.exists():
+        checkpoint = folder / "checkpoints" / LAST
+    state = load_checkpoint(checkpoint, map_location=device)
+    config = TrainingConfig.from_dict(state["config"])
+    model = engine.make_model(config)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config, checkpoint
+
+
+def generate_files(
+    engine: Any,
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    count: int = 4,
+    seconds: float | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> list[Path]:
+    """Write ``count`` WAV files of ``seconds`` each (default one chunk) and return their paths."""
+    model, config, _checkpoint = load_trained_model(engine, run_dir, device)
+    seconds = config.chunk_seconds if seconds is None else seconds
+    target = Path(out_dir) if out_dir is not None else Path(run_dir) / "generated"
+    target.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        audio = model.generate(count, seconds=seconds, generator=generator)
+    paths = []
+    for number, sound in enumerate(audio.detach().cpu().numpy(), start=1):
+        path = target / f"generated_{seed:04d}_{number:02d}.wav"
+        data = np.clip(np.nan_to_num(sound), -1.0, 1.0).T
+        soundfile.write(path, data, config.sample_rate, subtype="PCM_16")
+        paths.append(path)
+    return paths

@@ -1,0 +1,550 @@
+"""The training loop: data and model from the hooks, events out, checkpoints you can resume.
+
+One call of :func:`train` scans the data folder, resolves the config (or restores it from the
+run's last checkpoint), builds the loaders and the model through the plugins, and trains until
+``max_epochs``, an early stop, a signal or a host's stop request. Every epoch ends with
+``checkpoints/last.pt`` (and ``best.pt`` on a new best validation loss) written atomically, so a
+run killed at any moment resumes from its last complete epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from sda_core.atomic import write_text_atomic
+from sda_core.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
+from sda_core.config import TrainingConfig, apply_overrides, get_effective_preview_interval
+from sda_core.dataset_info import DatasetSummary, FileSplit
+from sda_core.errors import ConfigError, SdaError
+from sda_core.events import (
+    EpochMetrics,
+    OverfittingWarning,
+    PreviewEvent,
+    StepMetrics,
+    TrainingCompleteEvent,
+    TrainingStartEvent,
+)
+from sda_core.history import MetricsHistory
+from sda_core.loaders import create_data_loaders
+from sda_core.model import LOSS_KEY, objective_of
+from sda_core.scan import require_usable, scan_folder
+from sda_core.serialization import to_jsonable
+from sda_core.splits import reconcile_split
+
+#: Settings that shape the model or the data; a resumed run cannot change them.
+FIXED_ON_RESUME = ("preset", "sample_rate", "channels", "chunk_seconds", "latent_dim",
+                   "validation_fraction", "split_seed")
+#: Validation chunks reconstructed at every preview.
+PREVIEW_REFERENCES = 4
+#: Share of all steps spent warming the learning rate up (then a cosine decay to 10%).
+WARMUP_FRACTION = 0.05
+
+
+class TrainingError(SdaError):
+    """Training cannot go on (a non-finite loss, an unusable output folder ...)."""
+
+
+@attrs.frozen(kw_only=True)
+class TrainingResult:
+    """What a call of :func:`train` achieved.
+
+    Attributes:
+        run_dir: the run folder.
+        reason: why it ended ("max_epochs", "early stop: ...", "interrupted", "stop_requested").
+        epochs_completed: the last fully completed epoch.
+        steps: global optimiser steps so far (across resumes).
+        best_epoch: epoch of the lowest validation loss (None without validation).
+        best_val_loss: that loss.
+        initial_val_loss: the untrained model's validation loss, measured before epoch 1.
+        final_train_loss: training loss of the last epoch.
+        final_val_loss: validation loss of the last epoch.
+        checkpoints: "last" / "best" -> path.
+        duration: seconds this call took.
+    """
+
+    run_dir: str
+    reason: str
+    epochs_completed: int
+    steps: int
+    best_epoch: int | None
+    best_val_loss: float | None
+    initial_val_loss: float | None
+    final_train_loss: float | None
+    final_val_loss: float | None
+    checkpoints: dict[str, str]
+    duration: float
+
+    @property
+    def interrupted(self) -> bool:
+        return self.reason in ("interrupted", "stop_requested")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(self)
+
+
+@attrs.frozen
+class RunPaths:
+    """Where a run keeps its files."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / LAST
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / BEST
+
+    @property
+    def previews(self) -> Path:
+        return self.root / "previews"
+
+
+def default_run_dir(data_dir: str | Path) -> Path:
+    """``runs/<name of the data folder>``."""
+    return Path("runs") / Path(data_dir).resolve().name
+
+
+def select_device(requested: str | torch.device) -> torch.device:
+    """``auto``: cuda, then mps, then cpu. An explicit device must be available here."""
+    name = str(requested)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        here = ", ".join(kind for kind, ok in available.items() if ok)
+        raise ConfigError("device", name, f"a device available on this machine ({here}) or auto")
+    return device
+
+
+def resume_config(saved: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> TrainingConfig:
+    """The saved config with the new overrides; settings that shape model or data cannot change."""
+    config = TrainingConfig.from_dict(saved)
+    updated = apply_overrides(config, overrides)
+    for key in FIXED_ON_RESUME:
+        if getattr(updated, key) != getattr(config, key):
+            raise ConfigError(key, getattr(updated, key),
+                              f"{getattr(config, key)!r} as when the run started (start a new run to change it)")
+    return updated
+
+
+def check_output_folder(paths: RunPaths, needed_bytes: int) -> None:
+    """Fail before training, in one sentence, when the run folder is unwritable or too full."""
+    try:
+        paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        probe = paths.checkpoints / ".write-test"
+        probe.write_bytes(b"sda")
+        probe.unlink()
+    except OSError as error:
+        raise TrainingError(f"cannot write to the run folder '{paths.root}': {error.strerror or error}") from None
+    free = shutil.disk_usage(paths.checkpoints).free
+    if free < needed_bytes:
+        raise TrainingError(
+            f"the disk holding '{paths.root}' has {free / 2**20:.0f} MB free; checkpoints need about "
+            f"{needed_bytes / 2**20:.0f} MB"
+        )
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.1):
+    """Learning-rate factor per step: linear warm-up, then cosine decay to ``floor``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class Trainer:
+    """One training invocation. Use :func:`train` (or ``Engine.train``) rather than this class."""
+
+    def __init__(
+        self,
+        engine: Any,
+        data_dir: str | Path,
+        run_dir: str | Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        resume: bool = False,
+        device: str | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.engine = engine
+        self.data_dir = Path(data_dir)
+        self.paths = RunPaths(Path(run_dir) if run_dir is not None else default_run_dir(data_dir))
+        self.overrides = dict(overrides or {})
+        self.resume = resume
+        self.requested_device = device
+        self.stop_event = stop_event or threading.Event()
+        self.stop_reason = "stop_requested"
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> TrainingResult:
+        started = time.perf_counter()
+        summary = scan_folder(self.data_dir)
+        require_usable(summary)
+        state = self._load_resume_state()
+        if state is not None:
+            config = resume_config(state["config"], self.overrides)
+            split = self._reconciled_split(state, summary)
+            history = MetricsHistory.from_dict(state["history"])
+        else:
+            config = self.engine.resolve_config(summary, self.engine.collect_overrides(self.data_dir, cli=self.overrides))
+            split, history = None, MetricsHistory.for_config(config)
+        device = select_device(self.requested_device or config.device)
+        train_loader, val_loader, split = create_data_loaders(summary, config, self.engine, split=split, device=device)
+        model = self.engine.make_model(config)
+        if not isinstance(model, torch.nn.Module):
+            raise TrainingError(f"sda_make_model answered {type(model).__name__}, expected a torch.nn.Module")
+        model = model.to(device)
+        parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        check_output_folder(self.paths, needed_bytes=4 * parameter_bytes + 16 * 2**20)
+
+        steps_per_epoch = len(train_loader)
+        if steps_per_epoch == 0:
+            raise TrainingError("the training set yields no batch; lower batch_size")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                                      weight_decay=config.regularization.weight_decay)
+        total_steps = config.max_epochs * steps_per_epoch
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(total_steps, max(1, int(total_steps * WARMUP_FRACTION))))
+        amp = _Precision(device)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            amp.load_state_dict(state.get("scaler"))
+            torch.set_rng_state(state["rng"]["torch"])
+            initial_val_loss = state.get("initial_val_loss")
+            step = int(state["step"])
+        else:
+            self._write_run_files(config, summary, split)
+            initial_val_loss = self._validate(model, val_loader, epoch=1, amp=amp)[0]
+            step = 0
+        start_epoch = history.last_epoch + 1
+        references = _references(val_loader.dataset if len(val_loader.dataset) else train_loader.dataset)
+        run = _RunState(config=config, split=split, history=history, model=model, optimizer=optimizer,
+                        scheduler=scheduler, amp=amp, step=step, initial_val_loss=initial_val_loss)
+
+        self.engine.emit(TrainingStartEvent(
+            run_dir=str(self.paths.root), config=config.to_dict(), train_files=len(split.train),
+            validation_files=len(split.validation), start_epoch=min(start_epoch, config.max_epochs),
+            max_epochs=config.max_epochs, steps_per_epoch=steps_per_epoch, device=str(device),
+            resumed=state is not None,
+        ))
+        reason = "max_epochs"
+        last_preview = ran = 0
+        try:
+            for epoch in range(start_epoch, config.max_epochs + 1):
+                ran += 1
+                completed = self._train_epoch(run, train_loader, val_loader, epoch, steps_per_epoch, device)
+                if not completed:
+                    reason = self.stop_reason
+                    break
+                stop = self._end_of_epoch(run, epoch)
+                if epoch % get_effective_preview_interval(config) == 0:
+                    self._preview(run, epoch, references)
+                    last_preview = epoch
+                if stop:
+                    reason = stop
+                    break
+                if self.stop_event.is_set():
+                    reason = self.stop_reason
+                    break
+            if ran and history.last_epoch and last_preview != history.last_epoch and reason != self.stop_reason:
+                self._preview(run, history.last_epoch, references)
+        except BaseException as error:
+            self.engine.emit(self._complete_event(run, f"error: {type(error).__name__}: {error}", started))
+            raise
+        if not self.paths.last.exists() or reason == self.stop_reason:
+            self._save_last(run)  # an interrupted epoch keeps its weights, not its steps
+        event = self._complete_event(run, reason, started)
+        self.engine.emit(event)
+        return TrainingResult(
+            run_dir=event.run_dir, reason=event.reason, epochs_completed=event.epochs_completed,
+            steps=event.steps, best_epoch=event.best_epoch, best_val_loss=event.best_val_loss,
+            initial_val_loss=run.initial_val_loss, final_train_loss=event.final_train_loss,
+            final_val_loss=event.final_val_loss, checkpoints=event.checkpoints, duration=event.duration,
+        )
+
+    # -- one epoch -------------------------------------------------------------------------
+
+    def _train_epoch(self, run: "_RunState", train_loader: Any, val_loader: Any, epoch: int,
+                     steps_per_epoch: int, device: torch.device) -> bool:
+        """Train one epoch and validate; False when a stop request cut it short."""
+        model, history = run.model, run.history
+        model.train()
+        batches = run.next_batches if run.next_batches is not None else _epoch_batches(train_loader, epoch)
+        run.next_batches = None
+        epoch_started = time.perf_counter()
+        totals = _Totals()
+        wait_started = time.perf_counter()
+        for epoch_step, batch in enumerate(batches, start=1):
+            fetched = time.perf_counter()
+            batch = batch.to(device, non_blocking=True)
+            with run.amp.autocast():
+                losses = model.loss(batch, epoch=epoch)
+            loss = losses[LOSS_KEY]
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {loss.item()} at epoch {epoch}, step {epoch_step}; last.pt keeps "
+                    "the last good epoch: resume with a lower learning_rate (--set learning_rate=...)")
+            run.optimizer.zero_grad(set_to_none=True)
+            run.amp.backward(loss)
+            if model_clip := run.config.regularization.gradient_clip_norm:
+                run.amp.unscale(run.optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), model_clip)
+            run.amp.step(run.optimizer)
+            run.scheduler.step()
+            run.step += 1
+            values = {key: float(value.detach()) for key, value in losses.items()}
+            objective = float(objective_of(losses).detach())
+            totals.add(objective, values, len(batch))
+            finished = time.perf_counter()
+            metrics = StepMetrics(
+                epoch=epoch, step=run.step, epoch_step=epoch_step, steps_per_epoch=steps_per_epoch,
+                loss=objective, losses=values, learning_rate=run.optimizer.param_groups[0]["lr"],
+                items_per_second=len(batch) / max(finished - wait_started, 1e-9),
+                duration=finished - wait_started, data_wait=fetched - wait_started,
+            )
+            history.record_step(metrics)
+            self.engine.emit(metrics)
+            if self.stop_event.is_set():
+                history.truncate_to_epoch(epoch - 1)
+                run.step = history.steps[-1].step if history.steps else run.step - epoch_step
+                return False
+            wait_started = time.perf_counter()
+        train_seconds = time.perf_counter() - epoch_started
+        if epoch < run.config.max_epochs:  # workers prefetch the next epoch while this one validates
+            run.next_batches = _epoch_batches(train_loader, epoch + 1)
+        val_started = time.perf_counter()
+        val_loss, val_losses = self._validate(model, val_loader, epoch=epoch, amp=run.amp)
+        now = time.perf_counter()
+        metrics = EpochMetrics(
+            epoch=epoch, step=run.step, train_loss=totals.mean(), val_loss=val_loss,
+            train_losses=totals.components(), val_losses=val_losses,
+            learning_rate=run.optimizer.param_groups[0]["lr"], duration=now - epoch_started,
+            train_duration=train_seconds, val_duration=now - val_started,
+        )
+        history.record_epoch(metrics)
+        history.epochs[-1] = attrs.evolve(metrics, eta_seconds=history.eta_seconds(run.config.max_epochs))
+        return True
+
+    def _end_of_epoch(self, run: "_RunState", epoch: int) -> str | None:
+        """Events, overfitting check, stop decision and checkpoints after an epoch."""
+        history, config = run.history, run.config
+        self.engine.emit(history.epochs[-1], history=history)
+        warning = self.engine.host.call_provider("sda_check_overfitting", OverfittingWarning,
+                                                 history=history, config=config)
+        if warning is not None:
+            self.engine.emit(warning)
+        stop = self.engine.should_stop(history, config)
+        if history.best_epoch == epoch or history.best_epoch is None:
+            self._save(run, self.paths.best)
+        self._save_last(run)
+        return stop
+
+    @torch.no_grad()
+    def _validate(self, model: Any, loader: Any, *, epoch: int, amp: "_Precision") -> tuple[float | None, dict]:
+        """Mean objective and components over the fixed validation grid (None without one)."""
+        if len(loader.dataset) == 0:
+            return None, {}
+        was_training = model.training
+        model.eval()
+        totals = _Totals()
+        device = next(model.parameters()).device
+        for batch in loader:
+            with amp.autocast():
+                losses = model.loss(batch.to(device, non_blocking=True), epoch=epoch)
+            totals.add(float(objective_of(losses)), {k: float(v) for k, v in losses.items()}, len(batch))
+        model.train(was_training)
+        return totals.mean(), totals.components()
+
+    @torch.no_grad()
+    def _preview(self, run: "_RunState", epoch: int, references: torch.Tensor) -> None:
+        directory = self.paths.previews / f"epoch_{epoch:04d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        model = run.model
+        model.eval()
+        event = self.engine.host.call_provider(
+            "sda_render_previews", PreviewEvent, model=model, config=run.config, epoch=epoch,
+            directory=str(directory), references=references,
+        )
+        model.train()
+        if event is not None:
+            self.engine.emit(event)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _load_resume_state(self) -> dict[str, Any] | None:
+        if not self.resume:
+            return None
+        if not self.paths.last.exists():
+            raise CheckpointError(f"nothing to resume: '{self.paths.last}' does not exist")
+        return load_checkpoint(self.paths.last)
+
+    def _reconciled_split(self, state: Mapping[str, Any], summary: DatasetSummary) -> FileSplit:
+        reconciliation = reconcile_split(FileSplit.from_dict(state["split"]), summary.files)
+        for sentence in reconciliation.describe():
+            warnings.warn(sentence, UserWarning, stacklevel=3)
+        return reconciliation.split
+
+    def _write_run_files(self, config: TrainingConfig, summary: DatasetSummary, split: FileSplit) -> None:
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.paths.config, json.dumps(config.to_dict(), indent=2) + "\n")
+        dataset = {"data_dir": str(self.data_dir.resolve()), "scan": summary.to_dict(), "split": split.to_dict()}
+        write_text_atomic(self.paths.dataset, json.dumps(dataset, indent=2) + "\n")
+
+    def _save_last(self, run: "_RunState") -> None:
+        """last.pt, then history.json (the checkpoint holds the history too)."""
+        self._save(run, self.paths.last)
+        write_text_atomic(self.paths.history, json.dumps(run.history.to_dict(), indent=1) + "\n")
+
+    def _save(self, run: "_RunState", path: Path) -> None:
+        save_checkpoint(path, {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.amp.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "epoch": run.history.last_epoch,
+            "step": run.step,
+            "config": run.config.to_dict(),
+            "split": run.split.to_dict(),
+            "history": run.history.to_dict(),
+            "initial_val_loss": run.initial_val_loss,
+            "model_class": f"{type(run.model).__module__}.{type(run.model).__qualname__}",
+        })
+
+    def _complete_event(self, run: "_RunState | None", reason: str, started: float) -> TrainingCompleteEvent:
+        checkpoints = {name: str(path) for name, path in (("last", self.paths.last), ("best", self.paths.best))
+                       if path.exists()}
+        if run is None:
+            return TrainingCompleteEvent(reason=reason, epochs_completed=0, run_dir=str(self.paths.root),
+                                         checkpoints=checkpoints, duration=time.perf_counter() - started)
+        history = run.history
+        last = history.epochs[-1] if history.epochs else None
+        return TrainingCompleteEvent(
+            reason=reason, epochs_completed=history.last_epoch, steps=run.step,
+            best_epoch=history.best_epoch, best_val_loss=history.best_val_loss,
+            final_train_loss=last.train_loss if last else None, final_val_loss=last.val_loss if last else None,
+            run_dir=str(self.paths.root), checkpoints=checkpoints, duration=time.perf_counter() - started,
+        )
+
+
+@attrs.define(kw_only=True)
+class _RunState:
+    config: TrainingConfig
+    split: FileSplit
+    history: MetricsHistory
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    amp: "_Precision"
+    step: int
+    initial_val_loss: float | None
+    next_batches: Any = None
+
+
+class _Totals:
+    """Batch-size-weighted means of the objective and the named loss components."""
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.objective = 0.0
+        self.parts: dict[str, float] = {}
+
+    def add(self, objective: float, parts: Mapping[str, float], items: int) -> None:
+        self.items += items
+        self.objective += objective * items
+        for key, value in parts.items():
+            self.parts[key] = self.parts.get(key, 0.0) + value * items
+
+    def mean(self) -> float:
+        return self.objective / max(self.items, 1)
+
+    def components(self) -> dict[str, float]:
+        return {key: value / max(self.items, 1) for key, value in self.parts.items()}
+
+
+class _Precision:
+    """Mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler); fp32 elsewhere."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.enabled = device.type == "cuda"
+        self.dtype = torch.bfloat16 if self.enabled and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if self.enabled and self.dtype == torch.float16 else None
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=self.dtype) if self.enabled else nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def unscale(self, optimizer: Any) -> None:
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: Any) -> None:
+        if self.scaler:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return self.scaler.state_dict() if self.scaler else None
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if self.scaler and state:
+            self.scaler.load_state_dict(state)
+
+
+def _epoch_batches(loader: Any, epoch: int) -> Any:
+    """Start iterating one epoch of a loader whose sampler is an EpochSampler."""
+    loader.sampler.set_epoch(epoch)
+    return iter(loader)
+
+
+def _references(dataset: Any) -> torch.Tensor:
+    """The first chunks of a dataset (epoch 0: the fixed grid), stacked, for reconstructions."""
+    count = min(PREVIEW_REFERENCES, len(dataset))
+    return torch.stack([dataset[(0, index)] if getattr(dataset, "epoch_keys", False) else dataset[index]
+                        for index in range(count)])
