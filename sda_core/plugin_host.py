@@ -16,7 +16,7 @@ import importlib.metadata
 import os
 import types
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -123,6 +123,7 @@ class PluginHost:
         self._records: dict[str, PluginInfo] = {}
         self._consumer_failures: dict[str, list[str]] = {}
         self._tracer: HookTracer | None = None
+        self._observers: list[Callable[[str, dict[str, Any], Any], None]] = []
         if self.policy.trace:
             self._tracer = HookTracer()
             self.pm.add_hookcall_monitoring(self._tracer.before, self._tracer.after)
@@ -241,6 +242,8 @@ class PluginHost:
         except Exception as error:
             plugin = _plugin_in_traceback(error, impls)
             raise PluginError(plugin, f"plugin {plugin!r} failed in {hook_name}: {type(error).__name__}: {error}") from error
+        if self._observers:
+            self._observed(hook_name, kwargs, result)
         if result is not None and expected is not None and not isinstance(result, expected):
             raise PluginError(
                 answered_by or "?",
@@ -267,10 +270,14 @@ class PluginHost:
                                   f"{type(answer).__name__}, expected a list")
             collected.extend((impl.plugin_name, item) for item in answer)
         self._trace_after(hook_name, impls, kwargs, collected)
+        if self._observers:
+            self._observed(hook_name, kwargs, collected)
         return collected
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of a consumer hook, isolating each from the others."""
+        if self._observers:
+            self._observed(hook_name, kwargs, None)
         impls = getattr(self.pm.hook, hook_name).get_hookimpls()
         if not impls:
             return
@@ -284,7 +291,19 @@ class PluginHost:
         if self._tracer is not None:
             self._trace_after(hook_name, impls, kwargs, None)
 
+    def observe(self, observer: Callable[[str, dict[str, Any], Any], None]) -> Callable[[], None]:
+        """Call ``observer(hook_name, kwargs, result)`` after every hook call; returns an undo.
+
+        For test tools (see :mod:`sda_core.testing`); an observer must not raise.
+        """
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
+
     # -- internals -------------------------------------------------------------------------
+
+    def _observed(self, hook_name: str, kwargs: dict[str, Any], result: Any) -> None:
+        for observer in list(self._observers):
+            observer(hook_name, kwargs, result)
 
     def _block_reason(self, name: str, dist_name: str | None, explicit: bool = False) -> str:
         disabled = self.policy.disabled
