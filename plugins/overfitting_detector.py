@@ -52,10 +52,19 @@ def sda_check_overfitting(history: MetricsHistory, config: TrainingConfig) -> Ov
         train_loss=last.train_loss, val_loss=last.val_loss or 0.0,
         message=(
             f"the validation loss has been more than {config.overfitting_threshold:.0%} above the training "
-            f"loss for {streak} epochs (now {gap:.0%}): the model is memorising your files. best.pt keeps "
-            f"the best epoch; to generalise better, {_advice(config)}"
+            f"loss for {streak} epochs (now {gap:.0%}): {_diagnosis(judged)}; to generalise better, "
+            f"{_advice(config)}"
         ),
     )
+
+
+def _diagnosis(history: MetricsHistory) -> str:
+    """What the gap means now: harmless while validation still improves, memorising once not."""
+    if history.epochs_since_best() == 0:
+        return ("the model fits your training files faster than it generalises, though the validation "
+                "loss is still improving")
+    return (f"the model is memorising your training files (validation best at epoch {history.best_epoch}, "
+            "which best.pt keeps)")
 
 
 def _advice(config: TrainingConfig) -> str:

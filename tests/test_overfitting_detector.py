@@ -1,0 +1,56 @@
+"""The reference overfitting detector on constructed histories."""
+
+from __future__ import annotations
+
+from sda_core import EpochMetrics, MetricsHistory, TrainingConfig
+from sda_plugins.overfitting_detector import overfitting_streak_limit, sda_check_overfitting, sda_should_stop
+
+CONFIG = TrainingConfig(overfitting_patience=2, early_stopping_patience=6, overfitting_min_epochs=3)
+
+
+def history(pairs) -> MetricsHistory:
+    return MetricsHistory(epochs=[EpochMetrics(epoch=i, train_loss=t, val_loss=v)
+                                  for i, (t, v) in enumerate(pairs, start=1)])
+
+
+def warnings_over(pairs, config=CONFIG):
+    return [sda_check_overfitting(history(pairs[:n]), config) for n in range(1, len(pairs) + 1)]
+
+
+def test_one_warning_per_streak_at_the_patience():
+    pairs = [(1.0, 1.0), (0.9, 1.0), (0.8, 1.0), (0.7, 1.0), (0.6, 1.0), (0.9, 1.0), (0.5, 1.0), (0.4, 1.0)]
+    fired = [w.epoch for w in warnings_over(pairs) if w is not None]
+    assert fired == [4, 8]
+
+
+def test_no_warning_before_the_minimum_epochs_or_below_the_threshold():
+    assert not any(warnings_over([(1.0, 1.5), (1.0, 1.5), (1.0, 1.19), (1.0, 1.19)]))
+
+
+def test_the_message_says_whether_validation_still_improves():
+    improving = warnings_over([(1.0, 1.3), (0.9, 1.2), (0.8, 1.1), (0.7, 1.0)])[-1]
+    assert "still improving" in improving.message
+    worsening = warnings_over([(1.0, 0.9), (0.9, 0.95), (0.7, 1.0), (0.6, 1.1)])[-1]
+    assert "memorising" in worsening.message and "epoch 1" in worsening.message
+
+
+def test_the_threshold_comes_from_the_config():
+    pairs = [(1.0, 1.15)] * 4
+    assert not any(warnings_over(pairs))
+    assert any(warnings_over(pairs, TrainingConfig(overfitting_threshold=0.1, overfitting_patience=2)))
+
+
+def test_early_stop_on_a_plateau_and_on_persistent_overfitting():
+    plateau = [(1.0, 1.0)] + [(0.9, 1.05)] * 6
+    assert sda_should_stop(history(plateau), CONFIG).startswith("early stop: no improvement")
+    patient = TrainingConfig(overfitting_patience=2, early_stopping_patience=30, overfitting_min_epochs=3)
+    limit = overfitting_streak_limit(patient)
+    overfit = [(1.0, 1.0), (0.9, 0.95), (0.8, 0.9)] + [(0.5, 0.95)] * limit
+    assert sda_should_stop(history(overfit[:-1]), patient) is None
+    assert "overfitting" in sda_should_stop(history(overfit), patient)
+    assert sda_should_stop(history(plateau), TrainingConfig(early_stopping=False)) is None
+
+
+def test_a_healthy_run_never_stops():
+    healthy = [(1.0 / n, 1.1 / n) for n in range(1, 30)]
+    assert all(sda_should_stop(history(healthy[:n]), CONFIG) is None for n in range(1, 30))
