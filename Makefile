@@ -1,9 +1,12 @@
 # Every target creates .venv and installs what it needs; a stamp file keeps a
-# second run from reinstalling unless pyproject.toml changed.
+# second run from reinstalling unless a pyproject.toml changed. The contrib plugin
+# distributions are installed like any third-party plugin: through pip and entry points.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 SDA := $(VENV)/bin/sda
+CONTRIB := $(sort $(dir $(wildcard contrib/*/pyproject.toml)))
+CONTRIB_INSTALL := $(foreach dist,$(CONTRIB),-e ./$(dist))
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
@@ -13,12 +16,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml $(wildcard contrib/*/pyproject.toml) | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]' $(CONTRIB_INSTALL)
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,bench]' $(CONTRIB_INSTALL)
 	touch $(BENCH_STAMP)
 
 install: $(STAMP)
