@@ -34,7 +34,11 @@ from sda_core.plugin_host import PluginInfo, PluginLoadWarning, PluginRuntimeWar
 
 _LAZY = {
     "AugmentationPipeline": "sda_core.augment",
+    "CheckpointError": "sda_core.checkpoints",
+    "TrainingError": "sda_core.training",
+    "TrainingResult": "sda_core.training",
     "create_data_loaders": "sda_core.loaders",
+    "generate_files": "sda_core.generate",
 }
 
 
@@ -55,6 +59,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = [
     "AudioFileInfo",
     "AugmentationPipeline",
+    "CheckpointError",
     "CallbackPlugin",
     "ConfigError",
     "DatasetError",
@@ -79,12 +84,15 @@ __all__ = [
     "StepMetrics",
     "TrainingCompleteEvent",
     "TrainingConfig",
+    "TrainingError",
+    "TrainingResult",
     "TrainingStartEvent",
     "__version__",
     "apply_overrides",
     "create_data_loaders",
     "event_from_dict",
     "event_to_dict",
+    "generate_files",
     "get_effective_preview_interval",
     "hookimpl",
     "hookspec",

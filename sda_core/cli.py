@@ -102,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     console = Console()
+    if not console.is_terminal:  # piped or logged: wide enough that tables do not truncate paths
+        console = Console(width=160)
     errors = Console(stderr=True)
     try:
         return args.handler(args, console, errors)
@@ -182,7 +184,8 @@ def cmd_train(args: argparse.Namespace, console: Console, errors: Console) -> in
         overrides["max_epochs"] = args.max_epochs
     if args.seed is not None:
         overrides["seed"] = args.seed
-    engine = _engine(args)
+    engine, caught = _with_warnings(lambda: _engine(args))
+    _print_warnings(errors, caught)
     result, caught = _with_warnings(lambda: engine.train(
         data_dir, args.resume or args.out, overrides, resume=bool(args.resume), device=args.device))
     _print_warnings(errors, caught)
@@ -198,7 +201,8 @@ def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) ->
         raise UsageError("-n must be at least 1")
     if args.seconds is not None and not 0 < args.seconds <= 600:
         raise UsageError("--seconds must be above 0 and at most 600")
-    engine = _engine(args)
+    engine, caught = _with_warnings(lambda: _engine(args))
+    _print_warnings(errors, caught)
     paths, caught = _with_warnings(lambda: generate_files(
         engine, args.run_dir, args.out, count=args.count, seconds=args.seconds, seed=args.seed,
         device=select_device(args.device)))
@@ -218,7 +222,8 @@ def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int
     data_dir = out / "data"
     written = synthesize_demo_dataset(data_dir)
     console.print(f"[bold]Demo dataset:[/bold] {len(written)} synthesised sounds in {data_dir}")
-    engine = _engine(args)
+    engine, caught = _with_warnings(lambda: _engine(args))
+    _print_warnings(errors, caught)
     overrides = {"max_epochs": args.max_epochs, **parse_set_options(args.set)}
 
     def resolve() -> tuple[Any, Any]:

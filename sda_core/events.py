@@ -207,7 +207,7 @@ class TrainingCompleteEvent:
     """The run ended, for whatever reason; checkpoints are on disk.
 
     Attributes:
-        reason: why it ended ("max_epochs", "early_stop: ...", "interrupted", "stop_requested").
+        reason: why it ended ("max_epochs", "early stop: ...", "interrupted", "stop_requested", "error: ...").
         epochs_completed: last epoch fully completed.
         steps: global step count at the end.
         best_epoch: epoch with the lowest validation loss (None without validation).

@@ -190,12 +190,16 @@ def print_config(console: Console, config: TrainingConfig) -> None:
 
 
 def print_plugins(console: Console, infos: list[PluginInfo]) -> None:
-    """Loaded plugins with their hooks, then blocked or failed ones with the reason."""
+    """Loaded plugins with their hooks (``sda_`` prefix dropped), then blocked or failed ones with why."""
     table = Table(title="sda plugins", title_justify="left")
-    for column in ("name", "status", "distribution", "version", "hooks / reason"):
-        table.add_column(column, overflow="fold")
+    for column in ("name", "status", "distribution", "version"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("hooks / reason", ratio=1, overflow="fold")
     for info in infos:
-        detail = ", ".join(info.hooks) if info.status in ("loaded", "explicit") else info.reason
+        if info.status in ("loaded", "explicit"):
+            detail = " ".join(hook.removeprefix("sda_") for hook in info.hooks)
+        else:
+            detail = info.reason
         table.add_row(info.name, info.status, info.distribution or "-", info.version or "-", detail)
     console.print(table)
 
