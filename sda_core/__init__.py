@@ -6,6 +6,7 @@ Public names for plugin authors and host applications. Plugins implement the hoo
 
 from importlib.metadata import PackageNotFoundError, version
 
+from sda_core.atomic import write_atomic, write_text_atomic
 from sda_core.config import (
     OverfittingPreset,
     RegularizationConfig,
@@ -96,4 +97,6 @@ __all__ = [
     "get_effective_preview_interval",
     "hookimpl",
     "hookspec",
+    "write_atomic",
+    "write_text_atomic",
 ]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from sda_core import write_atomic
 
 
 def new_figure(width: float, height: float, layout: str | None = None) -> Figure:
@@ -27,18 +28,8 @@ def save_png(figure: Figure, path: str | os.PathLike[str], dpi: float = 100) -> 
     A reader (an image viewer refreshing the file, a web UI) never sees a half-written PNG, and a
     failed write leaves the previous image in place.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            # zlib level 3 instead of 6: a third of the encoding time, files a few percent larger
-            figure.savefig(stream, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
+    return write_atomic(
+        path,
+        # zlib level 3 instead of 6: a third of the encoding time, files a few percent larger
+        lambda stream: figure.savefig(stream, format="png", dpi=dpi, pil_kwargs={"compress_level": 3}),
+    )

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 from sda_core import hookimpl
-from sda_core.atomic import write_text_atomic
+from sda_core import write_text_atomic
 from sda_core.errors import ConfigError
 from sda_core.events import (
     EpochMetrics,
