@@ -101,7 +101,7 @@ def _duration_units(info: AudioFileInfo) -> int:
 
 
 def _sort_key(seed: int, path: str) -> bytes:
-    return hashlib.sha256(f"{seed}\0{path}".encode("utf-8")).digest()
+    return hashlib.sha256(f"{seed}\0{path}".encode("utf-8", "surrogateescape")).digest()
 
 
 def _check_fraction(validation_fraction: float) -> float:

@@ -2,11 +2,14 @@
 
 Everything is written to a temporary file in the destination folder, flushed and fsynced, then
 moved over the destination with ``os.replace``; on any failure the temporary file is removed and
-the previous file, if any, is left untouched.
+the previous file, if any, is left untouched. A process killed in the middle of a write (SIGKILL,
+a power cut) cannot remove its temporary file; :func:`remove_stale_temporaries` does, when the
+next writer starts.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Callable
@@ -32,6 +35,21 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             pass
         raise
     return target
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], names: tuple[str, ...]) -> list[Path]:
+    """Delete the temporary files :func:`write_atomic` left in ``folder`` for files named ``names``
+    when its process died mid-write; returns what was deleted. Call it only where no other process
+    is writing those files now."""
+    removed = []
+    for name in names:
+        for leftover in glob.glob(os.path.join(glob.escape(os.fspath(folder)), f".{glob.escape(name)}.*.tmp")):
+            try:
+                os.unlink(leftover)
+                removed.append(Path(leftover))
+            except OSError:
+                pass
+    return removed
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

@@ -42,6 +42,7 @@ import soundfile
 from sda_core.chunking import chunk_frames, file_chunk_count
 from sda_core.config import TrainingConfig
 from sda_core.dataset_info import AudioFileInfo, DatasetSummary
+from sda_core.scan import native_path
 from sda_core.serialization import from_jsonable, to_jsonable
 
 #: Frames decoded per read; a file is never held in memory whole.
@@ -271,7 +272,7 @@ def analyse_file(root: str | os.PathLike[str], info: AudioFileInfo, block_frames
     expected = info.frames
     error: str | None = None
     try:
-        with soundfile.SoundFile(path) as audio:
+        with soundfile.SoundFile(native_path(path)) as audio:
             expected = max(expected, audio.frames, _claimed_frames(audio, info))
             if audio.channels != info.channels:
                 stats = _Stats(audio.channels, stats.clip)
@@ -300,7 +301,7 @@ def _stream(audio: soundfile.SoundFile, stats: _Stats, block_frames: int) -> Non
 def _retry(path: str, stats: _Stats, block_frames: int) -> None:
     """After a failed read: reopen, skip what ``stats`` holds, and read on in small blocks."""
     try:
-        with soundfile.SoundFile(path) as audio:
+        with soundfile.SoundFile(native_path(path)) as audio:
             if audio.channels != len(stats.sums):
                 return
             if stats.frames:

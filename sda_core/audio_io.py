@@ -57,11 +57,13 @@ import torch
 import torchaudio
 
 from sda_core.errors import SdaError
+from sda_core.scan import native_path
 
 __all__ = [
     "AudioReadError",
     "DEFAULT_CACHE_MAX_BYTES",
     "DecodeCache",
+    "decoded_frames",
     "default_cache_directory",
     "default_decode_cache",
     "needs_decode_cache",
@@ -462,7 +464,7 @@ def read_segment(
     if needs_decode_cache(format) or (format is None and extension in _CACHED_EXTENSIONS):
         return _read_cached(path, start, frames, target_rate, channels, source_rate, cache)
     try:
-        handle = soundfile.SoundFile(path)
+        handle = soundfile.SoundFile(native_path(path))
     except (soundfile.LibsndfileError, OSError) as error:
         raise AudioReadError.unreadable(path, error) from None
     with handle:
@@ -507,7 +509,7 @@ def read_file(
     """
     _validate(0, 0, target_rate, channels)
     try:
-        with soundfile.SoundFile(path) as handle:
+        with soundfile.SoundFile(native_path(path)) as handle:
             rate = handle.samplerate
             data = _decode_all(handle, path)
     except (soundfile.LibsndfileError, OSError) as error:
@@ -515,6 +517,30 @@ def read_file(
     reader = _array_reader(data, path, check=True)
     length = resampled_length(data.shape[0], rate, int(target_rate))
     return _segment(reader, data.shape[0], rate, 0, length, int(target_rate), int(channels))
+
+
+def decoded_frames(path: str | os.PathLike[str]) -> int:
+    """How many frames a file really decodes to, whatever its header claims.
+
+    For headers that cannot be trusted (an MP3's length is a claim of its Xing tag or an estimate
+    from its first frame). The file is streamed through the decoder in blocks and nothing is kept;
+    a file that stops decoding midway counts the frames before the damage.
+
+    Raises:
+        AudioReadError: the file cannot be opened.
+    """
+    try:
+        handle = soundfile.SoundFile(native_path(path))
+    except (soundfile.LibsndfileError, OSError) as error:
+        raise AudioReadError.unreadable(path, error) from None
+    with handle:
+        block = np.empty((_BLOCK_FRAMES, handle.channels), dtype=np.float32)
+        position = 0
+        while True:
+            got = _read_at(handle, position, block)
+            position += got
+            if got < _BLOCK_FRAMES:
+                return position
 
 
 def _decode_all(handle: soundfile.SoundFile, path: str | os.PathLike[str]) -> np.ndarray:
@@ -671,7 +697,7 @@ class DecodeCache:
         key = self.key(path)
         if source_rate is None:
             try:
-                source_rate = soundfile.info(os.fspath(path)).samplerate
+                source_rate = soundfile.info(native_path(path)).samplerate
             except (soundfile.LibsndfileError, OSError) as error:
                 raise AudioReadError.unreadable(path, error) from None
         entry = self.entry_path(key, source_rate)
@@ -702,7 +728,7 @@ class DecodeCache:
 
     def _decode_into(self, path: str | os.PathLike[str], key: str) -> tuple[np.ndarray, int]:
         try:
-            with soundfile.SoundFile(path) as handle:
+            with soundfile.SoundFile(native_path(path)) as handle:
                 rate = handle.samplerate
                 data = _decode_all(handle, path)
         except (soundfile.LibsndfileError, OSError) as error:

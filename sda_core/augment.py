@@ -34,11 +34,19 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from sda_core.errors import PluginError
+
 if TYPE_CHECKING:
     from sda_core.config import TrainingConfig
     from sda_core.engine import Engine
 
-__all__ = ["AugmentationPipeline", "Params", "Transform", "check_transform"]
+__all__ = ["AugmentationPipeline", "Params", "Transform", "TransformError", "check_transform"]
+
+
+class TransformError(PluginError, TypeError):
+    """A plugin's ``sda_augmentations`` contributed a transform that does not follow
+    :class:`Transform` or does not pickle; the message names the plugin."""
+
 
 #: The parameters of one application of a transform: JSON-compatible scalars (numbers, short
 #: strings) keyed by name, e.g. ``{"gain_db": -2.5}``. Drawn by :meth:`Transform.sample`,
@@ -113,6 +121,18 @@ def check_transform(transform: object) -> None:
         )
 
 
+def _check_pickles(transform: Transform) -> None:
+    """Raise ``TypeError`` naming ``transform`` unless it pickles (into DataLoader workers)."""
+    try:
+        pickle.dumps(transform)
+    except Exception as error:  # pickling raises many types (PicklingError, TypeError, AttributeError)
+        label = f"{type(transform).__module__}.{type(transform).__qualname__}"
+        raise TypeError(
+            f"augmentation transform {label} ({transform.name!r}) cannot be pickled into DataLoader "
+            f"workers: {type(error).__name__}: {error}"
+        ) from error
+
+
 def _check_probability(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{what} must be a number from 0 to 1, got {value!r}")
@@ -169,32 +189,31 @@ class AugmentationPipeline:
 
         Uses ``config.augmentation_probability``, ``config.seed`` and ``config.sample_rate``.
         With ``augmentation_strength`` 0 the pipeline is empty (the hook is still called, so
-        plugins validate their settings). Raises ``TypeError`` naming a transform that does not
-        follow :class:`Transform` or does not pickle.
+        plugins validate their settings). Raises :class:`TransformError` (a ``TypeError``) naming
+        the plugin and the transform that does not follow :class:`Transform` or does not pickle.
         """
-        transforms = engine.augmentations(config)
+        contributed = engine.host.call_collector("sda_augmentations", config=config)
+        for plugin, transform in contributed:
+            try:
+                check_transform(transform)
+                _check_pickles(transform)
+            except (TypeError, ValueError) as error:
+                raise TransformError(
+                    plugin, f"plugin {plugin!r} answered sda_augmentations with a bad transform: {error}") from error
+        transforms = [transform for _plugin, transform in contributed]
         if config.augmentation_strength == 0:
             transforms = []
-        pipeline = cls(
+        return cls(
             transforms,
             probability=config.augmentation_probability,
             seed=config.seed,
             sample_rate=config.sample_rate,
         )
-        pipeline.check_picklable()
-        return pipeline
 
     def check_picklable(self) -> None:
         """Raise ``TypeError`` naming the first transform that cannot be pickled into a worker."""
         for transform in self.transforms:
-            try:
-                pickle.dumps(transform)
-            except Exception as error:  # pickling raises many types (PicklingError, TypeError, AttributeError)
-                label = f"{type(transform).__module__}.{type(transform).__qualname__}"
-                raise TypeError(
-                    f"augmentation transform {label} ({transform.name!r}) cannot be pickled into DataLoader "
-                    f"workers: {type(error).__name__}: {error}"
-                ) from error
+            _check_pickles(transform)
 
     # -- the per-item plan -------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import random
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from sda_core.config import TrainingConfig
 from sda_core.dataset_info import DatasetSummary, FileSplit
-from sda_core.errors import DatasetError
+from sda_core.errors import DatasetError, PluginError
 
 #: Workers run at a lower priority, filling the gaps the training threads leave instead of
 #: competing with them for the cores.
@@ -147,8 +147,8 @@ def create_data_loaders(
     augment = None
     if config.augmentation_probability > 0 and config.augmentation_strength > 0:
         augment = AugmentationPipeline.from_engine(engine, config)
-    train_set = engine.make_dataset(train_files, config, "train", augment, root=summary.root)
-    val_set = engine.make_dataset(val_files, config, "validation", None, root=summary.root)
+    train_set = _check_dataset(engine, engine.make_dataset(train_files, config, "train", augment, root=summary.root))
+    val_set = _check_dataset(engine, engine.make_dataset(val_files, config, "validation", None, root=summary.root))
 
     workers = config.num_workers if config.num_workers is not None else default_num_workers()
     common: dict[str, Any] = {
@@ -172,6 +172,16 @@ def create_data_loaders(
                                epoch_keys=getattr(val_set, "epoch_keys", False))
     val_loader = DataLoader(val_set, sampler=val_sampler, drop_last=False, **common)
     return train_loader, val_loader, split
+
+
+def _check_dataset(engine: Any, dataset: Any) -> Any:
+    """The dataset, unless it is not a map-style dataset: then a PluginError naming its plugin."""
+    kind = type(dataset)
+    if hasattr(kind, "__getitem__") and hasattr(kind, "__len__") and not isinstance(dataset, (str, bytes, Mapping)):
+        return dataset
+    plugin = engine.host.answered_by("sda_make_dataset") or "?"
+    raise PluginError(plugin, f"plugin {plugin!r} answered sda_make_dataset with {kind.__name__}, expected a "
+                      "map-style torch.utils.data.Dataset (with __len__ and __getitem__)")
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -122,6 +122,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self._records: dict[str, PluginInfo] = {}
         self._consumer_failures: dict[str, list[str]] = {}
+        self._answered_by: dict[str, str] = {}
         self._tracer: HookTracer | None = None
         self._observers: list[Callable[[str, dict[str, Any], Any], None]] = []
         if self.policy.trace:
@@ -208,6 +209,13 @@ class PluginHost:
             infos.append(record)
         return sorted(infos, key=lambda info: (info.status in (BLOCKED, FAILED), info.name))
 
+    def answered_by(self, hook_name: str) -> str | None:
+        """The plugin whose answer the last call of a provider hook returned (None: nobody answered).
+
+        For callers that check more of an answer than its type and must name the plugin at fault.
+        """
+        return self._answered_by.get(hook_name)
+
     @property
     def consumer_failures(self) -> dict[str, list[str]]:
         """Plugin name -> the errors its consumer hooks raised (reported once, counted all)."""
@@ -244,6 +252,10 @@ class PluginHost:
             raise PluginError(plugin, f"plugin {plugin!r} failed in {hook_name}: {type(error).__name__}: {error}") from error
         if self._observers:
             self._observed(hook_name, kwargs, result)
+        if answered_by is None or result is None:
+            self._answered_by.pop(hook_name, None)
+        else:
+            self._answered_by[hook_name] = answered_by
         if result is not None and expected is not None and not isinstance(result, expected):
             raise PluginError(
                 answered_by or "?",
@@ -260,6 +272,8 @@ class PluginHost:
         for impl in reversed(impls):
             try:
                 answer = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except ConfigError:
+                raise  # the user's settings are wrong, not the plugin
             except Exception as error:
                 raise PluginError(impl.plugin_name, f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                                   f"{type(error).__name__}: {error}") from error

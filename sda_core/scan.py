@@ -6,6 +6,11 @@
 with a reason code from :class:`~sda_core.dataset_info.SkipReason`. The ``sda.toml`` at the top of
 the folder is reported as the summary's ``settings_file``.
 
+An MP3's length is only a claim (of its Xing/Info tag, or an estimate from its first frame), and a
+damaged tag or a file cut short after its tag was written can claim many times the audio it holds.
+When the claim is impossible for the file's size, the file is decoded to count its real frames, so
+chunk counts, durations and the duration-balanced split rest on audio that exists.
+
 Symlinked folders are followed, but each real folder is scanned once: a link to a folder that has
 already been scanned (a loop, or a second route to the same folder) is reported as ``link_loop``.
 Real sub-folders are scanned before linked ones, so a link pointing back into the data folder
@@ -20,6 +25,7 @@ import errno
 import os
 import shlex
 import stat
+import sys
 from collections import deque
 from pathlib import Path
 
@@ -42,6 +48,14 @@ AUDIO_EXTENSIONS = frozenset(
 )
 """Extensions of audio formats; a file with one of them that libsndfile cannot open is "unreadable"."""
 
+#: Containers whose header length is a claim that a damaged or cut file can get wildly wrong.
+CLAIMED_LENGTH_FORMATS = frozenset({"MP3"})
+#: The lowest bitrate of MPEG audio (MPEG-2.5 layer III): no MP3 holds more seconds than its bytes
+#: allow at this rate.
+MIN_MPEG_BITRATE = 8000
+_XING_TAGS = (b"Xing", b"Info")
+_XING_WITHIN = 64  # the tag sits 13 to 36 bytes into the first MPEG frame
+
 _NOT_AUDIO_DETAIL = "not an audio format libsndfile can open"
 _ALREADY_SCANNED_DETAIL = "link to a folder that is already scanned (a loop or a second route to it)"
 
@@ -51,7 +65,8 @@ _Folder = tuple[str, str, tuple[int, int]]
 def scan_folder(path: str | os.PathLike[str]) -> DatasetSummary:
     """Scan a folder recursively and report every usable audio file and every skipped entry.
 
-    Only headers are read (one ``soundfile.info`` call and one ``stat`` per file). Symlinked
+    Only headers are read (one ``soundfile.info`` call and one ``stat`` per file; an MP3 whose
+    claimed length is impossible for its size is decoded to count its frames). Symlinked
     folders are followed without ever looping. An empty folder, or one without usable audio, is
     not an error here: the summary simply has no files (see :func:`require_usable`).
 
@@ -119,6 +134,20 @@ def scan_folder(path: str | os.PathLike[str]) -> DatasetSummary:
         skipped=sorted(walk.skipped, key=lambda item: item.path),
         settings_file=walk.settings_file,
     )
+
+
+def native_path(path: str | os.PathLike[str]) -> str | bytes:
+    """A path as soundfile should get it: as is, except a name that is not valid in the file
+    system's encoding (Python keeps such bytes as surrogate escapes: Latin-1 names from an old
+    archive, say), which soundfile cannot encode; that one goes as its raw bytes."""
+    path = os.fspath(path)
+    if os.name == "nt" or isinstance(path, bytes):
+        return path
+    try:
+        path.encode(sys.getfilesystemencoding())
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
 
 
 def require_usable(summary: DatasetSummary) -> None:
@@ -195,13 +224,26 @@ class _Walk:
 
     def _read_header(self, entry: os.DirEntry[str], relative: str, size: int) -> None:
         try:
-            header = soundfile.info(entry.path)
+            header = soundfile.info(native_path(entry.path))
         except Exception as error:
             self._skip_unopenable(entry, relative, error)
             return
         if header.frames <= 0 or header.samplerate <= 0 or header.channels <= 0:
             self.skip(relative, SkipReason.NO_FRAMES, "the header reports no audio frames")
             return
+        frames = int(header.frames)
+        if header.format in CLAIMED_LENGTH_FORMATS and not _plausible_mpeg_length(
+                entry.path, frames, int(header.samplerate), size):
+            from sda_core.audio_io import AudioReadError, decoded_frames  # torch: only when needed
+
+            try:
+                frames = decoded_frames(native_path(entry.path))
+            except AudioReadError as error:
+                self.skip(relative, SkipReason.UNREADABLE, f"libsndfile cannot decode it: {error.reason}")
+                return
+            if frames <= 0:
+                self.skip(relative, SkipReason.NO_FRAMES, "not one audio frame decodes")
+                return
         self.files.append(
             AudioFileInfo(
                 path=relative,
@@ -209,7 +251,7 @@ class _Walk:
                 subtype=header.subtype,
                 sample_rate=int(header.samplerate),
                 channels=int(header.channels),
-                frames=int(header.frames),
+                frames=frames,
                 size_bytes=size,
             )
         )
@@ -226,6 +268,44 @@ class _Walk:
             self.skip(relative, SkipReason.UNREADABLE, f"libsndfile cannot open it: {message}")
         else:
             self.skip(relative, SkipReason.NOT_AUDIO, _NOT_AUDIO_DETAIL)
+
+
+def _plausible_mpeg_length(path: str, frames: int, rate: int, size: int) -> bool:
+    """Whether an MP3's claimed length can be right, judged from its size and its Xing/Info tag.
+
+    Impossible: more seconds than the file's bytes hold at MPEG's lowest bitrate, or fewer bytes
+    than the tag says the stream has (the file was cut after the tag was written).
+    """
+    if frames / rate * MIN_MPEG_BITRATE / 8 > size:
+        return False
+    stream_bytes, start = _xing_stream_bytes(path)
+    return stream_bytes is None or size - start >= 0.99 * stream_bytes
+
+
+def _xing_stream_bytes(path: str) -> tuple[int | None, int]:
+    """The stream size an MP3's Xing/Info tag claims (None: no tag or no size), and where the
+    MPEG stream starts (after an ID3v2 tag)."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(10)
+            start = 0
+            if len(head) == 10 and head[:3] == b"ID3":
+                start = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | head[9] & 0x7F)
+                start += 10 if head[5] & 0x10 else 0  # a footer
+            stream.seek(start)
+            frame = stream.read(_XING_WITHIN + 16)
+    except OSError:
+        return None, 0
+    for tag in _XING_TAGS:
+        at = frame.find(tag, 4, _XING_WITHIN)
+        if at < 0 or len(frame) < at + 16:
+            continue
+        flags = int.from_bytes(frame[at + 4:at + 8], "big")
+        if not flags & 2:
+            return None, start
+        field = at + 8 + (4 if flags & 1 else 0)
+        return int.from_bytes(frame[field:field + 4], "big"), start
+    return None, start
 
 
 def _link_target(path: str) -> str:

@@ -16,18 +16,18 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
 
-from sda_core.atomic import write_text_atomic
+from sda_core.atomic import remove_stale_temporaries, write_text_atomic
 from sda_core.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from sda_core.config import TrainingConfig, apply_overrides, get_effective_preview_interval
 from sda_core.dataset_info import DatasetSummary, FileSplit
-from sda_core.errors import ConfigError, SdaError
+from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError
 from sda_core.events import (
     EpochMetrics,
     OverfittingWarning,
@@ -162,6 +162,15 @@ def resume_config(saved: Mapping[str, Any], overrides: Mapping[str, Any] | None)
     return updated
 
 
+def checkpoint_space(paths: RunPaths, parameter_bytes: int) -> int:
+    """Free bytes a run's checkpoints need at their peak: last.pt, best.pt and the temporary file
+    of the one being written (each holds the weights and AdamW's two moments: three times the
+    parameters), less the existing checkpoints they replace, plus 16 MB for previews and JSON."""
+    checkpoint = 3 * parameter_bytes + 2**20
+    existing = sum(path.stat().st_size for path in (paths.last, paths.best) if path.is_file())
+    return max(3 * checkpoint - existing, checkpoint) + 16 * 2**20
+
+
 def check_output_folder(paths: RunPaths, needed_bytes: int) -> None:
     """Fail before training, in one sentence, when the run folder is unwritable or too full."""
     try:
@@ -171,6 +180,8 @@ def check_output_folder(paths: RunPaths, needed_bytes: int) -> None:
         probe.unlink()
     except OSError as error:
         raise TrainingError(f"cannot write to the run folder '{paths.root}': {error.strerror or error}") from None
+    remove_stale_temporaries(paths.checkpoints, (LAST, BEST))  # left by a run killed mid-write
+    remove_stale_temporaries(paths.root, (paths.config.name, paths.dataset.name, paths.history.name))
     free = shutil.disk_usage(paths.checkpoints).free
     if free < needed_bytes:
         raise TrainingError(
@@ -213,6 +224,7 @@ class Trainer:
         self.requested_device = device
         self.stop_event = stop_event or threading.Event()
         self.stop_reason = "stop_requested"
+        self.validation_unreadable = False
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -222,20 +234,25 @@ class Trainer:
         require_usable(summary)
         state = self._load_resume_state()
         if state is not None:
-            config = resume_config(state["config"], self.overrides)
+            config = resume_config(state["config"], self.engine.collect_overrides(self.data_dir, cli=self.overrides))
             split = self._reconciled_split(state, summary)
             history = MetricsHistory.from_dict(state["history"])
         else:
             config = self.engine.resolve_config(summary, self.engine.collect_overrides(self.data_dir, cli=self.overrides))
             split, history = None, MetricsHistory.for_config(config)
         device = select_device(self.requested_device or config.device)
+        # initialisation, dropout and the model's sampling draw from torch's global generator: seed
+        # it, so a seed gives one run (a resumed run restores the generator from its checkpoint)
+        torch.manual_seed(config.seed)
         train_loader, val_loader, split = create_data_loaders(summary, config, self.engine, split=split, device=device)
         model = self.engine.make_model(config)
         if not isinstance(model, torch.nn.Module):
-            raise TrainingError(f"sda_make_model answered {type(model).__name__}, expected a torch.nn.Module")
+            plugin = self.engine.host.answered_by("sda_make_model") or "?"
+            raise PluginError(plugin, f"plugin {plugin!r} answered sda_make_model with {type(model).__name__}, "
+                              "expected a torch.nn.Module")
         model = model.to(device)
         parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        check_output_folder(self.paths, needed_bytes=4 * parameter_bytes + 16 * 2**20)
+        check_output_folder(self.paths, needed_bytes=checkpoint_space(self.paths, parameter_bytes))
 
         steps_per_epoch = len(train_loader)
         if steps_per_epoch == 0:
@@ -259,7 +276,7 @@ class Trainer:
             initial_val_loss = self._validate(model, val_loader, epoch=1, amp=amp)[0]
             step = 0
         start_epoch = history.last_epoch + 1
-        references = _references(val_loader.dataset if len(val_loader.dataset) else train_loader.dataset)
+        references = _references(val_loader.dataset, train_loader.dataset)
         run = _RunState(config=config, split=split, history=history, model=model, optimizer=optimizer,
                         scheduler=scheduler, amp=amp, step=step, initial_val_loss=initial_val_loss)
 
@@ -368,33 +385,41 @@ class Trainer:
         return True
 
     def _end_of_epoch(self, run: "_RunState", epoch: int) -> str | None:
-        """Events, overfitting check, stop decision and checkpoints after an epoch."""
+        """Events, checkpoints, then the overfitting check and the stop decision, after an epoch."""
         history, config = run.history, run.config
         self.engine.emit(history.epochs[-1], history=history)
+        if history.best_epoch == epoch or history.best_epoch is None:
+            self._save(run, self.paths.best)
+        self._save_last(run)  # before asking plugins anything: a faulty one cannot cost this epoch
         warning = self.engine.host.call_provider("sda_check_overfitting", OverfittingWarning,
                                                  history=history, config=config)
         if warning is not None:
             self.engine.emit(warning)
-        stop = self.engine.should_stop(history, config)
-        if history.best_epoch == epoch or history.best_epoch is None:
-            self._save(run, self.paths.best)
-        self._save_last(run)
-        return stop
+        return self.engine.should_stop(history, config)
 
     @torch.no_grad()
     def _validate(self, model: Any, loader: Any, *, epoch: int, amp: "_Precision") -> tuple[float | None, dict]:
         """Mean objective and components over the fixed validation grid (None without one)."""
-        if len(loader.dataset) == 0:
+        if len(loader.dataset) == 0 or self.validation_unreadable:
             return None, {}
         was_training = model.training
         model.eval()
         totals = _Totals()
         device = next(model.parameters()).device
-        for batch in loader:
-            with amp.autocast():
-                losses = model.loss(batch.to(device, non_blocking=True), epoch=epoch)
-            totals.add(float(objective_of(losses)), {k: float(v) for k, v in losses.items()}, len(batch))
-        model.train(was_training)
+        try:
+            for batch in loader:
+                with amp.autocast():
+                    losses = model.loss(batch.to(device, non_blocking=True), epoch=epoch)
+                totals.add(float(objective_of(losses)), {k: float(v) for k, v in losses.items()}, len(batch))
+        except DatasetError:  # not one validation file can be read (each is named by its own warning)
+            self.validation_unreadable = True
+            warnings.warn(
+                "not one validation file can be read, so training goes on without validation (no validation "
+                "loss, and no early stopping or best checkpoint by it); fix or remove those files and start a "
+                "fresh run", UserWarning, stacklevel=2)
+            return None, {}
+        finally:
+            model.train(was_training)
         return totals.mean(), totals.components()
 
     @torch.no_grad()
@@ -428,17 +453,20 @@ class Trainer:
 
     def _write_run_files(self, config: TrainingConfig, summary: DatasetSummary, split: FileSplit) -> None:
         self.paths.root.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.paths.config, json.dumps(config.to_dict(), indent=2) + "\n")
         dataset = {"data_dir": str(self.data_dir.resolve()), "scan": summary.to_dict(), "split": split.to_dict()}
-        write_text_atomic(self.paths.dataset, json.dumps(dataset, indent=2) + "\n")
+        with _writing(self.paths.config):
+            write_text_atomic(self.paths.config, json.dumps(config.to_dict(), indent=2) + "\n")
+        with _writing(self.paths.dataset):
+            write_text_atomic(self.paths.dataset, json.dumps(dataset, indent=2) + "\n")
 
     def _save_last(self, run: "_RunState") -> None:
         """last.pt, then history.json (the checkpoint holds the history too)."""
         self._save(run, self.paths.last)
-        write_text_atomic(self.paths.history, json.dumps(run.history.to_dict(), indent=1) + "\n")
+        with _writing(self.paths.history):
+            write_text_atomic(self.paths.history, json.dumps(run.history.to_dict(), indent=1) + "\n")
 
     def _save(self, run: "_RunState", path: Path) -> None:
-        save_checkpoint(path, {
+        state = {
             "model": run.model.state_dict(),
             "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(),
@@ -451,7 +479,9 @@ class Trainer:
             "history": run.history.to_dict(),
             "initial_val_loss": run.initial_val_loss,
             "model_class": f"{type(run.model).__module__}.{type(run.model).__qualname__}",
-        })
+        }
+        with _writing(path):
+            save_checkpoint(path, state)
 
     def _complete_event(self, run: "_RunState | None", reason: str, started: float) -> TrainingCompleteEvent:
         checkpoints = {name: str(path) for name, path in (("last", self.paths.last), ("best", self.paths.best))
@@ -481,6 +511,18 @@ class _RunState:
     step: int
     initial_val_loss: float | None
     next_batches: Any = None
+
+
+@contextmanager
+def _writing(path: Path):
+    """Turn a failed write of a run file (a full disk, a vanished mount) into one sentence; the
+    write is atomic, so the file written before stays whole."""
+    try:
+        yield
+    except OSError as error:
+        raise TrainingError(
+            f"cannot write '{path}' ({error.strerror or error}); the files saved before are intact, so "
+            "the run resumes from its last saved epoch (--resume) once that is fixed") from None
 
 
 class _Totals:
@@ -543,8 +585,20 @@ def _epoch_batches(loader: Any, epoch: int) -> Any:
     return iter(loader)
 
 
-def _references(dataset: Any) -> torch.Tensor:
-    """The first chunks of a dataset (epoch 0: the fixed grid), stacked, for reconstructions."""
+def _references(validation: Any, train: Any) -> torch.Tensor:
+    """The first chunks of the validation set (the training set's when it has none, or none of its
+    files can be read), stacked, for reconstructions."""
+    dataset = validation if len(validation) else train
+    try:
+        return _first_chunks(dataset)
+    except DatasetError:
+        if dataset is train:
+            raise
+        return _first_chunks(train)
+
+
+def _first_chunks(dataset: Any) -> torch.Tensor:
+    """The first chunks of a dataset (epoch 0: the fixed grid), stacked."""
     count = min(PREVIEW_REFERENCES, len(dataset))
     return torch.stack([dataset[(0, index)] if getattr(dataset, "epoch_keys", False) else dataset[index]
                         for index in range(count)])
