@@ -33,8 +33,8 @@ import soundfile
 
 from sda_core.dataset_info import AudioFileInfo, DatasetSummary, SkippedFile, SkipReason
 from sda_core.errors import DatasetError
+from sda_core.overrides import SETTINGS_FILENAME
 
-SETTINGS_FILE_NAME = "sda.toml"
 
 AUDIO_EXTENSIONS = frozenset(
     {
@@ -209,7 +209,7 @@ class _Walk:
         if not stat.S_ISREG(info.st_mode):
             self.skip(relative, SkipReason.NOT_AUDIO, "not a regular file (a device, pipe or socket)")
             return None
-        if entry.name == SETTINGS_FILE_NAME:
+        if entry.name == SETTINGS_FILENAME:
             if parent:
                 detail = "only the sda.toml at the top of the data folder is read"
                 self.skip(relative, SkipReason.SETTINGS_FILE, detail)
