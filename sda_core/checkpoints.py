@@ -44,7 +44,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             f"refusing checkpoint '{source}': it holds objects other than tensors and plain data, "
             f"and loading it could run code ({_first_line(error)})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except Exception as error:  # damaged bytes surface as IndexError, KeyError ... from the unpickler
         raise CheckpointError(f"checkpoint '{source}' is unreadable: {_first_line(error)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"'{source}' is not an sda checkpoint")
