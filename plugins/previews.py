@@ -18,24 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile
 import torch
 
 from sda_core import hookimpl
+from sda_core.audio_io import write_wav
 from sda_core.config import TrainingConfig
 from sda_core.errors import ConfigError
 from sda_core.events import PreviewEvent
 
 PLUGIN_NAME = "previews"
 DEFAULT_SAMPLES = 4
-
-
-def write_wav(path: Path, audio: torch.Tensor | np.ndarray, sample_rate: int) -> None:
-    """Write (channels, samples) audio as 16-bit WAV, clipped to [-1, 1]."""
-    data = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
-    data = np.clip(np.nan_to_num(data.astype(np.float32)), -1.0, 1.0)
-    soundfile.write(path, data.T, sample_rate, subtype="PCM_16")
 
 
 def _settings(config: TrainingConfig) -> tuple[int, float]:

@@ -42,7 +42,6 @@ import functools
 import hashlib
 import math
 import os
-import secrets
 import threading
 import time
 import warnings
@@ -56,6 +55,7 @@ import soundfile
 import torch
 import torchaudio
 
+from sda_core.atomic import write_atomic
 from sda_core.errors import SdaError
 from sda_core.scan import native_path
 
@@ -491,6 +491,22 @@ def _read_cached(
     return _segment(reader, decoded.shape[0], rate, start, frames, target_rate, channels)
 
 
+def _decode_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """The whole file at its own rate, (frames, channels) float32, and that rate."""
+    try:
+        with soundfile.SoundFile(native_path(path)) as handle:
+            return _decode_all(handle, path), handle.samplerate
+    except (soundfile.LibsndfileError, OSError) as error:
+        raise AudioReadError.unreadable(path, error) from None
+
+
+def write_wav(path: str | os.PathLike[str], audio: Any, sample_rate: int) -> None:
+    """Write (channels, samples) audio (array or tensor) as 16-bit WAV, NaN-free, clipped to [-1, 1]."""
+    data = audio.detach().cpu().numpy() if hasattr(audio, "detach") else np.asarray(audio)
+    data = np.clip(np.nan_to_num(data.astype(np.float32)), -1.0, 1.0)
+    soundfile.write(path, data.T, sample_rate, subtype="PCM_16")
+
+
 def read_file(
     path: str | os.PathLike[str],
     *,
@@ -508,12 +524,7 @@ def read_file(
         AudioReadError: as :func:`read_segment`.
     """
     _validate(0, 0, target_rate, channels)
-    try:
-        with soundfile.SoundFile(native_path(path)) as handle:
-            rate = handle.samplerate
-            data = _decode_all(handle, path)
-    except (soundfile.LibsndfileError, OSError) as error:
-        raise AudioReadError.unreadable(path, error) from None
+    data, rate = _decode_file(path)
     reader = _array_reader(data, path, check=True)
     length = resampled_length(data.shape[0], rate, int(target_rate))
     return _segment(reader, data.shape[0], rate, 0, length, int(target_rate), int(channels))
@@ -727,22 +738,10 @@ class DecodeCache:
         return array
 
     def _decode_into(self, path: str | os.PathLike[str], key: str) -> tuple[np.ndarray, int]:
-        try:
-            with soundfile.SoundFile(native_path(path)) as handle:
-                rate = handle.samplerate
-                data = _decode_all(handle, path)
-        except (soundfile.LibsndfileError, OSError) as error:
-            raise AudioReadError.unreadable(path, error) from None
+        data, rate = _decode_file(path)
         entry = self.entry_path(key, rate)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            temporary = self.directory / f".{entry.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-            try:
-                with open(temporary, "wb") as stream:
-                    np.save(stream, data, allow_pickle=False)
-                os.replace(temporary, entry)
-            finally:
-                _unlink_quietly(temporary)
+        try:  # atomic, so DataLoader workers racing on one file never read a partial entry
+            write_atomic(entry, lambda stream: np.save(stream, data, allow_pickle=False))
         except OSError as error:
             _warn_unwritable(self.directory, error)
             _memory_fallback.put(entry, data, self.max_bytes)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile
 import torch
 
+from sda_core.audio_io import write_wav
 from sda_core.checkpoints import BEST, LAST, CheckpointError, load_checkpoint
 from sda_core.config import TrainingConfig
 
@@ -47,9 +46,8 @@ def generate_files(
     with torch.no_grad():
         audio = model.generate(count, seconds=seconds, generator=generator)
     paths = []
-    for number, sound in enumerate(audio.detach().cpu().numpy(), start=1):
+    for number, sound in enumerate(audio, start=1):
         path = target / f"generated_{seed:04d}_{number:02d}.wav"
-        data = np.clip(np.nan_to_num(sound), -1.0, 1.0).T
-        soundfile.write(path, data, config.sample_rate, subtype="PCM_16")
+        write_wav(path, sound, config.sample_rate)
         paths.append(path)
     return paths
