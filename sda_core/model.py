@@ -9,7 +9,8 @@ any spectrogram transform happens inside the model, on the training device.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -54,6 +55,7 @@ class GenerativeModel(Protocol):
         ...
 
 
-def objective_of(losses: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The value the curves use: ``"objective"`` when the model reports one, else ``"loss"``."""
+def objective_of(losses: Mapping[str, Any]) -> Any:
+    """The value the curves use: ``"objective"`` when the model reports one, else ``"loss"``
+    (from the loss tensors or from their float values)."""
     return losses.get(OBJECTIVE_KEY, losses[LOSS_KEY])

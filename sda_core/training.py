@@ -352,7 +352,7 @@ class Trainer:
             run.scheduler.step()
             run.step += 1
             values = {key: float(value.detach()) for key, value in losses.items()}
-            objective = float(objective_of(losses).detach())
+            objective = objective_of(values)
             totals.add(objective, values, len(batch))
             finished = time.perf_counter()
             metrics = StepMetrics(
@@ -410,7 +410,8 @@ class Trainer:
             for batch in loader:
                 with amp.autocast():
                     losses = model.loss(batch.to(device, non_blocking=True), epoch=epoch)
-                totals.add(float(objective_of(losses)), {k: float(v) for k, v in losses.items()}, len(batch))
+                values = {key: float(value) for key, value in losses.items()}
+                totals.add(objective_of(values), values, len(batch))
         except DatasetError:  # not one validation file can be read (each is named by its own warning)
             self.validation_unreadable = True
             warnings.warn(
