@@ -84,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--device", default="auto", metavar="D", help="cpu, cuda, mps or auto")
     generate.set_defaults(handler=cmd_generate)
 
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common], help="measure how close a trained run's generated sounds are to its data")
+    evaluate.add_argument("run_dir", metavar="RUN", help="a run folder written by `sda train`")
+    evaluate.add_argument("-n", "--count", type=int, default=64, metavar="N", help="sounds to generate (default 64)")
+    evaluate.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default 0)")
+    evaluate.add_argument("--temperature", type=float, metavar="T",
+                          help="sampling temperature, for models that take one (default: the model's)")
+    evaluate.add_argument("--device", default="cpu", metavar="D", help="cpu, cuda, mps or auto (default cpu)")
+    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
     demo = commands.add_parser("demo", parents=[common], help="synthesise a demo dataset, train on it, generate")
     demo.add_argument("--out", default="demo", metavar="DIR", help="where to put the demo (default: ./demo)")
     demo.add_argument("--max-epochs", type=int, default=DEMO_EPOCHS, metavar="N",
@@ -213,6 +224,35 @@ def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) ->
     return EXIT_OK
 
 
+def cmd_evaluate(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    from sda_core.evaluation import evaluate_run
+    from sda_core.report import print_evaluation
+    from sda_core.training import select_device
+
+    if args.count < 2:
+        raise UsageError("-n must be at least 2")
+    run_dir = _existing_folder(args.run_dir, what="run folder")
+    engine, caught = _with_warnings(lambda: _engine(args))
+    _print_warnings(errors, caught)
+    if not args.json and console.is_terminal:
+        with console.status(f"generating {args.count} sounds and measuring them ...", spinner="dots"):
+            result, caught = _with_warnings(lambda: _evaluate(evaluate_run, engine, run_dir, args, select_device))
+    else:
+        result, caught = _with_warnings(lambda: _evaluate(evaluate_run, engine, run_dir, args, select_device))
+    if args.json:
+        _print_json({**result.to_dict(), "warnings": caught})
+    else:
+        _print_warnings(errors, caught)
+        print_evaluation(console, result)
+    return EXIT_OK
+
+
+def _evaluate(evaluate_run: Callable[..., Any], engine: Engine, run_dir: Path, args: argparse.Namespace,
+              select_device: Callable[[str], Any]) -> Any:
+    return evaluate_run(run_dir, engine=engine, count=args.count, seed=args.seed, temperature=args.temperature,
+                        device=select_device(args.device))
+
+
 def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int:
     from sda_core.demo_data import synthesize_demo_dataset
     from sda_core.generate import generate_files
@@ -282,12 +322,13 @@ def _engine(args: argparse.Namespace) -> Engine:
     return Engine(disable=[*args.disable_before, *getattr(args, "disable_after", [])])
 
 
-def _existing_folder(path: str) -> Path:
+def _existing_folder(path: str, what: str = "folder") -> Path:
     folder = Path(path)
     if not folder.exists():
-        raise UsageError(f"folder '{path}' does not exist")
+        raise UsageError(f"{what} '{path}' does not exist")
     if not folder.is_dir():
-        raise UsageError(f"'{path}' is a file, not a folder; pass the folder that holds your audio files")
+        holds = "the files of a training run" if what == "run folder" else "your audio files"
+        raise UsageError(f"'{path}' is a file, not a folder; pass the folder that holds {holds}")
     return folder
 
 

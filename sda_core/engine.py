@@ -188,6 +188,33 @@ class Engine:
         """Every plugin's augmentation transforms, concatenated in call order."""
         return [item for _plugin, item in self.host.call_collector("sda_augmentations", config=config)]
 
+    def evaluate_metrics(self, generated: Any, real: Any, sample_rate: int, config: TrainingConfig) -> dict[str, float]:
+        """Every plugin's ``sda_evaluate_metrics`` answer merged into one dict of floats.
+
+        A name answered by two plugins, an answer that is not a dict, or a value that is not a real
+        number is a PluginError naming the plugin(s).
+        """
+        merged: dict[str, float] = {}
+        owner: dict[str, str] = {}
+        answers = self.host.call_each(
+            "sda_evaluate_metrics", generated=generated, real=real, sample_rate=sample_rate, config=config
+        )
+        for plugin, answer in answers:
+            if not isinstance(answer, Mapping):
+                raise PluginError(plugin, f"plugin {plugin!r} answered sda_evaluate_metrics with "
+                                  f"{type(answer).__name__}, expected a dict of metric name -> number")
+            for name, value in answer.items():
+                if name in owner:
+                    raise PluginError(plugin, f"plugins {owner[name]!r} and {plugin!r} both answered the metric "
+                                      f"{name!r} in sda_evaluate_metrics; one of them must rename it")
+                number = _real_number(value)
+                if number is None:
+                    raise PluginError(plugin, f"plugin {plugin!r} answered the metric {name!r} with "
+                                      f"{type(value).__name__}, expected a number")
+                owner[str(name)] = plugin
+                merged[str(name)] = number
+        return merged
+
     def make_model(self, config: TrainingConfig) -> Any:
         """Ask the ``sda_make_model`` provider for the model."""
         return self._require("sda_make_model", None, config=config)
@@ -268,6 +295,17 @@ class Engine:
                 "(see `sda plugins`)",
             )
         return result
+
+
+def _real_number(value: Any) -> float | None:
+    """``value`` as a float when it is a real number (a Python or numpy scalar, not a bool or a
+    string), else None."""
+    if isinstance(value, (bool, str, bytes)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class _StopOnSignals:

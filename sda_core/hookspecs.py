@@ -11,8 +11,9 @@ Two kinds of hook:
   the plugin. A provider may also be wrapped (``wrapper=True``), typically to adjust the
   config ``sda_resolve_config`` answers; behind a wrapper a wrong-typed answer cannot be
   attributed to one plugin, so the error says so.
-* **Collectors** (``sda_augmentations``): every implementation contributes a list; one that
-  raises or answers something other than a list is fatal, with the plugin's name.
+* **Collectors** (``sda_augmentations``, ``sda_evaluate_metrics``): every implementation
+  contributes (a list of transforms, a dict of metrics); one that raises or answers something of
+  the wrong type is fatal, with the plugin's name.
 * **Consumers** (notifications): every implementation is called. The engine calls them one by
   one and isolates them: one that raises is reported once, by name, and neither stops the others
   nor the run (``SDA_STRICT_PLUGINS=1`` makes it fatal). Collector and consumer hooks take no
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
         TrainingStartEvent,
     )
     from sda_core.history import MetricsHistory
+    from numpy import ndarray
 
 PROJECT_NAME = "sda"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -57,7 +59,7 @@ PROVIDER_HOOKS = (
     "sda_should_stop",
 )
 #: Hooks every implementation of which contributes a list, concatenated in call order.
-COLLECTOR_HOOKS = ("sda_augmentations",)
+COLLECTOR_HOOKS = ("sda_augmentations", "sda_evaluate_metrics")
 #: Notification hooks, called one implementation at a time with failure isolation.
 CONSUMER_HOOKS = (
     "sda_on_train_start",
@@ -198,6 +200,29 @@ def sda_augmentations(config: TrainingConfig) -> list[Transform] | None:
     Not firstresult: every implementation contributes. Called once per run in the main process;
     the transforms themselves then run inside DataLoader workers, per chunk, with randomness
     derived from (seed, epoch, index).
+    """
+
+
+@hookspec
+def sda_evaluate_metrics(
+    generated: ndarray, real: ndarray, sample_rate: int, config: TrainingConfig
+) -> dict[str, float] | None:
+    """Add quality metrics of a trained model's generated sounds to ``sda evaluate``.
+
+    :param generated: the generated sounds, a float32 numpy array (count x samples), mono (channels
+        averaged), one chunk each, at ``sample_rate``. Read-only.
+    :param real: the run's real training chunks in the same layout (at most a few hundred, drawn
+        with the evaluation's seed). Read-only.
+    :param sample_rate: the run's sample rate in Hz.
+    :param config: the run's resolved TrainingConfig (read your ``[plugins.NAME]`` settings from it).
+    :return: a dict of metric name -> number (for example ``{"fad_vggish": 3.2}``), or None for
+        nothing. Every plugin's dict is merged into ``evaluation.json``'s ``"plugins"`` table and
+        the printed table; a name two plugins both answer is a PluginError naming both, and a value
+        that is not a real number is a PluginError naming the plugin.
+
+    Not firstresult: every implementation contributes. Called once per ``sda evaluate`` (and
+    :func:`sda_core.evaluation.evaluate_run`) in the main process, after the weights-free figures
+    (resemblance, copying, diversity, 1-NN accuracy, reconstruction), which sda computes itself.
     """
 
 

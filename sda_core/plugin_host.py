@@ -269,6 +269,31 @@ class PluginHost:
         impls = getattr(self.pm.hook, hook_name).get_hookimpls()
         self._trace_before(hook_name, impls, kwargs)
         collected: list[tuple[str, Any]] = []
+        for plugin_name, answer in self._answers(hook_name, impls, kwargs):
+            if not isinstance(answer, (list, tuple)):
+                raise PluginError(plugin_name, f"plugin {plugin_name!r} answered {hook_name} with "
+                                  f"{type(answer).__name__}, expected a list")
+            collected.extend((plugin_name, item) for item in answer)
+        self._trace_after(hook_name, impls, kwargs, collected)
+        if self._observers:
+            self._observed(hook_name, kwargs, collected)
+        return collected
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of a collector hook whose answers are not lists (a dict of
+        metrics ...); returns (plugin name, answer) for each answer that is not None, in call
+        order. One that raises is a PluginError naming it; checking the answers is the caller's."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        self._trace_before(hook_name, impls, kwargs)
+        answers = self._answers(hook_name, impls, kwargs)
+        self._trace_after(hook_name, impls, kwargs, answers)
+        if self._observers:
+            self._observed(hook_name, kwargs, answers)
+        return answers
+
+    @staticmethod
+    def _answers(hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
+        answers: list[tuple[str, Any]] = []
         for impl in reversed(impls):
             try:
                 answer = impl.function(*[kwargs[arg] for arg in impl.argnames])
@@ -277,16 +302,9 @@ class PluginHost:
             except Exception as error:
                 raise PluginError(impl.plugin_name, f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                                   f"{type(error).__name__}: {error}") from error
-            if answer is None:
-                continue
-            if not isinstance(answer, (list, tuple)):
-                raise PluginError(impl.plugin_name, f"plugin {impl.plugin_name!r} answered {hook_name} with "
-                                  f"{type(answer).__name__}, expected a list")
-            collected.extend((impl.plugin_name, item) for item in answer)
-        self._trace_after(hook_name, impls, kwargs, collected)
-        if self._observers:
-            self._observed(hook_name, kwargs, collected)
-        return collected
+            if answer is not None:
+                answers.append((impl.plugin_name, answer))
+        return answers
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of a consumer hook, isolating each from the others."""

@@ -206,3 +206,50 @@ def print_plugins(console: Console, infos: list[PluginInfo]) -> None:
 
 def _show(value: Any) -> str:
     return "auto" if value is None else str(value)
+
+
+#: The figures of ``sda evaluate``: (field of QualityFigures, label, what good looks like).
+_QUALITY_ROWS = (
+    ("resemblance", "resemblance", "0 = as close as the real chunks are to each other; 1 = noise shaped to their spectrum"),
+    ("nn_accuracy", "1-NN accuracy", "0.5 = indistinguishable; 1.0 = every sound told apart; well under 0.5 = copying"),
+    ("copying", "copying ratio", "about 1 or more; well under 1 = replaying the training chunks"),
+    ("diversity", "diversity", "about 1 = as varied as the real chunks; low = all alike"),
+)
+
+
+def print_evaluation(console: Console, result: Any) -> None:
+    """The figures of an :class:`~sda_core.evaluation.EvaluationResult`, each beside what good
+    looks like; the validation column when the run has validation chunks."""
+    epoch = f", epoch {result.epoch}" if result.epoch is not None else ""
+    table = Table(
+        title=f"Evaluation of {escape(result.run_dir)} ({result.count} sounds, seed {result.seed}{epoch})",
+        title_justify="left",
+    )
+    table.add_column("figure", no_wrap=True)
+    table.add_column(f"vs training ({result.training.real_count})", justify="right")
+    if result.validation is not None:
+        table.add_column(f"vs validation ({result.validation.real_count})", justify="right")
+    table.add_column("what good looks like", ratio=1, overflow="fold")
+    for field, label, meaning in _QUALITY_ROWS:
+        cells = [_figure(getattr(result.training, field))]
+        if result.validation is not None:
+            cells.append(_figure(getattr(result.validation, field)))
+        table.add_row(label, *cells, meaning)
+    reconstruction = [_figure(result.reconstruction)] + (["-"] if result.validation is not None else [])
+    if result.reconstruction_source == "validation" and result.validation is not None:
+        reconstruction = ["-", _figure(result.reconstruction)]
+    table.add_row("reconstruction", *reconstruction,
+                  f"multi-resolution STFT distance of {result.reconstruction_chunks} {result.reconstruction_source} "
+                  "chunks' reconstructions; lower is better (0 = exact)")
+    for name, value in sorted(result.plugins.items()):
+        table.add_row(escape(name), _figure(value), *(["-"] if result.validation is not None else []), "added by a plugin")
+    console.print(table)
+    for side, figures in (("training", result.training), ("validation", result.validation)):
+        if figures is not None and figures.resemblance_note:
+            console.print(f"resemblance vs {side}: not computed, {figures.resemblance_note}", markup=False, highlight=False)
+    if result.path:
+        console.print(f"wrote {result.path} ({format_duration(result.duration)})", markup=False, highlight=False)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.3f}"
