@@ -22,6 +22,7 @@ BENCHMARKS = {
     "augment": "benchmarks.bench_augment",
     "dispatch": "benchmarks.bench_dispatch",
     "loader": "benchmarks.bench_loader",
+    "quality": "benchmarks.bench_quality",
     "read": "benchmarks.bench_read",
     "scan": "benchmarks.bench_scan",
     "training": "benchmarks.bench_training",
