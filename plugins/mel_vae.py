@@ -411,6 +411,8 @@ def _full_precision(device: torch.device) -> contextlib.AbstractContextManager[A
 
 
 @hookimpl(trylast=True)
-def sda_make_model(config: TrainingConfig) -> MelVAE:
-    """The reference model: a :class:`MelVAE` sized by ``config``."""
+def sda_make_model(config: TrainingConfig) -> MelVAE | None:
+    """The older reference model, when ``config.model`` selects it (``--set model=mel_vae``)."""
+    if config.model != PLUGIN_NAME:
+        return None
     return MelVAE.from_config(config)

@@ -63,6 +63,14 @@ class RegularizationConfig:
         return from_jsonable(cls, data)
 
 
+def _model_name(_instance: Any, attribute: Any, value: Any) -> None:
+    """A model plugin's name: a non-empty word of letters, digits, ``_``, ``-`` or ``.``."""
+    if not isinstance(value, str) or not value or len(value) > 100 or not all(
+        char.isascii() and (char.isalnum() or char in "_-.") for char in value
+    ):
+        raise ConfigError(attribute.name, value, "a model plugin's name, such as wave_vae or mel_vae")
+
+
 def _preset(value: Any) -> OverfittingPreset:
     return v.enum_converter(OverfittingPreset, "preset")(value)
 
@@ -132,6 +140,9 @@ class TrainingConfig:
         samples_per_epoch: training items per epoch; None means one pass over the chunks.
         num_workers: DataLoader worker processes; None sizes them to the machine.
         device: "auto" (cuda, then mps, then cpu) or an explicit device.
+        model: which model ``sda_make_model`` builds: ``"wave_vae"`` (the default reference
+            model) or ``"mel_vae"`` (the older one); each reference model answers only when
+            named here. A third-party model plugin may read it too (or answer regardless).
         plugins: per-plugin settings, ``plugins[NAME]`` being the ``[plugins.NAME]`` table.
     """
 
@@ -159,6 +170,7 @@ class TrainingConfig:
     samples_per_epoch: int | None = attrs.field(default=None, converter=v.auto_is_none, validator=v.integer(1, optional=True))
     num_workers: int | None = attrs.field(default=None, converter=v.auto_is_none, validator=v.integer(0, 64, optional=True))
     device: str = attrs.field(default="auto", validator=v.one_of(DEVICES))
+    model: str = attrs.field(default="wave_vae", validator=_model_name)
     regularization: RegularizationConfig = attrs.field(
         factory=RegularizationConfig, converter=_regularization
     )

@@ -55,6 +55,27 @@ class GenerativeModel(Protocol):
         ...
 
 
+@runtime_checkable
+class SamplerFitting(Protocol):
+    """The one optional model method: fit where ``generate`` draws to the training data.
+
+    A model that has ``fit_sampler`` (for example a VAE that samples from a density fitted to its
+    training codes instead of from the prior) is handed the posterior means of the training
+    chunks, **unaugmented** and at most :data:`SAMPLER_FIT_CHUNKS` of them (evenly spread), as
+    ``model.encode`` returns them: before the checkpoints of an epoch that is a new best or
+    renders previews, and before the previews that close a run. Store what it fits in the state
+    dict (buffers), so checkpoints and ``sda generate`` keep it. Models without it are unaffected.
+    """
+
+    def fit_sampler(self, latents: torch.Tensor) -> None:
+        """Fit the sampler to ``latents`` (count, latent...), the codes of the training chunks."""
+        ...
+
+
+#: The most training chunks whose codes :meth:`SamplerFitting.fit_sampler` receives.
+SAMPLER_FIT_CHUNKS = 512
+
+
 def objective_of(losses: Mapping[str, Any]) -> Any:
     """The value the curves use: ``"objective"`` when the model reports one, else ``"loss"``
     (from the loss tensors or from their float values)."""

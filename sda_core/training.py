@@ -38,14 +38,14 @@ from sda_core.events import (
 )
 from sda_core.history import MetricsHistory
 from sda_core.loaders import create_data_loaders
-from sda_core.model import LOSS_KEY, objective_of
+from sda_core.model import LOSS_KEY, SAMPLER_FIT_CHUNKS, SamplerFitting, objective_of
 from sda_core.scan import require_usable, scan_folder
 from sda_core.serialization import to_jsonable
 from sda_core.splits import reconcile_split
 
 #: Settings that shape the model or the data; a resumed run cannot change them.
 FIXED_ON_RESUME = ("preset", "sample_rate", "channels", "chunk_seconds", "latent_dim",
-                   "validation_fraction", "split_seed")
+                   "validation_fraction", "split_seed", "model")
 #: Validation chunks reconstructed at every preview.
 PREVIEW_REFERENCES = 4
 #: Share of all steps spent warming the learning rate up (then a cosine decay to 10%).
@@ -278,7 +278,9 @@ class Trainer:
         start_epoch = history.last_epoch + 1
         references = _references(val_loader.dataset, train_loader.dataset)
         run = _RunState(config=config, split=split, history=history, model=model, optimizer=optimizer,
-                        scheduler=scheduler, amp=amp, step=step, initial_val_loss=initial_val_loss)
+                        scheduler=scheduler, amp=amp, step=step, initial_val_loss=initial_val_loss,
+                        train_files=tuple(info for info in summary.files if info.path in set(split.train)),
+                        root=str(summary.root))
 
         self.engine.emit(TrainingStartEvent(
             run_dir=str(self.paths.root), config=config.to_dict(), train_files=len(split.train),
@@ -306,6 +308,7 @@ class Trainer:
                     reason = self.stop_reason
                     break
             if ran and history.last_epoch and last_preview != history.last_epoch and reason != self.stop_reason:
+                self._fit_sampler(run)
                 self._preview(run, history.last_epoch, references)
         except BaseException as error:
             self.engine.emit(self._complete_event(run, f"error: {type(error).__name__}: {error}", started))
@@ -388,6 +391,9 @@ class Trainer:
         """Events, checkpoints, then the overfitting check and the stop decision, after an epoch."""
         history, config = run.history, run.config
         self.engine.emit(history.epochs[-1], history=history)
+        if (history.best_epoch in (epoch, None) or epoch % get_effective_preview_interval(config) == 0
+                or epoch == config.max_epochs):
+            self._fit_sampler(run)  # so best.pt, last.pt and the previews sample from these weights' codes
         if history.best_epoch == epoch or history.best_epoch is None:
             self._save(run, self.paths.best)
         self._save_last(run)  # before asking plugins anything: a faulty one cannot cost this epoch
@@ -422,6 +428,26 @@ class Trainer:
         finally:
             model.train(was_training)
         return totals.mean(), totals.components()
+
+    @torch.no_grad()
+    def _fit_sampler(self, run: "_RunState") -> None:
+        """Hand a model with ``fit_sampler`` (:class:`sda_core.model.SamplerFitting`) the posterior
+        means of the unaugmented training chunks (epoch 0's grid, at most SAMPLER_FIT_CHUNKS evenly
+        spread), read once through the dataset provider and kept in memory for the run."""
+        model = run.model
+        if not isinstance(model, SamplerFitting):
+            return
+        if run.fit_chunks is None:
+            dataset = self.engine.make_dataset(run.train_files, run.config, "train", None, root=run.root)
+            count = len(dataset)
+            picks = sorted({round(i * count / SAMPLER_FIT_CHUNKS) for i in range(SAMPLER_FIT_CHUNKS)} & set(range(count)))
+            keyed = getattr(dataset, "epoch_keys", False)
+            run.fit_chunks = torch.stack([dataset[(0, i)] if keyed else dataset[i] for i in picks]) if picks else None
+            if run.fit_chunks is None:
+                return
+        device = next(model.parameters()).device
+        codes = torch.cat([model.encode(batch.to(device)) for batch in run.fit_chunks.split(64)])
+        model.fit_sampler(codes)
 
     @torch.no_grad()
     def _preview(self, run: "_RunState", epoch: int, references: torch.Tensor) -> None:
@@ -512,6 +538,9 @@ class _RunState:
     step: int
     initial_val_loss: float | None
     next_batches: Any = None
+    train_files: tuple = ()
+    root: str = ""
+    fit_chunks: Any = None  # the unaugmented training chunks handed to fit_sampler, read once
 
 
 @contextmanager

@@ -1,0 +1,643 @@
+"""Reference plugin for ``sda_make_model``: a VAE whose decoder writes the waveform itself.
+
+:class:`WaveVAE` implements the model interface of :mod:`sda_core.model` and is sda's default
+model (``model = "wave_vae"``). Like :mod:`sda_plugins.mel_vae` it takes raw waveforms of one
+chunk, computes a spectrogram inside the model and encodes it to one latent vector per chunk;
+unlike it, the decoder predicts magnitude *and phase* per STFT frame (a small ConvNeXt stack with
+an inverse-STFT head, as in Vocos), so audio comes out without Griffin-Lim, and training compares
+waveforms (multi-resolution STFT and multi-scale mel losses). Sampling draws from a diagonal
+Gaussian mixture fitted to the training chunks' posterior means (:meth:`WaveVAE.fit_sampler`,
+called by the training loop), so new sounds land where the data is; the isotropic prior stays
+available.
+
+Both the analysis STFT of the encoder and the inverse STFT of the decoder use fixed DFT bases as
+``conv1d`` / ``conv_transpose1d`` (with window-square normalisation), not ``torch.stft``, so the
+decode path (:class:`WaveDecoder`, latent -> audio) exports to ONNX (opset 17) and TorchScript.
+
+docs/model.md describes the architecture, the loss, the sampler and the measured costs.
+
+Settings (all optional) come from the ``[plugins.wave_vae]`` table:
+
+* ``hidden_channels`` (int, default 128): width of the encoder's convolutions.
+* ``decoder_channels`` (int, default 128): width of the decoder's ConvNeXt blocks.
+* ``decoder_layers`` (int, default 4): number of ConvNeXt blocks.
+* ``sampler`` (``"mixture"`` or ``"prior"``, default ``"mixture"``): where ``generate`` draws.
+* ``temperature`` (float, default 1.0): scale of the sampling spread (mixture stds, or the prior's).
+* ``components`` (int, default 8): the most mixture components the sampler may fit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torchaudio
+from torch import nn
+from torch.nn import functional as F
+
+from sda_core import hookimpl
+from sda_core.chunking import chunk_frames
+from sda_core.config import TrainingConfig
+from sda_core.errors import ConfigError
+
+#: The plugin's name: its entry point, its ``model`` name and its ``[plugins.wave_vae]`` table.
+PLUGIN_NAME = "wave_vae"
+
+REFERENCE_RATE = 22050
+REFERENCE_N_FFT = 1024
+HOP_FRACTION = 4  # hop = n_fft / 4
+#: Magnitudes are divided by half the window's sum (a full-scale sine reads about 1); logs are
+#: taken above this floor (-80 dB re full scale).
+LOG_FLOOR = 1e-4
+LOG_CENTER = -5.0
+LOG_SCALE = 2.5
+#: The decoder's log-magnitude is clamped here before ``exp`` (20 dB above full scale).
+MAX_LOG_MAGNITUDE = math.log(10.0)
+#: Time-axis downsampling of the encoder (three stride-2 convolutions).
+DOWNSAMPLING = 8
+#: KL nats per chunk are divided by this before weighting, to sit on the scale of the recon terms.
+KL_NORMALISER = 512.0
+#: Longest crossfade between successive chunks of :meth:`WaveVAE.generate`, in seconds.
+CROSSFADE_SECONDS = 0.05
+#: Output peaks are kept at or below -1 dBFS.
+PEAK_LIMIT = 10 ** (-1 / 20)
+#: Mel bands of the multi-scale mel loss, per FFT size relative to the model's (1/2, 1, 2).
+MEL_BANDS = (40, 80, 128)
+
+SAMPLERS = ("mixture", "prior")
+DEFAULTS: dict[str, Any] = {
+    "hidden_channels": 128,
+    "decoder_channels": 128,
+    "decoder_layers": 4,
+    "sampler": "mixture",
+    "temperature": 1.0,
+    "components": 8,
+}
+INTEGER_SETTINGS = {"hidden_channels": (8, 2048), "decoder_channels": (8, 2048), "decoder_layers": (1, 32),
+                    "components": (1, 64)}
+
+
+def fft_size_for(sample_rate: int) -> int:
+    """The FFT size for a sample rate: 1024 at 22.05 kHz, scaled with the rate to a power of two."""
+    return 2 ** max(6, round(math.log2(REFERENCE_N_FFT * sample_rate / REFERENCE_RATE)))
+
+
+def kl_weight_at(epoch: int, kl_weight: float, warmup_epochs: int) -> float:
+    """The KL weight at a 1-based ``epoch``: linear warm-up to ``kl_weight`` (0 at epoch 0)."""
+    if warmup_epochs <= 0:
+        return float(kl_weight)
+    return float(kl_weight) * min(1.0, max(0, epoch) / warmup_epochs)
+
+
+def _settings(config: TrainingConfig) -> dict[str, Any]:
+    """The ``[plugins.wave_vae]`` table, validated: unknown keys and bad values raise ConfigError."""
+    values = dict(DEFAULTS)
+    for key, value in config.plugin_settings(PLUGIN_NAME).items():
+        if key not in DEFAULTS:
+            raise ConfigError.unknown_key(str(key), DEFAULTS, owner=f"[plugins.{PLUGIN_NAME}]")
+        if key in INTEGER_SETTINGS:
+            low, high = INTEGER_SETTINGS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"plugins.{PLUGIN_NAME}.{key}", value, f"an integer from {low} to {high}")
+        elif key == "sampler":
+            if value not in SAMPLERS:
+                raise ConfigError(f"plugins.{PLUGIN_NAME}.{key}", value, "one of " + ", ".join(SAMPLERS))
+        elif key == "temperature":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10:
+                raise ConfigError(f"plugins.{PLUGIN_NAME}.{key}", value, "a number from 0 to 10")
+            value = float(value)
+        values[key] = value
+    return values
+
+
+def hann_window(size: int) -> torch.Tensor:
+    """The periodic Hann window (torch.stft's usual window), float64."""
+    return torch.hann_window(size, periodic=True, dtype=torch.float64)
+
+
+# -- fixed-basis STFT and inverse STFT ---------------------------------------------------------
+
+
+class BasisSTFT(nn.Module):
+    """Centred STFT (reflect padding, periodic Hann window, one-sided) as one ``conv1d``.
+
+    ``forward(x)`` takes (batch, samples) and returns the real and imaginary parts, each
+    (batch, n_fft // 2 + 1, samples // hop + 1): the same numbers as ``torch.stft(x, n_fft, hop,
+    window=hann, center=True, pad_mode="reflect", return_complex=True)``, built from ops that
+    ONNX opset 17 and TorchScript have.
+    """
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length = int(n_fft), int(hop_length)
+        self.bins = self.n_fft // 2 + 1
+        n = torch.arange(self.n_fft, dtype=torch.float64)
+        k = torch.arange(self.bins, dtype=torch.float64)
+        angle = 2 * math.pi * k[:, None] * n[None, :] / self.n_fft
+        window = hann_window(self.n_fft)
+        basis = torch.cat([torch.cos(angle) * window, -torch.sin(angle) * window])  # (2 * bins, n_fft)
+        self.register_buffer("basis", basis.float().unsqueeze(1), persistent=False)
+        self.register_buffer("fft_window", window.float(), persistent=False)
+        #: Force the fixed-basis path (it is taken anyway while exporting or scripting).
+        self.use_bases = False
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not _use_bases(self):  # the same numbers through the FFT: much cheaper
+            spectrum = torch.stft(x, self.n_fft, self.hop_length, window=self.fft_window, center=True,
+                                  pad_mode="reflect", return_complex=True)
+            return spectrum.real, spectrum.imag
+        half = self.n_fft // 2
+        padded = F.pad(x.unsqueeze(1), (half, half), mode="reflect")
+        out = F.conv1d(padded, self.basis, stride=self.hop_length)
+        return out[:, : self.bins], out[:, self.bins :]
+
+
+class BasisISTFT(nn.Module):
+    """Inverse of :class:`BasisSTFT` for a fixed output length, as one ``conv_transpose1d``.
+
+    The inverse real DFT, the synthesis window and the overlap-add are folded into one transposed
+    convolution with a fixed (2 * bins, 1, n_fft) kernel; the result is divided by the overlapped
+    squared window (window-square normalisation) and the centring padding is cut off. On spectra
+    of ``frames = length // hop + 1`` frames it matches ``torch.istft(..., window=hann,
+    center=True, length=length)`` (to float32 rounding); the imaginary parts of the DC and
+    Nyquist bins are ignored, as there.
+    """
+
+    def __init__(self, n_fft: int, hop_length: int, length: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length, self.length = int(n_fft), int(hop_length), int(length)
+        self.bins = self.n_fft // 2 + 1
+        self.frames = self.length // self.hop_length + 1
+        n = torch.arange(self.n_fft, dtype=torch.float64)
+        k = torch.arange(self.bins, dtype=torch.float64)
+        angle = 2 * math.pi * k[:, None] * n[None, :] / self.n_fft
+        weight = torch.full((self.bins, 1), 2.0, dtype=torch.float64)
+        weight[0] = 1.0
+        if self.n_fft % 2 == 0:
+            weight[-1] = 1.0
+        window = hann_window(self.n_fft)
+        basis = torch.cat([weight * torch.cos(angle), -weight * torch.sin(angle)]) * window / self.n_fft
+        self.register_buffer("basis", basis.float().unsqueeze(1), persistent=False)
+        squared = (window**2).view(1, 1, -1)
+        envelope = F.conv_transpose1d(torch.ones(1, 1, self.frames, dtype=torch.float64), squared,
+                                      stride=self.hop_length)[0, 0]
+        envelope = envelope[self.n_fft // 2 : self.n_fft // 2 + self.length]
+        inverse = torch.where(envelope > 1e-11, 1.0 / envelope.clamp_min(1e-11), torch.zeros_like(envelope))
+        self.register_buffer("inverse_envelope", inverse.float(), persistent=False)
+        self.register_buffer("fft_window", window.float(), persistent=False)
+        #: Force the fixed-basis path (it is taken anyway while exporting or scripting).
+        self.use_bases = False
+
+    def forward(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
+        """(batch, bins, frames) real and imaginary parts -> (batch, length) audio.
+
+        Outside export the same inverse goes through ``torch.istft`` (the FFT is far cheaper than
+        the fixed-basis convolution, forward and backward); while exporting (ONNX, TorchScript),
+        or with ``use_bases = True``, through the fixed bases. The two agree to float32 rounding.
+        """
+        if not _use_bases(self):
+            return torch.istft(torch.complex(real, imag), self.n_fft, self.hop_length, window=self.fft_window,
+                               center=True, length=self.length)
+        frames = F.conv_transpose1d(torch.cat([real, imag], dim=1), self.basis, stride=self.hop_length)
+        start = self.n_fft // 2
+        return frames[:, 0, start : start + self.length] * self.inverse_envelope
+
+
+def _use_bases(module: nn.Module) -> bool:
+    """Whether a (i)STFT module takes its fixed-basis path: forced, or while exporting/scripting."""
+    if torch.jit.is_scripting():
+        return True
+    return bool(module.use_bases) or torch.onnx.is_in_onnx_export()
+
+
+# -- the networks ------------------------------------------------------------------------------
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv (k7) -> LayerNorm -> pointwise expand x3 -> GELU -> project, scaled residual."""
+
+    def __init__(self, channels: int, expansion: int = 3, layer_scale: float = 0.1) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv1d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.expand = nn.Linear(channels, expansion * channels)
+        self.project = nn.Linear(expansion * channels, channels)
+        self.scale = nn.Parameter(torch.full((channels,), float(layer_scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, channels, frames)
+        y = self.depthwise(x).transpose(1, 2)
+        y = self.project(F.gelu(self.expand(self.norm(y))))
+        return x + (self.scale * y).transpose(1, 2)
+
+
+class WaveDecoder(nn.Module):
+    """Latent (batch, latent_dim) -> audio (batch, channels, length): the whole decode path.
+
+    A linear layer maps the latent to a (seed_channels, frames) map (one column per STFT frame, so
+    the latent places events in time), a k7 convolution widens it to ``width``, ``layers``
+    ConvNeXt blocks mix it over time, a LayerNorm and a linear head give, per channel and frame,
+    the log-magnitude (clamped at +20 dB) and the phase of every bin, and :class:`BasisISTFT`
+    turns them into audio. Self-contained (fixed bases as buffers), so it exports alone.
+    """
+
+    def __init__(self, *, latent_dim: int, channels: int, n_fft: int, hop_length: int, length: int,
+                 width: int, layers: int, seed_channels: int = 64) -> None:
+        super().__init__()
+        self.channels, self.length = int(channels), int(length)
+        self.istft = BasisISTFT(n_fft, hop_length, length)
+        self.bins, self.frames = self.istft.bins, self.istft.frames
+        self.amplitude_scale = float(hann_window(n_fft).sum()) / 2
+        self.seed_channels = int(seed_channels)
+        self.from_latent = nn.Linear(latent_dim, self.seed_channels * self.frames)
+        self.embed = nn.Conv1d(self.seed_channels, width, 7, padding=3)
+        self.blocks = nn.Sequential(*[ConvNeXtBlock(width) for _ in range(int(layers))])
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, self.channels * 2 * self.bins)
+        nn.init.normal_(self.head.weight, std=0.01)
+        with torch.no_grad():  # start quiet (-40 dB per bin) with small random phases
+            self.head.bias.zero_()
+            self.head.bias.view(self.channels, 2, self.bins)[:, 0] = -4.6
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        batch = latent.shape[0]
+        x = self.from_latent(latent).view(batch, self.seed_channels, self.frames)
+        x = self.blocks(self.embed(x))
+        x = self.head(self.norm(x.transpose(1, 2)))  # (batch, frames, channels * 2 * bins)
+        x = x.view(batch, self.frames, self.channels, 2, self.bins).permute(0, 2, 3, 4, 1)  # (b, ch, 2, bins, frames)
+        log_magnitude = x[:, :, 0].clamp(max=MAX_LOG_MAGNITUDE)  # (batch, channels, bins, frames)
+        phase = x[:, :, 1]
+        magnitude = torch.exp(log_magnitude) * self.amplitude_scale
+        real = (magnitude * torch.cos(phase)).reshape(batch * self.channels, self.bins, self.frames)
+        imag = (magnitude * torch.sin(phase)).reshape(batch * self.channels, self.bins, self.frames)
+        return self.istft(real, imag).view(batch, self.channels, self.length)
+
+
+def finish_audio(audio: torch.Tensor) -> torch.Tensor:
+    """Audio (batch, channels, samples) made finite, without DC (mean removed per channel) and with
+    each item's peak at most -1 dBFS (a louder item is scaled down whole)."""
+    audio = torch.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
+    audio = audio - audio.mean(dim=-1, keepdim=True)
+    peak = audio.abs().amax(dim=(1, 2), keepdim=True)
+    return audio * (PEAK_LIMIT / peak.clamp_min(PEAK_LIMIT))
+
+
+# -- the sampler -------------------------------------------------------------------------------
+
+
+def mixture_components_for(count: int, most: int) -> int:
+    """Mixture components for ``count`` codes: one per 12 codes, at least 1, at most ``most``."""
+    return max(1, min(int(most), count // 12, count))
+
+
+def fit_diagonal_mixture(
+    codes: torch.Tensor, components: int, *, seed: int = 0, iterations: int = 100
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """EM for a diagonal-covariance Gaussian mixture on ``codes`` (count, dim), in float64.
+
+    Seeded k-means++ initialisation; each dimension's variance is floored at 1% of the codes'
+    variance in that dimension (plus 1e-6), so a component of one code stays a small cloud, and a
+    component that loses all its codes is re-seeded on the worst-explained code. Returns
+    ``(weights (K,), means (K, dim), stds (K, dim))`` as float32.
+    """
+    x = codes.detach().to("cpu", torch.float64)
+    count, dim = x.shape
+    k = max(1, min(int(components), count))
+    generator = torch.Generator().manual_seed(seed)
+    floor = 0.01 * x.var(dim=0, unbiased=False) + 1e-6
+    # k-means++ initialisation
+    centres = [x[torch.randint(count, (1,), generator=generator)].squeeze(0)]
+    for _ in range(1, k):
+        distance = torch.cdist(x, torch.stack(centres)).min(dim=1).values.square()
+        total = distance.sum()
+        if total <= 0:
+            index = torch.randint(count, (1,), generator=generator)
+        else:
+            index = torch.multinomial(distance / total, 1, generator=generator)
+        centres.append(x[index].squeeze(0))
+    means = torch.stack(centres)
+    variances = (x.var(dim=0, unbiased=False) + floor).expand(k, dim).clone()
+    weights = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    previous = -math.inf
+    for _ in range(iterations):
+        log_prob = (-0.5 * (((x[:, None, :] - means[None]) ** 2) / variances[None]
+                            + torch.log(2 * math.pi * variances[None]))).sum(-1) + torch.log(weights)[None]
+        total = torch.logsumexp(log_prob, dim=1, keepdim=True)
+        responsibility = torch.exp(log_prob - total)  # (count, k)
+        mass = responsibility.sum(0)
+        empty = mass < 1e-8
+        if bool(empty.any()):
+            worst = int(torch.argmin(total.squeeze(1)))
+            for index in torch.nonzero(empty).flatten().tolist():
+                responsibility[:, index] = 0.0
+                responsibility[worst, index] = 1.0
+            mass = responsibility.sum(0)
+        means = (responsibility.T @ x) / mass[:, None]
+        variances = (responsibility.T @ x.square()) / mass[:, None] - means.square()
+        variances = variances.clamp_min(0.0) + floor
+        weights = mass / mass.sum()
+        likelihood = float(total.mean())
+        if abs(likelihood - previous) < 1e-7 * max(1.0, abs(likelihood)):
+            break
+        previous = likelihood
+    return weights.float(), means.float(), variances.sqrt().float()
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+class WaveVAE(nn.Module):
+    """A VAE on STFT log-magnitudes of one chunk with a waveform decoder and a fitted sampler.
+
+    Audio tensors are (batch, channels, samples) with exactly ``chunk_samples`` samples. Channels
+    are stacked as input rows of the encoder (one latent describes all channels) and the decoder's
+    head predicts every channel's magnitude and phase, so stereo comes out coherent.
+
+    Build it with :meth:`from_config`.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 22050,
+        channels: int = 1,
+        chunk_samples: int = 22050,
+        latent_dim: int = 32,
+        dropout: float = 0.2,
+        kl_weight: float = 0.5,
+        kl_warmup_epochs: int = 10,
+        free_bits: float = 0.1,
+        hidden_channels: int = DEFAULTS["hidden_channels"],
+        decoder_channels: int = DEFAULTS["decoder_channels"],
+        decoder_layers: int = DEFAULTS["decoder_layers"],
+        sampler: str = DEFAULTS["sampler"],
+        temperature: float = DEFAULTS["temperature"],
+        components: int = DEFAULTS["components"],
+    ) -> None:
+        super().__init__()
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.chunk_samples = int(chunk_samples)
+        self.latent_dim = int(latent_dim)
+        self.kl_weight = float(kl_weight)
+        self.kl_warmup_epochs = int(kl_warmup_epochs)
+        self.free_bits = float(free_bits)
+        self.sampler = str(sampler)
+        self.temperature = float(temperature)
+        self.max_components = int(components)
+        self.n_fft = fft_size_for(self.sample_rate)
+        self.hop_length = self.n_fft // HOP_FRACTION
+        self.frames = self.chunk_samples // self.hop_length + 1
+        self.reduced_frames = -(-self.frames // DOWNSAMPLING)
+        self.bins = self.n_fft // 2 + 1
+
+        self.stft = BasisSTFT(self.n_fft, self.hop_length)
+        self.amplitude_scale = float(hann_window(self.n_fft).sum()) / 2
+        hidden = int(hidden_channels)
+        layers: list[nn.Module] = [nn.Conv1d(self.channels * self.bins, hidden, 1), nn.GELU(),
+                                   nn.Conv1d(hidden, hidden, 5, padding=2), nn.GELU(), nn.Dropout(dropout)]
+        for _ in range(int(math.log2(DOWNSAMPLING))):
+            layers += [nn.Conv1d(hidden, hidden, 4, stride=2, padding=1), nn.GELU(), nn.Dropout(dropout)]
+        self.encoder = nn.Sequential(*layers)
+        self.to_posterior = nn.Linear(hidden * self.reduced_frames, 2 * self.latent_dim)
+        for layer in self.encoder.modules():
+            if isinstance(layer, nn.Conv1d):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
+        self.decoder = WaveDecoder(
+            latent_dim=self.latent_dim, channels=self.channels, n_fft=self.n_fft, hop_length=self.hop_length,
+            length=self.chunk_samples, width=int(decoder_channels), layers=int(decoder_layers),
+        )
+        self._loss_transforms = _LossSpectra(self.sample_rate, self.n_fft)
+        # the sampler: a mixture fitted to the training codes (weights 0 = not fitted: the prior)
+        k = self.max_components
+        self.register_buffer("sampler_weights", torch.zeros(k))
+        self.register_buffer("sampler_means", torch.zeros(k, self.latent_dim))
+        self.register_buffer("sampler_stds", torch.ones(k, self.latent_dim))
+
+    @classmethod
+    def from_config(cls, config: TrainingConfig) -> WaveVAE:
+        """Build the model a run with ``config`` trains (its fields and ``[plugins.wave_vae]``)."""
+        reg = config.regularization
+        return cls(
+            sample_rate=config.sample_rate, channels=config.channels, chunk_samples=chunk_frames(config),
+            latent_dim=config.latent_dim, dropout=reg.dropout, kl_weight=reg.kl_weight,
+            kl_warmup_epochs=reg.kl_warmup_epochs, free_bits=reg.free_bits, **_settings(config),
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.sampler_means.device
+
+    @property
+    def sampler_fitted(self) -> bool:
+        """Whether :meth:`fit_sampler` has fitted the mixture (saved in the state dict)."""
+        return bool(self.sampler_weights.sum() > 0)
+
+    def _check_audio(self, audio: torch.Tensor) -> None:
+        if audio.dim() != 3 or audio.shape[1] != self.channels or audio.shape[2] != self.chunk_samples:
+            expected = ("batch", self.channels, self.chunk_samples)
+            raise ValueError(
+                f"WaveVAE expects audio shaped (batch, channels, samples) = {expected}, got {tuple(audio.shape)}"
+            )
+
+    # -- encoder ------------------------------------------------------------------------------
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        """Normalised log-magnitudes (batch, channels * bins, frames), in float32."""
+        self._check_audio(audio)
+        batch = audio.shape[0]
+        with _full_precision(audio.device):
+            real, imag = self.stft(audio.float().reshape(batch * self.channels, self.chunk_samples))
+            magnitude = torch.sqrt(real.square() + imag.square() + 1e-12) / self.amplitude_scale
+            normalised = (torch.log(magnitude.clamp_min(LOG_FLOOR)) - LOG_CENTER) / LOG_SCALE
+        return normalised.reshape(batch, self.channels * self.bins, self.frames)
+
+    def posterior(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and log-variance, each (batch, latent_dim)."""
+        padded = F.pad(features, (0, self.reduced_frames * DOWNSAMPLING - self.frames))
+        mean, logvar = self.to_posterior(self.encoder(padded).flatten(1)).chunk(2, dim=1)
+        return mean, logvar.clamp(-12.0, 8.0)
+
+    # -- the model interface ------------------------------------------------------------------
+
+    def loss(self, audio: torch.Tensor, *, epoch: int) -> dict[str, torch.Tensor]:
+        """Losses of a batch of chunks at a 1-based ``epoch``.
+
+        ``recon`` = ``stft`` (spectral convergence + log-magnitude L1, averaged over three FFT
+        sizes) + ``mel`` (log-mel L1 averaged over the same three sizes); ``kl`` = KL nats per
+        chunk above ``free_bits`` per dimension, over :data:`KL_NORMALISER`. ``loss = recon +
+        w(epoch) * kl`` (linear warm-up), ``objective = recon + kl_weight * kl``.
+        """
+        mean, logvar = self.posterior(self.features(audio))
+        latent = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if self.training else mean
+        prediction = self.decoder(latent)
+        with _full_precision(audio.device):
+            stft, mel = self._loss_transforms(prediction.float(), audio.float())
+            recon = stft + mel
+            mean, logvar = mean.float(), logvar.float()
+            kl_per_dim = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean(dim=0)
+            kl = (kl_per_dim - self.free_bits).clamp_min(0.0).sum() / KL_NORMALISER
+            weight = kl_weight_at(epoch, self.kl_weight, self.kl_warmup_epochs)
+            return {
+                "loss": recon + weight * kl,
+                "objective": recon + self.kl_weight * kl,
+                "recon": recon.detach(),
+                "stft": stft.detach(),
+                "mel": mel.detach(),
+                "kl": kl.detach(),
+                "kl_nats": kl_per_dim.sum().detach(),
+            }
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """Posterior means (batch, latent_dim) of chunks (batch, channels, samples)."""
+        with _evaluating(self), torch.no_grad():
+            mean, _ = self.posterior(self.features(audio.to(self.device)))
+        return mean
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Audio chunks (batch, channels, chunk_samples) from latents (batch, latent_dim): finite, no
+        DC, peaks at most -1 dBFS."""
+        if latent.dim() != 2 or latent.shape[1] != self.latent_dim:
+            raise ValueError(f"WaveVAE.decode expects latents shaped (batch, {self.latent_dim}), got {tuple(latent.shape)}")
+        with _evaluating(self), torch.no_grad():
+            return finish_audio(self.decoder(latent.to(self.device)))
+
+    def reconstruct(self, audio: torch.Tensor) -> torch.Tensor:
+        """Decode the posterior means of chunks: (batch, channels, chunk_samples)."""
+        return self.decode(self.encode(audio))
+
+    @torch.no_grad()
+    def fit_sampler(self, latents: torch.Tensor) -> None:
+        """Fit the sampling mixture to the training chunks' posterior means (count, latent_dim).
+
+        Components: one per 12 codes, 1 to the ``components`` setting; seeded, so the same codes
+        give the same mixture. Stored in buffers (``sampler_*``), hence in checkpoints.
+        """
+        codes = latents.detach().reshape(latents.shape[0], -1)
+        if codes.shape[0] == 0 or codes.shape[1] != self.latent_dim or not bool(torch.isfinite(codes).all()):
+            return
+        k = mixture_components_for(codes.shape[0], self.max_components)
+        weights, means, stds = fit_diagonal_mixture(codes, k)
+        self.sampler_weights.zero_()
+        self.sampler_means.zero_()
+        self.sampler_stds.fill_(1.0)
+        self.sampler_weights[:k] = weights.to(self.device)
+        self.sampler_means[:k] = means.to(self.device)
+        self.sampler_stds[:k] = stds.to(self.device)
+
+    def sample_latents(self, count: int, *, generator: torch.Generator | None = None,
+                       temperature: float | None = None) -> torch.Tensor:
+        """``count`` latents: from the fitted mixture (``sampler = "mixture"``, once fitted) with its
+        stds scaled by ``temperature``, else from N(0, temperature^2 I). Drawn on the generator's
+        device, returned on the model's."""
+        temperature = self.temperature if temperature is None else float(temperature)
+        device = generator.device if generator is not None else self.device
+        noise = torch.randn(count, self.latent_dim, generator=generator, device=device)
+        if self.sampler == "mixture" and self.sampler_fitted and count > 0:
+            weights = self.sampler_weights.to(device)
+            choice = torch.multinomial(weights / weights.sum(), count, replacement=True, generator=generator)
+            means, stds = self.sampler_means.to(device)[choice], self.sampler_stds.to(device)[choice]
+            return (means + temperature * stds * noise).to(self.device)
+        return (temperature * noise).to(self.device)
+
+    def generate(self, count: int, *, seconds: float = 1.0, generator: torch.Generator | None = None,
+                 temperature: float | None = None) -> torch.Tensor:
+        """``count`` new sounds (count, channels, round(seconds * sample_rate)).
+
+        Latents come from :meth:`sample_latents` (``temperature`` None: the ``temperature``
+        setting). Longer sounds join successive chunks, each from its own latent, with equal-power
+        crossfades of ``min(50 ms, chunk / 4)``; the result has no DC and peaks at most -1 dBFS.
+        """
+        if count < 0:
+            raise ValueError(f"count must be 0 or more, got {count}")
+        total = round(seconds * self.sample_rate)
+        if total < 1:
+            raise ValueError(f"seconds must give at least one sample at {self.sample_rate} Hz, got {seconds}")
+        chunk = self.chunk_samples
+        fade = min(round(CROSSFADE_SECONDS * self.sample_rate), chunk // 4)
+        step = chunk - fade
+        pieces = 1 if total <= chunk else 1 + math.ceil((total - chunk) / step)
+        latents = self.sample_latents(count * pieces, generator=generator, temperature=temperature)
+        if count == 0:
+            return torch.zeros(0, self.channels, total, device=self.device)
+        chunks = self.decode(latents).view(count, pieces, self.channels, chunk)
+        if pieces == 1:
+            return finish_audio(chunks[:, 0, :, :total].contiguous())
+        out = torch.zeros(count, self.channels, step * (pieces - 1) + chunk, device=chunks.device)
+        ramp = (torch.arange(fade, device=chunks.device, dtype=torch.float32) + 0.5) / fade
+        fade_in, fade_out = torch.sin(ramp * math.pi / 2), torch.cos(ramp * math.pi / 2)
+        for index in range(pieces):
+            piece = chunks[:, index].clone()
+            if index > 0:
+                piece[..., :fade] *= fade_in
+            if index < pieces - 1:
+                piece[..., chunk - fade :] *= fade_out
+            out[..., index * step : index * step + chunk] += piece
+        return finish_audio(out[..., :total].contiguous())
+
+
+class _LossSpectra(nn.Module):
+    """Multi-resolution STFT loss and multi-scale log-mel L1 at FFT sizes n/2, n and 2n (hop n/4).
+
+    Magnitudes are normalised so a full-scale sine reads about 1 and logs are floored at -80 dB,
+    so nothing chases noise below the floor. Spectral convergence is taken over the whole batch
+    (a silent chunk cannot blow it up).
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int) -> None:
+        super().__init__()
+        self.sizes = (n_fft // 2, n_fft, n_fft * 2)
+        for size, bands in zip(self.sizes, MEL_BANDS):
+            window = torch.hann_window(size)
+            self.register_buffer(f"window_{size}", window / (window.sum() / 2), persistent=False)
+            bank = torchaudio.functional.melscale_fbanks(size // 2 + 1, 0.0, sample_rate / 2, bands, sample_rate,
+                                                         norm=None, mel_scale="htk")
+            self.register_buffer(f"mel_{size}", bank, persistent=False)
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        prediction = prediction.reshape(-1, prediction.shape[-1])
+        target = target.reshape(-1, target.shape[-1])
+        stft_total = prediction.new_zeros(())
+        mel_total = prediction.new_zeros(())
+        for size in self.sizes:
+            window = getattr(self, f"window_{size}")  # pre-scaled: a full-scale sine reads about 1
+            bank = getattr(self, f"mel_{size}")
+            with torch.no_grad():
+                real = torch.stft(target, size, size // 4, window=window, center=True, return_complex=True).abs()
+                real_log = torch.log(real.clamp_min(LOG_FLOOR))
+                real_mel = torch.log((bank.T @ real).clamp_min(LOG_FLOOR))
+                real_norm = torch.linalg.vector_norm(real) + 1e-6
+            predicted = torch.stft(prediction, size, size // 4, window=window, center=True, return_complex=True).abs()
+            convergence = torch.linalg.vector_norm(real - predicted) / real_norm
+            log_l1 = F.l1_loss(torch.log(predicted.clamp_min(LOG_FLOOR)), real_log)
+            mel_l1 = F.l1_loss(torch.log((bank.T @ predicted).clamp_min(LOG_FLOOR)), real_mel)
+            stft_total = stft_total + convergence + log_l1
+            mel_total = mel_total + mel_l1
+        return stft_total / len(self.sizes), mel_total / len(self.sizes)
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _full_precision(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+@hookimpl(trylast=True)
+def sda_make_model(config: TrainingConfig) -> WaveVAE | None:
+    """The default reference model, when ``config.model`` selects it."""
+    if config.model != PLUGIN_NAME:
+        return None
+    return WaveVAE.from_config(config)

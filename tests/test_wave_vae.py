@@ -1,0 +1,205 @@
+"""The default reference model, ``wave_vae``: shapes, loss, fixed-basis (i)STFT, sampler, output."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sda_core.config import TrainingConfig, apply_overrides
+from sda_core.errors import ConfigError
+from sda_core.model import GenerativeModel, SamplerFitting
+from sda_plugins import mel_vae, wave_vae
+from sda_plugins.wave_vae import (
+    PEAK_LIMIT,
+    BasisISTFT,
+    BasisSTFT,
+    WaveVAE,
+    fit_diagonal_mixture,
+    hann_window,
+    mixture_components_for,
+)
+
+SMALL = {"hidden_channels": 16, "decoder_channels": 16, "decoder_layers": 1}
+
+
+def config(**changes) -> TrainingConfig:
+    values = {"sample_rate": 8000, "chunk_seconds": 0.5, "latent_dim": 8, "plugins": {"wave_vae": dict(SMALL)}}
+    return TrainingConfig(**{**values, **changes})
+
+
+def tone(count: int, model: WaveVAE, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    t = torch.arange(model.chunk_samples) / model.sample_rate
+    pitches = 110 * 2 ** (4 * torch.rand(count, 1, generator=generator))
+    audio = 0.5 * torch.sin(2 * math.pi * pitches * t) * torch.exp(-4 * t)
+    return audio.unsqueeze(1).repeat(1, model.channels, 1)
+
+
+@pytest.mark.parametrize("sample_rate,channels", [(8000, 1), (16000, 2), (22050, 1), (44100, 2)])
+def test_shapes_for_rates_and_channels(sample_rate, channels):
+    model = WaveVAE.from_config(config(sample_rate=sample_rate, channels=channels))
+    assert isinstance(model, GenerativeModel) and isinstance(model, SamplerFitting)
+    audio = torch.randn(3, channels, model.chunk_samples) * 0.1
+    latent = model.encode(audio)
+    assert latent.shape == (3, 8)
+    assert model.decode(latent).shape == (3, channels, model.chunk_samples)
+    assert model.reconstruct(audio).shape == audio.shape
+    assert model.generate(2, seconds=0.3).shape == (2, channels, round(0.3 * sample_rate))
+    assert model.generate(2, seconds=1.3).shape == (2, channels, round(1.3 * sample_rate))
+    losses = model.loss(audio, epoch=1)
+    assert {"loss", "objective", "recon", "stft", "mel", "kl", "kl_nats"} <= set(losses)
+    assert all(value.dim() == 0 and torch.isfinite(value) for value in losses.values())
+    with pytest.raises(ValueError, match="expects audio"):
+        model.encode(torch.zeros(1, channels + 1, model.chunk_samples))
+    with pytest.raises(ValueError, match="expects latents"):
+        model.decode(torch.zeros(1, 9))
+
+
+def test_loss_decreases_on_a_tone():
+    torch.manual_seed(0)
+    model = WaveVAE.from_config(config())
+    audio = tone(4, model)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    first = None
+    for _ in range(30):
+        losses = model.loss(audio, epoch=5)
+        optimiser.zero_grad()
+        losses["loss"].backward()
+        optimiser.step()
+        first = float(losses["recon"]) if first is None else first
+    model.eval()
+    with torch.no_grad():
+        assert float(model.loss(audio, epoch=5)["recon"]) < 0.8 * first
+
+
+@pytest.mark.parametrize("n_fft,length", [(256, 4000), (512, 11025), (1024, 22050), (64, 999)])
+def test_fixed_basis_istft_matches_torch_istft(n_fft, length):
+    hop = n_fft // 4
+    frames = length // hop + 1
+    generator = torch.Generator().manual_seed(1)
+    real = torch.randn(3, n_fft // 2 + 1, frames, generator=generator)
+    imag = torch.randn(3, n_fft // 2 + 1, frames, generator=generator)
+    window = hann_window(n_fft).float()
+    expected = torch.istft(torch.complex(real, imag), n_fft, hop, window=window, center=True, length=length)
+    inverse = BasisISTFT(n_fft, hop, length)
+    inverse.use_bases = True
+    assert (inverse(real, imag) - expected).abs().max() < 1e-5
+    inverse.use_bases = False
+    assert (inverse(real, imag) - expected).abs().max() < 1e-5
+
+
+def test_fixed_basis_stft_matches_torch_stft():
+    n_fft, hop = 512, 128
+    audio = torch.randn(2, 4000, generator=torch.Generator().manual_seed(2))
+    expected = torch.stft(audio, n_fft, hop, window=hann_window(n_fft).float(), center=True,
+                          pad_mode="reflect", return_complex=True)
+    analysis = BasisSTFT(n_fft, hop)
+    analysis.use_bases = True
+    real, imag = analysis(audio)
+    scale = expected.abs().max()
+    assert (real - expected.real).abs().max() / scale < 1e-5 and (imag - expected.imag).abs().max() / scale < 1e-5
+
+
+def test_decode_paths_agree():
+    """decode() (FFT) and the exported path (fixed bases) give the same audio."""
+    model = WaveVAE.from_config(config())
+    latent = torch.randn(2, 8)
+    fast = model.decode(latent)
+    model.decoder.istft.use_bases = True
+    assert (model.decode(latent) - fast).abs().max() < 1e-5
+
+
+def test_generate_is_reproducible_and_respects_temperature():
+    model = WaveVAE.from_config(config())
+    model.fit_sampler(torch.randn(40, 8) * 2 + 3)
+    first = model.generate(3, generator=torch.Generator().manual_seed(7))
+    again = model.generate(3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(first, again)
+    cold = model.sample_latents(200, generator=torch.Generator().manual_seed(3), temperature=0.0)
+    warm = model.sample_latents(200, generator=torch.Generator().manual_seed(3), temperature=1.0)
+    hot = model.sample_latents(200, generator=torch.Generator().manual_seed(3), temperature=2.0)
+    # at temperature 0 every latent is a component mean; the spread grows with the temperature
+    assert all(any(torch.allclose(row, mean) for mean in model.sampler_means) for row in cold[:10])
+    assert torch.allclose(hot - cold, 2 * (warm - cold), atol=1e-5)
+    assert model.generate(1, seconds=0.5, generator=torch.Generator().manual_seed(7), temperature=0.5).shape == (1, 1, 4000)
+
+
+def test_prior_sampler_setting():
+    model = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "sampler": "prior"}}))
+    model.fit_sampler(torch.randn(40, 8) + 100)
+    latents = model.sample_latents(500, generator=torch.Generator().manual_seed(0))
+    assert latents.mean().abs() < 0.2 and 0.8 < latents.std() < 1.2
+    with pytest.raises(ConfigError, match="sampler"):
+        WaveVAE.from_config(config(plugins={"wave_vae": {"sampler": "gan"}}))
+    with pytest.raises(ConfigError, match="unknown|allowed|not_a_setting"):
+        WaveVAE.from_config(config(plugins={"wave_vae": {"not_a_setting": 1}}))
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 12, 100])
+def test_mixture_fit_on_tiny_and_larger_sets(count):
+    codes = torch.randn(count, 8, generator=torch.Generator().manual_seed(count)) * 3
+    k = mixture_components_for(count, 8)
+    assert 1 <= k <= min(8, count)
+    weights, means, stds = fit_diagonal_mixture(codes, k)
+    assert weights.shape == (k,) and means.shape == (k, 8) and stds.shape == (k, 8)
+    assert torch.isfinite(means).all() and (stds > 0).all() and abs(float(weights.sum()) - 1) < 1e-5
+    again = fit_diagonal_mixture(codes, k)
+    assert all(torch.equal(a, b) for a, b in zip((weights, means, stds), again))  # seeded
+
+
+def test_mixture_finds_separated_clusters():
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.cat([torch.randn(30, 4, generator=generator) * 0.1 + 5,
+                       torch.randn(30, 4, generator=generator) * 0.1 - 5])
+    weights, means, _stds = fit_diagonal_mixture(codes, 2)
+    assert sorted(round(float(m)) for m in means[:, 0]) == [-5, 5]
+    assert torch.allclose(weights, torch.tensor([0.5, 0.5]), atol=0.05)
+
+
+def test_sampler_survives_a_state_dict_round_trip(tmp_path):
+    model = WaveVAE.from_config(config())
+    assert not model.sampler_fitted
+    model.fit_sampler(torch.randn(5, 8) + 2)
+    assert model.sampler_fitted
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    other = WaveVAE.from_config(config())
+    other.load_state_dict(torch.load(path, weights_only=True))
+    assert other.sampler_fitted
+    generator = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    assert torch.equal(model.generate(2, generator=generator()), other.generate(2, generator=generator()))
+
+
+def test_output_peaks_and_dc():
+    model = WaveVAE.from_config(config())
+    with torch.no_grad():  # a loud decoder with a DC offset
+        model.decoder.head.bias.view(1, 2, -1)[:, 0] = 1.0
+        model.decoder.head.bias.view(1, 2, -1)[:, 1] = 0.0
+    for audio in (model.generate(3, seconds=2.0, generator=torch.Generator().manual_seed(0)),
+                  model.decode(torch.randn(3, 8) * 10)):
+        assert torch.isfinite(audio).all()
+        assert audio.abs().max() <= PEAK_LIMIT + 1e-6
+        assert audio.mean(dim=-1).abs().max() < 1e-4
+
+
+def test_long_sounds_join_without_clicks():
+    """Successive chunks join by an equal-power crossfade: no jump at the joins."""
+    model = WaveVAE.from_config(config())
+    audio = model.generate(2, seconds=2.0, generator=torch.Generator().manual_seed(1))[:, 0]
+    jumps = audio.diff(dim=-1).abs()
+    assert jumps.max() <= 4 * jumps.quantile(0.999) + 1e-6
+
+
+def test_model_setting_selects_the_reference_model():
+    assert TrainingConfig().model == "wave_vae"
+    assert isinstance(wave_vae.sda_make_model(config()), WaveVAE)
+    assert mel_vae.sda_make_model(config()) is None
+    chosen = apply_overrides(config(), {"model": "mel_vae", "plugins": {"mel_vae": {"hidden_channels": 16}}})
+    assert wave_vae.sda_make_model(chosen) is None
+    assert isinstance(mel_vae.sda_make_model(chosen), mel_vae.MelVAE)
+    with pytest.raises(ConfigError, match="model"):
+        TrainingConfig(model="")
+    with pytest.raises(ConfigError, match="model"):
+        TrainingConfig(model="a b")
