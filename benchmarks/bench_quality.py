@@ -74,10 +74,13 @@ def _train_and_evaluate(data: Path, run_dir: Path, overrides: dict[str, Any], co
     return evaluate_run(run_dir, engine=engine, count=count, seed=0), training.duration
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _figures(evaluation: Any) -> str:
     figures = evaluation.training
-    resemblance = "-" if figures.resemblance is None else f"{figures.resemblance:.3f}"
-    return (f"1-NN {figures.nn_accuracy:.3f}, resemblance {resemblance}, diversity {figures.diversity:.3f}, "
+    return (f"1-NN {figures.nn_accuracy:.3f}, resemblance {_number(figures.resemblance)}, diversity {figures.diversity:.3f}, "
             f"copying {figures.copying:.3f}, reconstruction {evaluation.reconstruction:.3f}")
 
 
@@ -91,7 +94,7 @@ def _rows(dataset: str, default: Any, default_seconds: float, reference: Any, re
     ]
     if ours.resemblance is not None:
         rows.append(Result(f"quality {dataset}: resemblance", ours.resemblance, 0.25,
-                           f"{ours.resemblance:.3f} vs mel-VAE {theirs.resemblance}; 0 = as real chunks, 1 = shaped noise"))
+                           f"{ours.resemblance:.3f} vs mel-VAE {_number(theirs.resemblance)}; 0 = as real chunks, 1 = shaped noise"))
     else:
         rows.append(Result(f"quality {dataset}: resemblance", float("nan"), None, ours.resemblance_note or ""))
     rows += [

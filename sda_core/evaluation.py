@@ -251,7 +251,8 @@ def _generate(model: Any, config: TrainingConfig, count: int, seed: int, tempera
 
 def _reconstruct(model: Any, originals: np.ndarray, torch: Any) -> np.ndarray:
     """The model's reconstructions of ``originals`` (n, channels, samples), in batches."""
-    device = next(model.parameters()).device if any(True for _ in model.parameters()) else "cpu"
+    parameter = next(iter(model.parameters()), None)
+    device = parameter.device if parameter is not None else "cpu"
     outputs = []
     with torch.no_grad():
         for start in range(0, len(originals), _BATCH):
