@@ -308,7 +308,7 @@ def test_the_model_learns() -> None:
 def test_the_engine_builds_it_through_its_entry_point() -> None:
     engine = Engine()
     assert "mel_vae" in {info.name for info in engine.plugin_infos()}
-    cfg = config(latent_dim=8, regularization=RegularizationConfig(dropout=0.3))
+    cfg = config(latent_dim=8, regularization=RegularizationConfig(dropout=0.3), model="mel_vae")
     model = engine.make_model(cfg)
     assert isinstance(model, MelVAE)
     assert model.latent_dim == 8
