@@ -421,6 +421,19 @@ class WaveVAE(nn.Module):
         self.register_buffer("sampler_means", torch.zeros(k, self.latent_dim))
         self.register_buffer("sampler_stds", torch.ones(k, self.latent_dim))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        """Sampler buffers saved with another ``components`` setting load too: padded with unused
+        components (weight 0) or cut to the largest components, so a checkpoint stays usable."""
+        size = self.max_components
+        weights = state_dict.get(prefix + "sampler_weights")
+        if weights is not None and weights.shape[0] != size:
+            order = torch.argsort(weights, descending=True)[:size]
+            for name, fill in (("sampler_weights", 0.0), ("sampler_means", 0.0), ("sampler_stds", 1.0)):
+                value = state_dict[prefix + name][order]
+                padding = value.new_full((size - value.shape[0], *value.shape[1:]), fill)
+                state_dict[prefix + name] = torch.cat([value, padding])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @classmethod
     def from_config(cls, config: TrainingConfig) -> WaveVAE:
         """Build the model a run with ``config`` trains (its fields and ``[plugins.wave_vae]``)."""

@@ -203,3 +203,14 @@ def test_model_setting_selects_the_reference_model():
         TrainingConfig(model="")
     with pytest.raises(ConfigError, match="model"):
         TrainingConfig(model="a b")
+
+
+def test_a_checkpoint_with_another_component_count_loads():
+    small = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "components": 2}}))
+    small.fit_sampler(torch.randn(40, 8))
+    large = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "components": 6}}))
+    large.load_state_dict(small.state_dict())
+    assert large.sampler_weights.shape == (6,) and torch.equal(large.sampler_weights[2:], torch.zeros(4))
+    tiny = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "components": 1}}))
+    tiny.load_state_dict(small.state_dict())
+    assert tiny.sampler_fitted
