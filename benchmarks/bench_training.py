@@ -30,7 +30,7 @@ import soundfile
 import torch
 
 from sda_core import Engine, TrainingConfig, hookimpl
-from sda_core.loaders import create_data_loaders, default_num_workers
+from sda_core.data.loaders import create_data_loaders, default_num_workers
 
 from benchmarks.timing import Result
 

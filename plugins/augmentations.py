@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from sda_core import hookimpl
-from sda_core.augment import Params
+from sda_core.data.augmentation import Params
 from sda_core.config import TrainingConfig
 from sda_core.errors import ConfigError
 

@@ -1,7 +1,7 @@
 """Reference plugin for ``sda_make_dataset``: lazy fixed-length chunks of every file.
 
 The chunk index is built from header metadata when the dataset is constructed; audio is read in
-``__getitem__``, only the frames one chunk needs (see :mod:`sda_core.audio_io`). Items are raw
+``__getitem__``, only the frames one chunk needs (see :mod:`sda_core.audio.reading`). Items are raw
 float32 waveforms shaped (channels, samples) at the project sample rate; the mel transform runs
 later, on the training device.
 
@@ -32,10 +32,10 @@ from torch.utils.data import Dataset
 
 from sda_core import hookimpl
 from sda_core import validators as v
-from sda_core.audio_io import AudioReadError, read_file, read_segment
-from sda_core.chunking import chunk_count, chunk_frames, target_frames
+from sda_core.audio.reading import AudioReadError, read_file, read_segment
+from sda_core.data.chunks import chunk_count, chunk_frames, target_frames
 from sda_core.config import TrainingConfig
-from sda_core.dataset_info import AudioFileInfo
+from sda_core.config.dataset import AudioFileInfo
 from sda_core.errors import ConfigError, DatasetError
 
 PLUGIN_NAME = "chunk_dataset"
@@ -88,7 +88,7 @@ class AudioTrainingDataset(Dataset):
     and seeds augmentation, so items depend only on (seed, epoch, index), never on the worker.
     """
 
-    #: Tells :func:`sda_core.loaders.create_data_loaders` to address items as (epoch, index).
+    #: Tells :func:`sda_core.data.loaders.create_data_loaders` to address items as (epoch, index).
     epoch_keys = True
 
     def __init__(

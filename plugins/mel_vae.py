@@ -1,6 +1,6 @@
 """Reference plugin for ``sda_make_model``: a small VAE on log-mel spectrograms.
 
-:class:`MelVAE` implements the model interface of :mod:`sda_core.model`. It takes raw waveforms of
+:class:`MelVAE` implements the model interface of :mod:`sda_core.training.model`. It takes raw waveforms of
 one chunk (``config.chunk_seconds`` at ``config.sample_rate``, ``config.channels`` channels),
 computes their log-mel spectrogram inside the model (so the transform runs on the training
 device), encodes it to one latent vector per chunk and decodes that vector back to a log-mel
@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sda_core import hookimpl
-from sda_core.chunking import chunk_frames
+from sda_core.data.chunks import chunk_frames
 from sda_core.config import TrainingConfig
 from sda_core.errors import ConfigError
 

@@ -25,7 +25,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from sda_core import hookimpl
-from sda_core.events import (
+from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
     PreviewEvent,
@@ -33,10 +33,10 @@ from sda_core.events import (
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
-from sda_core.report import format_duration
+from sda_core.cli.report import format_duration
 
 if TYPE_CHECKING:
-    from sda_core.history import MetricsHistory
+    from sda_core.config.history import MetricsHistory
 
 #: The name this plugin registers under (and reads its ``[plugins.progress]`` settings from).
 PLUGIN_NAME = "progress"

@@ -1,7 +1,7 @@
 """small-dataset-audio: the engine.
 
 Public names for plugin authors and host applications. Plugins implement the hooks of
-:mod:`sda_core.hookspecs` with :data:`hookimpl`.
+:mod:`sda_core.hooks.specs` with :data:`hookimpl`.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -14,10 +14,10 @@ from sda_core.config import (
     apply_overrides,
     get_effective_preview_interval,
 )
-from sda_core.dataset_info import AudioFileInfo, DatasetSummary, FileSplit, SkippedFile, SkipReason
+from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit, SkippedFile, SkipReason
 from sda_core.engine import CallbackPlugin, Engine
 from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError
-from sda_core.events import (
+from sda_core.config.events import (
     EpochMetrics,
     Event,
     MetricsCallback,
@@ -29,17 +29,17 @@ from sda_core.events import (
     event_from_dict,
     event_to_dict,
 )
-from sda_core.history import MetricsHistory
-from sda_core.hookspecs import hookimpl, hookspec
-from sda_core.plugin_host import PluginInfo, PluginLoadWarning, PluginRuntimeWarning
+from sda_core.config.history import MetricsHistory
+from sda_core.hooks.specs import hookimpl, hookspec
+from sda_core.hooks.host import PluginInfo, PluginLoadWarning, PluginRuntimeWarning
 
 _LAZY = {
-    "AugmentationPipeline": "sda_core.augment",
-    "CheckpointError": "sda_core.checkpoints",
-    "TrainingError": "sda_core.training",
-    "TrainingResult": "sda_core.training",
-    "create_data_loaders": "sda_core.loaders",
-    "generate_files": "sda_core.generate",
+    "AugmentationPipeline": "sda_core.data.augmentation",
+    "CheckpointError": "sda_core.training.checkpoints",
+    "TrainingError": "sda_core.training.trainer",
+    "TrainingResult": "sda_core.training.trainer",
+    "create_data_loaders": "sda_core.data.loaders",
+    "generate_files": "sda_core.training.generation",
 }
 
 

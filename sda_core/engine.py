@@ -19,11 +19,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sda_core import hookspecs
+from sda_core.hooks import specs as hookspecs
 from sda_core.config import TrainingConfig, apply_overrides
-from sda_core.dataset_info import DatasetSummary, FileSplit
+from sda_core.config.dataset import DatasetSummary, FileSplit
 from sda_core.errors import PluginError
-from sda_core.events import (
+from sda_core.config.events import (
     EpochMetrics,
     Event,
     MetricsCallback,
@@ -33,9 +33,9 @@ from sda_core.events import (
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
-from sda_core.history import MetricsHistory
-from sda_core.overrides import load_settings_file, merge_overrides
-from sda_core.plugin_host import PluginHost, PluginInfo, PluginPolicy
+from sda_core.config.history import MetricsHistory
+from sda_core.config.overrides import load_settings_file, merge_overrides
+from sda_core.hooks.host import PluginHost, PluginInfo, PluginPolicy
 
 _EVENT_HOOKS: dict[type, str] = {
     TrainingStartEvent: "sda_on_train_start",
@@ -156,7 +156,7 @@ class Engine:
 
     def scan(self, data_dir: str | Path) -> DatasetSummary:
         """Scan a data folder (headers only)."""
-        from sda_core.scan import scan_folder
+        from sda_core.data.scan import scan_folder
 
         return scan_folder(data_dir)
 
@@ -208,7 +208,7 @@ class Engine:
         resume: bool = False,
         device: str | None = None,
     ) -> Any:
-        """Train on a folder of audio and return a :class:`~sda_core.training.TrainingResult`.
+        """Train on a folder of audio and return a :class:`~sda_core.training.trainer.TrainingResult`.
 
         Args:
             data_dir: the folder of recordings (searched recursively).
@@ -223,7 +223,7 @@ class Engine:
         Called from the main thread, SIGINT and SIGTERM stop the run cleanly after the current
         step, with a checkpoint; from any thread, :meth:`request_stop` does the same.
         """
-        from sda_core.training import Trainer
+        from sda_core.training.trainer import Trainer
 
         trainer = Trainer(self, data_dir, out_dir, overrides, resume=resume, device=device,
                           stop_event=self._stop_event)

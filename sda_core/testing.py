@@ -39,7 +39,7 @@ import pytest
 import soundfile
 
 from sda_core.engine import Engine
-from sda_core.plugin_host import ENTRYPOINT_GROUP
+from sda_core.hooks.host import ENTRYPOINT_GROUP
 
 #: Distribution whose entry points are the reference plugins.
 REFERENCE_DISTRIBUTION = "small-dataset-audio"

@@ -1,4 +1,4 @@
-"""sda_core.audio_io: segment reads, resampling alignment, channel mapping, errors, the MP3 cache."""
+"""sda_core.audio.reading: segment reads, resampling alignment, channel mapping, errors, the MP3 cache."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torchaudio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sda_core.audio_io as audio_io
-from sda_core.audio_io import (
+import sda_core.audio.reading as audio_io
+from sda_core.audio.reading import (
     AudioReadError,
     DecodeCache,
     default_cache_directory,

@@ -1,4 +1,4 @@
-"""The augmentation pipeline (sda_core.augment) and the reference transforms (sda_plugins.augmentations)."""
+"""The augmentation pipeline (sda_core.data.augmentation) and the reference transforms (sda_plugins.augmentations)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from sda_core import ConfigError, Engine, OverfittingPreset, PluginError, TrainingConfig, hookimpl
-from sda_core.augment import AugmentationPipeline, Transform, check_transform
+from sda_core.data.augmentation import AugmentationPipeline, Transform, check_transform
 from sda_plugins import augmentations as ref
 from sda_plugins.adaptive_presets import get_adaptive_config
 

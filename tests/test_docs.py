@@ -20,7 +20,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from sda_core import hookspecs
+from sda_core.hooks import specs as hookspecs
 from sda_core.config import (
     OverfittingPreset,
     RegularizationConfig,
@@ -29,8 +29,8 @@ from sda_core.config import (
     get_effective_preview_interval,
 )
 from sda_core.engine import _EVENT_HOOKS, Engine
-from sda_core.events import EVENT_TYPES
-from sda_core.overrides import SETTINGS_FILENAME, parse_set_options
+from sda_core.config.events import EVENT_TYPES
+from sda_core.config.overrides import SETTINGS_FILENAME, parse_set_options
 from sda_plugins import adaptive_presets
 from sda_plugins.adaptive_presets import (
     BALANCED_MAX_FILES,
@@ -140,7 +140,7 @@ def hook_section(name: str) -> str:
 
 
 def test_hookspecs_are_found() -> None:
-    assert SPECS, "no hookspecs found in sda_core.hookspecs"
+    assert SPECS, "no hookspecs found in sda_core.hooks.specs"
     declared = set(hookspecs.PROVIDER_HOOKS + hookspecs.COLLECTOR_HOOKS + hookspecs.CONSUMER_HOOKS)
     assert set(SPECS) == declared, "PROVIDER_HOOKS / COLLECTOR_HOOKS / CONSUMER_HOOKS disagree with the specs"
 

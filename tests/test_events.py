@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sda_core.config import TrainingConfig
 from sda_core.errors import ConfigError
-from sda_core.events import (
+from sda_core.config.events import (
     EVENT_TYPES,
     EpochMetrics,
     MetricsCallback,

@@ -14,7 +14,7 @@ from sda_plugins.progress import ProgressDisplay, format_loss
 
 from sda_core import hookimpl
 from sda_core.engine import Engine
-from sda_core.events import (
+from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
     PreviewEvent,
@@ -22,7 +22,7 @@ from sda_core.events import (
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
-from sda_core.history import MetricsHistory
+from sda_core.config.history import MetricsHistory
 
 ESCAPE = "\x1b"
 VAL_LOSSES = (1.1, 0.9, 1.2)  # epoch 2 is the best; epoch 3 overfits

@@ -39,7 +39,7 @@ def first_epoch(data: Path, run: Path, **settings) -> dict:
 
 
 def engine_model_state(run: Path) -> dict[str, torch.Tensor]:
-    from sda_core.checkpoints import load_checkpoint
+    from sda_core.training.checkpoints import load_checkpoint
 
     return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 

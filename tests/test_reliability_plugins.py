@@ -26,8 +26,8 @@ from sda_plugins.progress import ProgressDisplay
 
 import bad_inputs
 from sda_core import hookimpl
-from sda_core.checkpoints import load_checkpoint
-from sda_core.plugin_host import PluginLoadWarning, PluginRuntimeWarning
+from sda_core.training.checkpoints import load_checkpoint
+from sda_core.hooks.host import PluginLoadWarning, PluginRuntimeWarning
 from sda_core.testing import make_engine
 
 FAST = {**bad_inputs.FAST, "max_epochs": 2}

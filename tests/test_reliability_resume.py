@@ -23,7 +23,7 @@ import pytest
 from audio_factory import make_folder
 
 import bad_inputs
-from sda_core.checkpoints import load_checkpoint
+from sda_core.training.checkpoints import load_checkpoint
 
 KILLS = 10
 SEED = 20240611

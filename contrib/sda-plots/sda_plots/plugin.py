@@ -10,13 +10,13 @@ from sda_core import hookimpl
 from sda_plots.settings import PLUGIN_NAME, PlotSettings
 
 if TYPE_CHECKING:
-    from sda_core.events import (
+    from sda_core.config.events import (
         EpochMetrics,
         PreviewEvent,
         TrainingCompleteEvent,
         TrainingStartEvent,
     )
-    from sda_core.history import MetricsHistory
+    from sda_core.config.history import MetricsHistory
     from sda_plots.spectrogram import MelAnalyzer
 
 #: File name of the loss plot in the run folder.

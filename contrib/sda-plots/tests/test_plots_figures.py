@@ -30,14 +30,14 @@ from sda_plots.spectrogram import (
 )
 
 from sda_core.errors import ConfigError
-from sda_core.events import (
+from sda_core.config.events import (
     EpochMetrics,
     PreviewEvent,
     StepMetrics,
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
-from sda_core.history import MetricsHistory
+from sda_core.config.history import MetricsHistory
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -13,7 +13,7 @@ from sda_plots.loss import loss_figure
 
 from sda_core import Engine
 from sda_core.errors import PluginError
-from sda_core.history import MetricsHistory
+from sda_core.config.history import MetricsHistory
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST = {"max_epochs": 2, "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0,
@@ -70,7 +70,7 @@ def test_bad_setting_is_reported_naming_the_key(sda_engine, sda_audio_folder, tm
 
 
 def test_bad_setting_outside_strict_mode_warns_once_and_the_run_goes_on(sda_engine, sda_audio_folder, tmp_path):
-    from sda_core.plugin_host import PluginRuntimeWarning
+    from sda_core.hooks.host import PluginRuntimeWarning
 
     engine = sda_engine(Plots(), reference=True, strict=False)
     settings = {**FAST, "max_epochs": 1, "plugins": {"plots": {"dip": 150}}}

@@ -47,7 +47,7 @@ from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from sda_core import hookimpl
 from sda_core.errors import ConfigError
-from sda_core.events import (
+from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
     PreviewEvent,

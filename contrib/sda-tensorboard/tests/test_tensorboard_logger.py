@@ -13,7 +13,7 @@ import soundfile
 
 from sda_core import Engine
 from sda_core.errors import ConfigError
-from sda_core.events import (
+from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
     PreviewEvent,
@@ -21,7 +21,7 @@ from sda_core.events import (
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
-from sda_core.plugin_host import PluginRuntimeWarning
+from sda_core.hooks.host import PluginRuntimeWarning
 from sda_tensorboard import Settings, TensorBoardLogger, settings_from_config, validate_settings
 from sda_tensorboard import logger as logger_module
 

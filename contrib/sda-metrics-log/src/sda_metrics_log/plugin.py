@@ -20,7 +20,7 @@ import attrs
 from sda_core import hookimpl
 from sda_core import write_text_atomic
 from sda_core.errors import ConfigError
-from sda_core.events import (
+from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
     PreviewEvent,
@@ -31,7 +31,7 @@ from sda_core.events import (
 )
 
 if TYPE_CHECKING:
-    from sda_core.history import MetricsHistory
+    from sda_core.config.history import MetricsHistory
 
 #: The entry-point name, and the ``[plugins.NAME]`` table the settings are read from.
 PLUGIN_NAME = "metrics_log"

@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from sda_core.config import TrainingConfig, get_effective_preview_interval
-from sda_core.dataset_info import DatasetSummary
-from sda_core.plugin_host import PluginInfo
+from sda_core.config.dataset import DatasetSummary
+from sda_core.hooks.host import PluginInfo
 
 #: Above this many usable files the terminal report lists the first ones only (``--all`` lists all).
 FILE_LIST_LIMIT = 40
@@ -19,7 +19,7 @@ FILE_LIST_LIMIT = 40
 _CHANNEL_NAMES = {1: "mono", 2: "stereo"}
 
 if TYPE_CHECKING:
-    from sda_core.audio_checks import DatasetAnalysis
+    from sda_core.data.analysis import DatasetAnalysis
 
 # How the "notes" column of the usable-files table names each per-file finding.
 _FLAG_NOTES = {
@@ -47,7 +47,7 @@ def scan_to_dict(summary: DatasetSummary, config: TrainingConfig | None, warning
                  analysis: "DatasetAnalysis | None" = None) -> dict[str, Any]:
     """The machine-readable scan report of ``sda scan --json``.
 
-    With an ``analysis`` (see :func:`sda_core.audio_checks.analyse_dataset`), every entry of
+    With an ``analysis`` (see :func:`sda_core.data.analysis.analyse_dataset`), every entry of
     ``files`` gains ``chunks``, and the report gains ``chunk_seconds``, ``chunk_count``,
     ``training_seconds``, ``dataset_warnings`` (``{code, message, paths}`` each) and ``analysis``:
     the content analysis of each file keyed by its path, with its ``chunks`` and its ``flags``

@@ -22,9 +22,9 @@ from typing import Any
 import attrs
 import pluggy
 
-from sda_core import hookspecs
+from sda_core.hooks import specs as hookspecs
 from sda_core.errors import ConfigError, PluginError
-from sda_core.tracing import HookTracer
+from sda_core.hooks.tracing import HookTracer
 
 ENTRYPOINT_GROUP = "sda"
 

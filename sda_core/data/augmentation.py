@@ -110,7 +110,7 @@ def check_transform(transform: object) -> None:
     label = f"{type(transform).__module__}.{type(transform).__qualname__}"
     for method in ("sample", "apply"):
         if not callable(getattr(transform, method, None)):
-            raise TypeError(f"augmentation transform {label} has no {method}() method (see sda_core.augment.Transform)")
+            raise TypeError(f"augmentation transform {label} has no {method}() method (see sda_core.data.augmentation.Transform)")
     name = getattr(transform, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"augmentation transform {label} needs a non-empty string attribute 'name'")

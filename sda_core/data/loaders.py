@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from sda_core.config import TrainingConfig
-from sda_core.dataset_info import DatasetSummary, FileSplit
+from sda_core.config.dataset import DatasetSummary, FileSplit
 from sda_core.errors import DatasetError, PluginError
 
 #: Workers run at a lower priority, filling the gaps the training threads leave instead of
@@ -132,7 +132,7 @@ def create_data_loaders(
     The training loader's sampler is an :class:`EpochSampler`: call
     ``train_loader.sampler.set_epoch(epoch)`` before iterating each epoch.
     """
-    from sda_core.augment import AugmentationPipeline
+    from sda_core.data.augmentation import AugmentationPipeline
     from sda_core.engine import Engine
 
     engine = engine if engine is not None else Engine()

@@ -57,7 +57,7 @@ import torchaudio
 
 from sda_core.atomic import write_atomic
 from sda_core.errors import SdaError
-from sda_core.scan import native_path
+from sda_core.data.scan import native_path
 
 __all__ = [
     "AudioReadError",

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from sda_core.audio_io import write_wav
-from sda_core.checkpoints import BEST, LAST, CheckpointError, load_checkpoint
+from sda_core.audio.reading import write_wav
+from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint
 from sda_core.config import TrainingConfig
 
 

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from sda_core.augment import Transform
+    from sda_core.data.augmentation import Transform
     from sda_core.config import TrainingConfig
-    from sda_core.dataset_info import AudioFileInfo, DatasetSummary, FileSplit
-    from sda_core.events import (
+    from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit
+    from sda_core.config.events import (
         EpochMetrics,
         OverfittingWarning,
         PreviewEvent,
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         TrainingCompleteEvent,
         TrainingStartEvent,
     )
-    from sda_core.history import MetricsHistory
+    from sda_core.config.history import MetricsHistory
 
 PROJECT_NAME = "sda"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -93,7 +93,7 @@ def sda_split_files(files: tuple[AudioFileInfo, ...], config: TrainingConfig) ->
 
     :param files: the usable files of the scan, sorted by path.
     :param config: the resolved config (``validation_fraction``, ``split_seed``).
-    :return: a :class:`~sda_core.dataset_info.FileSplit` (no file in both sets), or None.
+    :return: a :class:`~sda_core.config.dataset.FileSplit` (no file in both sets), or None.
 
     firstresult. Reference: ``file_split`` (trylast). Called once per fresh run in the main
     process; a resumed run reuses the split saved in its run folder and does not call it.
@@ -143,7 +143,7 @@ def sda_check_overfitting(history: MetricsHistory, config: TrainingConfig) -> Ov
 
     :param history: the run's history, the just-finished epoch included. Read-only.
     :param config: the resolved config (``overfitting_threshold``, ``overfitting_patience`` ...).
-    :return: an :class:`~sda_core.events.OverfittingWarning`, which the engine then delivers to
+    :return: an :class:`~sda_core.config.events.OverfittingWarning`, which the engine then delivers to
         every ``sda_on_overfitting`` consumer, or None.
 
     firstresult. Reference: ``overfitting_detector`` (trylast). Called once per epoch in the
@@ -163,7 +163,7 @@ def sda_render_previews(
     :param directory: the folder to write into (``previews/epoch_NNNN``), already created.
     :param references: fixed validation chunks (a CPU tensor, batch x channels x samples, the
         same every time) to reconstruct, so successive previews are comparable.
-    :return: a :class:`~sda_core.events.PreviewEvent` naming the files written, or None.
+    :return: a :class:`~sda_core.config.events.PreviewEvent` naming the files written, or None.
 
     firstresult. Reference: ``previews`` (trylast). Called every effective preview interval and
     after the last epoch, in the main process; the engine then calls ``sda_on_preview``.

@@ -12,9 +12,9 @@ from typing import Any
 import attrs
 
 from sda_core import validators as v
-from sda_core.config import TrainingConfig
+from sda_core.config.training_config import TrainingConfig
 from sda_core.errors import ConfigError
-from sda_core.events import EpochMetrics, StepMetrics
+from sda_core.config.events import EpochMetrics, StepMetrics
 from sda_core.serialization import from_jsonable, to_jsonable
 
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from sda_core import __version__
 from sda_core.engine import Engine
 from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError
-from sda_core.overrides import parse_set_options
+from sda_core.config.overrides import parse_set_options
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Epochs `sda demo` trains: a few minutes on 2 CPU cores.
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace, console: Console, errors: Console) -> int:
-    from sda_core.report import print_plugins
+    from sda_core.cli.report import print_plugins
 
     engine, caught = _with_warnings(lambda: _engine(args))
     infos = engine.plugin_infos()
@@ -135,8 +135,8 @@ def cmd_plugins(args: argparse.Namespace, console: Console, errors: Console) -> 
 
 
 def cmd_scan(args: argparse.Namespace, console: Console, errors: Console) -> int:
-    from sda_core.report import print_config, print_dataset_warnings, print_scan, scan_to_dict
-    from sda_core.scan import require_usable
+    from sda_core.cli.report import print_config, print_dataset_warnings, print_scan, scan_to_dict
+    from sda_core.data.scan import require_usable
 
     data_dir = _existing_folder(args.data_dir)
     overrides = parse_set_options(args.set)
@@ -167,7 +167,7 @@ def cmd_scan(args: argparse.Namespace, console: Console, errors: Console) -> int
 
 def _analyse(summary: Any, config: Any, content: bool, console: Console | None) -> Any:
     """Chunk counts and content checks of the scanned files (a spinner while decoding, on a terminal)."""
-    from sda_core.audio_checks import analyse_dataset
+    from sda_core.data.analysis import analyse_dataset
 
     if content and console is not None and console.is_terminal:
         with console.status(f"checking the audio of {summary.file_count} files ...", spinner="dots"):
@@ -194,8 +194,8 @@ def cmd_train(args: argparse.Namespace, console: Console, errors: Console) -> in
 
 
 def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) -> int:
-    from sda_core.generate import generate_files
-    from sda_core.training import select_device
+    from sda_core.training.generation import generate_files
+    from sda_core.training.trainer import select_device
 
     if args.count < 1:
         raise UsageError("-n must be at least 1")
@@ -214,9 +214,9 @@ def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) ->
 
 
 def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int:
-    from sda_core.demo_data import synthesize_demo_dataset
-    from sda_core.generate import generate_files
-    from sda_core.report import print_config, print_scan
+    from sda_core.data.demo import synthesize_demo_dataset
+    from sda_core.training.generation import generate_files
+    from sda_core.cli.report import print_config, print_scan
 
     out = Path(args.out)
     data_dir = out / "data"
