@@ -16,7 +16,17 @@ from sda_core.config import (
 )
 from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit, SkippedFile, SkipReason
 from sda_core.engine import CallbackPlugin, Engine
-from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError
+from sda_core.errors import (
+    AudioReadError,
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    PluginError,
+    PluginLoadWarning,
+    PluginRuntimeWarning,
+    SdaError,
+    TrainingError,
+)
 from sda_core.config.events import (
     EpochMetrics,
     Event,
@@ -31,12 +41,10 @@ from sda_core.config.events import (
 )
 from sda_core.config.history import MetricsHistory
 from sda_core.hooks.specs import hookimpl, hookspec
-from sda_core.hooks.host import PluginInfo, PluginLoadWarning, PluginRuntimeWarning
+from sda_core.hooks.host import PluginInfo
 
 _LAZY = {
     "AugmentationPipeline": "sda_core.data.augmentation",
-    "CheckpointError": "sda_core.training.checkpoints",
-    "TrainingError": "sda_core.training.trainer",
     "TrainingResult": "sda_core.training.trainer",
     "create_data_loaders": "sda_core.data.loaders",
     "generate_files": "sda_core.training.generation",
@@ -59,6 +67,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "AudioFileInfo",
+    "AudioReadError",
     "AugmentationPipeline",
     "CheckpointError",
     "CallbackPlugin",

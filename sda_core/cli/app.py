@@ -19,16 +19,12 @@ from rich.console import Console
 
 from sda_core import __version__
 from sda_core.engine import Engine
-from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError
+from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError, UsageError
 from sda_core.config.overrides import parse_set_options
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Epochs `sda demo` trains: a few minutes on 2 CPU cores.
 DEMO_EPOCHS = 60
-
-
-class UsageError(SdaError):
-    """A command-line argument cannot be used (exit code 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,18 +34,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from sda_core.errors import PluginError
+from sda_core.errors import PluginError, TransformError
 
 if TYPE_CHECKING:
     from sda_core.config import TrainingConfig
     from sda_core.engine import Engine
 
 __all__ = ["AugmentationPipeline", "Params", "Transform", "TransformError", "check_transform"]
-
-
-class TransformError(PluginError, TypeError):
-    """A plugin's ``sda_augmentations`` contributed a transform that does not follow
-    :class:`Transform` or does not pickle; the message names the plugin."""
 
 
 #: The parameters of one application of a transform: JSON-compatible scalars (numbers, short

@@ -23,7 +23,7 @@ import attrs
 import pluggy
 
 from sda_core.hooks import specs as hookspecs
-from sda_core.errors import ConfigError, PluginError
+from sda_core.errors import ConfigError, PluginError, PluginLoadWarning, PluginRuntimeWarning
 from sda_core.hooks.tracing import HookTracer
 
 ENTRYPOINT_GROUP = "sda"
@@ -32,14 +32,6 @@ LOADED = "loaded"
 EXPLICIT = "explicit"
 BLOCKED = "blocked"
 FAILED = "failed"
-
-
-class PluginLoadWarning(UserWarning):
-    """A plugin was skipped because it failed to import, register or validate."""
-
-
-class PluginRuntimeWarning(UserWarning):
-    """A consumer plugin raised; it was isolated and the run went on."""
 
 
 def _names(value: str | None) -> frozenset[str]:

@@ -27,7 +27,7 @@ from sda_core.atomic import remove_stale_temporaries, write_text_atomic
 from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from sda_core.config import TrainingConfig, apply_overrides, get_effective_preview_interval
 from sda_core.config.dataset import DatasetSummary, FileSplit
-from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError
+from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError, TrainingError
 from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
@@ -50,10 +50,6 @@ FIXED_ON_RESUME = ("preset", "sample_rate", "channels", "chunk_seconds", "latent
 PREVIEW_REFERENCES = 4
 #: Share of all steps spent warming the learning rate up (then a cosine decay to 10%).
 WARMUP_FRACTION = 0.05
-
-
-class TrainingError(SdaError):
-    """Training cannot go on (a non-finite loss, an unusable output folder ...)."""
 
 
 @attrs.frozen(kw_only=True)
