@@ -13,6 +13,7 @@ from sda_core.config import (
     TrainingConfig,
     apply_overrides,
     get_effective_preview_interval,
+    plugin_settings,
 )
 from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit, SkippedFile, SkipReason
 from sda_core.engine import CallbackPlugin, Engine
@@ -105,6 +106,7 @@ __all__ = [
     "generate_files",
     "get_effective_preview_interval",
     "hookimpl",
+    "plugin_settings",
     "hookspec",
     "write_atomic",
     "write_text_atomic",

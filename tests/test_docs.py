@@ -28,8 +28,8 @@ from sda_core.config import (
     apply_overrides,
     get_effective_preview_interval,
 )
-from sda_core.engine import _EVENT_HOOKS, Engine
-from sda_core.config.events import EVENT_TYPES
+from sda_core.config.events import EVENT_HOOKS, EVENT_TYPES
+from sda_core.engine import Engine
 from sda_core.config.overrides import SETTINGS_FILENAME, parse_set_options
 from sda_plugins import adaptive_presets
 from sda_plugins.adaptive_presets import (
@@ -141,8 +141,9 @@ def hook_section(name: str) -> str:
 
 def test_hookspecs_are_found() -> None:
     assert SPECS, "no hookspecs found in sda_core.hooks.specs"
-    declared = set(hookspecs.PROVIDER_HOOKS + hookspecs.COLLECTOR_HOOKS + hookspecs.CONSUMER_HOOKS)
-    assert set(SPECS) == declared, "PROVIDER_HOOKS / COLLECTOR_HOOKS / CONSUMER_HOOKS disagree with the specs"
+    kinds = (hookspecs.PROVIDER_HOOKS, hookspecs.CHECK_HOOKS, hookspecs.COLLECTOR_HOOKS, hookspecs.CONSUMER_HOOKS)
+    declared = [name for kind in kinds for name in kind]
+    assert sorted(SPECS) == sorted(declared), "the hook kinds disagree with the specs (or name a hook twice)"
 
 
 def test_every_hook_heading_has_the_documented_form() -> None:
@@ -169,11 +170,13 @@ def test_documented_hooks_exist() -> None:
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_documented_kind_matches_the_spec(name: str) -> None:
-    match = re.search(r"^\*\*Kind:\*\* (provider|collector|consumer)", hook_section(name), re.MULTILINE)
-    assert match, f"the section of {name} has no '**Kind:** provider|collector|consumer' line"
+    match = re.search(r"^\*\*Kind:\*\* (provider|check|collector|consumer)", hook_section(name), re.MULTILINE)
+    assert match, f"the section of {name} has no '**Kind:** provider|check|collector|consumer' line"
     kind = match.group(1)
     if name in hookspecs.PROVIDER_HOOKS:
         assert kind == "provider"
+    elif name in hookspecs.CHECK_HOOKS:
+        assert kind == "check"
     elif name in hookspecs.COLLECTOR_HOOKS:
         assert kind == "collector"
     else:
@@ -193,6 +196,8 @@ def test_hookspec_docstring_states_its_kind_and_arguments(name: str) -> None:
     assert firstresult == (name in hookspecs.PROVIDER_HOOKS)
     if name in hookspecs.PROVIDER_HOOKS:
         assert "firstresult" in lowered
+    elif name in hookspecs.CHECK_HOOKS:
+        assert "veto" in lowered
     elif name in hookspecs.COLLECTOR_HOOKS:
         assert "contributes" in lowered
     else:
@@ -219,7 +224,7 @@ def test_events_table_lists_every_event_and_exactly_its_fields() -> None:
         cls = by_name[name]
         seen.add(name)
         assert code_names(row[1]) == [cls.kind], f"{name}.kind is {cls.kind!r}"
-        assert code_names(row[2]) == [_EVENT_HOOKS[cls]], f"{name} is delivered by {_EVENT_HOOKS[cls]}"
+        assert code_names(row[2]) == [EVENT_HOOKS[cls]], f"{name} is delivered by {EVENT_HOOKS[cls]}"
         fields = [field.name for field in attrs.fields(cls)]
         listed = code_names(row[3])
         unknown = [field for field in listed if field not in fields]

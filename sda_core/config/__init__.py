@@ -12,6 +12,7 @@ from sda_core.config.training_config import (
     get_effective_preview_interval,
     setting_names,
 )
+from sda_core.config.plugin_settings import plugin_settings
 
 __all__ = [
     "DEVICES",
@@ -20,5 +21,6 @@ __all__ = [
     "TrainingConfig",
     "apply_overrides",
     "get_effective_preview_interval",
+    "plugin_settings",
     "setting_names",
 ]

@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from sda_core.errors import PluginError, TransformError
+from sda_core.hooks.facade import as_hooks
 
 if TYPE_CHECKING:
     from sda_core.config import TrainingConfig
-    from sda_core.engine import Engine
+    from sda_core.hooks.facade import Hooks
 
 __all__ = ["AugmentationPipeline", "Params", "Transform", "TransformError", "check_transform"]
 
@@ -179,7 +180,12 @@ class AugmentationPipeline:
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def from_engine(cls, engine: Engine, config: TrainingConfig) -> AugmentationPipeline:
+    def from_engine(cls, engine: Any, config: TrainingConfig) -> AugmentationPipeline:
+        """:meth:`from_hooks` with an Engine's hooks (``engine.hooks``)."""
+        return cls.from_hooks(engine, config)
+
+    @classmethod
+    def from_hooks(cls, hooks: Hooks, config: TrainingConfig) -> AugmentationPipeline:
         """The pipeline of a run: every plugin's ``sda_augmentations(config)``, composed.
 
         Uses ``config.augmentation_probability``, ``config.seed`` and ``config.sample_rate``.
@@ -187,7 +193,7 @@ class AugmentationPipeline:
         plugins validate their settings). Raises :class:`TransformError` (a ``TypeError``) naming
         the plugin and the transform that does not follow :class:`Transform` or does not pickle.
         """
-        contributed = engine.host.call_collector("sda_augmentations", config=config)
+        contributed = as_hooks(hooks).augmentations(config)
         for plugin, transform in contributed:
             try:
                 check_transform(transform)

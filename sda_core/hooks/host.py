@@ -42,6 +42,10 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+#: Consumer hooks in which a ConfigError is a veto of the run, not an isolated fault.
+VETO_CONSUMER_HOOKS = ("sda_on_train_start",)
+
+
 @attrs.frozen(kw_only=True)
 class PluginPolicy:
     """Which plugins may load and how faults are treated.
@@ -183,7 +187,7 @@ class PluginHost:
                 self._reject(self.pm.get_name(error.plugin) or "?", str(error))
                 continue
             break
-        for hook_name in hookspecs.CONSUMER_HOOKS + hookspecs.COLLECTOR_HOOKS:
+        for hook_name in hookspecs.CONSUMER_HOOKS + hookspecs.COLLECTOR_HOOKS + hookspecs.CHECK_HOOKS:
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 if impl.wrapper or impl.hookwrapper:
                     self._reject(impl.plugin_name, f"{hook_name} is a notification hook and takes no wrappers")
@@ -280,6 +284,23 @@ class PluginHost:
             self._observed(hook_name, kwargs, collected)
         return collected
 
+    def call_check(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation of a check hook: a ConfigError vetoes (it propagates as it is),
+        any other exception is a :class:`PluginError` naming the plugin; answers are ignored."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        self._trace_before(hook_name, impls, kwargs)
+        for impl in reversed(impls):
+            try:
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except (ConfigError, PluginError):
+                raise  # the user's settings are wrong (a veto), or a plugin already named
+            except Exception as error:
+                raise PluginError(impl.plugin_name, f"plugin {impl.plugin_name!r} failed in {hook_name}: "
+                                  f"{type(error).__name__}: {error}") from error
+        self._trace_after(hook_name, impls, kwargs, None)
+        if self._observers:
+            self._observed(hook_name, kwargs, None)
+
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of a consumer hook, isolating each from the others."""
         if self._observers:
@@ -292,6 +313,10 @@ class PluginHost:
         for impl in reversed(impls):
             try:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except ConfigError as error:
+                if hook_name in VETO_CONSUMER_HOOKS:
+                    raise  # a plugin rejecting the user's settings as the run starts vetoes the run
+                self._consumer_failed(impl.plugin_name, hook_name, error)
             except Exception as error:
                 self._consumer_failed(impl.plugin_name, hook_name, error)
         if self._tracer is not None:

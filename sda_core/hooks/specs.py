@@ -11,6 +11,9 @@ Two kinds of hook:
   the plugin. A provider may also be wrapped (``wrapper=True``), typically to adjust the
   config ``sda_resolve_config`` answers; behind a wrapper a wrong-typed answer cannot be
   attributed to one plugin, so the error says so.
+* **Checks** (``sda_check_config``): every implementation is called with the resolved config
+  and may veto it by raising :class:`~sda_core.errors.ConfigError`, which stops the command
+  before anything runs; any other exception is fatal, with the plugin's name.
 * **Collectors** (``sda_augmentations``): every implementation contributes a list; one that
   raises or answers something other than a list is fatal, with the plugin's name.
 * **Consumers** (notifications): every implementation is called. The engine calls them one by
@@ -24,9 +27,10 @@ DataLoader worker; the plugin manager never crosses a process boundary.
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+from sda_core.config.events import EVENT_CLASSES
 
 if TYPE_CHECKING:
     from sda_core.data.augmentation import Transform
@@ -42,32 +46,7 @@ if TYPE_CHECKING:
     )
     from sda_core.config.history import MetricsHistory
 
-PROJECT_NAME = "sda"
-hookspec = pluggy.HookspecMarker(PROJECT_NAME)
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
-
-#: Hooks whose first non-None answer wins.
-PROVIDER_HOOKS = (
-    "sda_resolve_config",
-    "sda_split_files",
-    "sda_make_dataset",
-    "sda_make_model",
-    "sda_check_overfitting",
-    "sda_render_previews",
-    "sda_should_stop",
-)
-#: Hooks every implementation of which contributes a list, concatenated in call order.
-COLLECTOR_HOOKS = ("sda_augmentations",)
-#: Notification hooks, called one implementation at a time with failure isolation.
-CONSUMER_HOOKS = (
-    "sda_on_train_start",
-    "sda_on_step",
-    "sda_on_epoch",
-    "sda_on_preview",
-    "sda_on_overfitting",
-    "sda_on_train_end",
-)
-
+from sda_core.hooks.markers import PROJECT_NAME, hookimpl, hookspec  # noqa: F401 (public here too)
 
 # -- providers ------------------------------------------------------------------------------
 
@@ -201,6 +180,23 @@ def sda_augmentations(config: TrainingConfig) -> list[Transform] | None:
     """
 
 
+# -- checks -------------------------------------------------------------------------------
+
+
+@hookspec
+def sda_check_config(config: TrainingConfig) -> None:
+    """Check the resolved config (typically the plugin's own ``[plugins.NAME]`` table).
+
+    :param config: the resolved config of the run or scan, user overrides applied.
+    :return: nothing; veto by raising :class:`~sda_core.errors.ConfigError` (the user sees it as a
+        settings error, exit code 2). Any other exception is a plugin fault and names the plugin.
+
+    Not firstresult: every implementation is called, each may veto. Called once in the main
+    process after the config is resolved, before anything is read or written: on fresh and
+    resumed runs of ``sda train`` / ``Engine.train`` and in ``sda scan``.
+    """
+
+
 # -- consumers ------------------------------------------------------------------------------
 
 
@@ -265,3 +261,24 @@ def sda_on_train_end(event: TrainingCompleteEvent) -> None:
     Consumer, isolated. Called once per invocation in the main process, after the final
     checkpoint is on disk.
     """
+
+
+# -- the kinds, derived from the specs above and the events ------------------------------------
+
+
+def _specs() -> dict[str, Any]:
+    return {name: fn for name, fn in globals().items()
+            if name.startswith("sda_") and inspect.isfunction(fn) and hasattr(fn, PROJECT_NAME + "_spec")}
+
+
+#: Notification hooks, one per event class (its ``hook`` ClassVar), called one implementation at
+#: a time with failure isolation.
+CONSUMER_HOOKS: tuple[str, ...] = tuple(cls.hook for cls in EVENT_CLASSES)
+#: Hooks whose first non-None answer wins (the ``firstresult`` specs).
+PROVIDER_HOOKS: tuple[str, ...] = tuple(
+    name for name, fn in _specs().items() if getattr(fn, PROJECT_NAME + "_spec")["firstresult"])
+#: Hooks every implementation of which may veto the config by raising ConfigError.
+CHECK_HOOKS: tuple[str, ...] = ("sda_check_config",)
+#: Hooks every implementation of which contributes a list, concatenated in call order.
+COLLECTOR_HOOKS: tuple[str, ...] = tuple(
+    name for name in _specs() if name not in PROVIDER_HOOKS + CONSUMER_HOOKS + CHECK_HOOKS)

@@ -37,11 +37,13 @@ from sda_core.config.events import (
     TrainingStartEvent,
 )
 from sda_core.config.history import MetricsHistory
+from sda_core.config.overrides import collect_overrides
 from sda_core.data.loaders import create_data_loaders
 from sda_core.training.model import LOSS_KEY, objective_of
 from sda_core.data.scan import require_usable, scan_folder
 from sda_core.serialization import to_jsonable
 from sda_core.data.splits import reconcile_split
+from sda_core.hooks.facade import Hooks, as_hooks
 
 #: Settings that shape the model or the data; a resumed run cannot change them.
 FIXED_ON_RESUME = ("preset", "sample_rate", "channels", "chunk_seconds", "latent_dim",
@@ -203,7 +205,7 @@ class Trainer:
 
     def __init__(
         self,
-        engine: Any,
+        hooks: Hooks,
         data_dir: str | Path,
         run_dir: str | Path | None = None,
         overrides: Mapping[str, Any] | None = None,
@@ -212,7 +214,7 @@ class Trainer:
         device: str | None = None,
         stop_event: threading.Event | None = None,
     ) -> None:
-        self.engine = engine
+        self.hooks = as_hooks(hooks)
         self.data_dir = Path(data_dir)
         self.paths = RunPaths(Path(run_dir) if run_dir is not None else default_run_dir(data_dir))
         self.overrides = dict(overrides or {})
@@ -230,22 +232,19 @@ class Trainer:
         require_usable(summary)
         state = self._load_resume_state()
         if state is not None:
-            config = resume_config(state["config"], self.engine.collect_overrides(self.data_dir, cli=self.overrides))
+            config = resume_config(state["config"], collect_overrides(self.data_dir, cli=self.overrides))
             split = self._reconciled_split(state, summary)
             history = MetricsHistory.from_dict(state["history"])
         else:
-            config = self.engine.resolve_config(summary, self.engine.collect_overrides(self.data_dir, cli=self.overrides))
+            config = self.hooks.resolve_config(summary, collect_overrides(self.data_dir, cli=self.overrides))
             split, history = None, MetricsHistory.for_config(config)
+        self.hooks.check_config(config)  # every plugin may veto the settings before anything runs
         device = select_device(self.requested_device or config.device)
         # initialisation, dropout and the model's sampling draw from torch's global generator: seed
         # it, so a seed gives one run (a resumed run restores the generator from its checkpoint)
         torch.manual_seed(config.seed)
-        train_loader, val_loader, split = create_data_loaders(summary, config, self.engine, split=split, device=device)
-        model = self.engine.make_model(config)
-        if not isinstance(model, torch.nn.Module):
-            plugin = self.engine.host.answered_by("sda_make_model") or "?"
-            raise PluginError(plugin, f"plugin {plugin!r} answered sda_make_model with {type(model).__name__}, "
-                              "expected a torch.nn.Module")
+        train_loader, val_loader, split = create_data_loaders(summary, config, self.hooks, split=split, device=device)
+        model = self.hooks.make_model(config, check=True)
         model = model.to(device)
         parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         check_output_folder(self.paths, needed_bytes=checkpoint_space(self.paths, parameter_bytes))
@@ -276,7 +275,7 @@ class Trainer:
         run = _RunState(config=config, split=split, history=history, model=model, optimizer=optimizer,
                         scheduler=scheduler, amp=amp, step=step, initial_val_loss=initial_val_loss)
 
-        self.engine.emit(TrainingStartEvent(
+        self.hooks.emit(TrainingStartEvent(
             run_dir=str(self.paths.root), config=config.to_dict(), train_files=len(split.train),
             validation_files=len(split.validation), start_epoch=min(start_epoch, config.max_epochs),
             max_epochs=config.max_epochs, steps_per_epoch=steps_per_epoch, device=str(device),
@@ -304,12 +303,12 @@ class Trainer:
             if ran and history.last_epoch and last_preview != history.last_epoch and reason != self.stop_reason:
                 self._preview(run, history.last_epoch, references)
         except BaseException as error:
-            self.engine.emit(self._complete_event(run, f"error: {type(error).__name__}: {error}", started))
+            self.hooks.emit(self._complete_event(run, f"error: {type(error).__name__}: {error}", started))
             raise
         if not self.paths.last.exists() or reason == self.stop_reason:
             self._save_last(run)  # an interrupted epoch keeps its weights, not its steps
         event = self._complete_event(run, reason, started)
-        self.engine.emit(event)
+        self.hooks.emit(event)
         return TrainingResult(
             run_dir=event.run_dir, reason=event.reason, epochs_completed=event.epochs_completed,
             steps=event.steps, best_epoch=event.best_epoch, best_val_loss=event.best_val_loss,
@@ -358,7 +357,7 @@ class Trainer:
                 duration=finished - wait_started, data_wait=fetched - wait_started,
             )
             history.record_step(metrics)
-            self.engine.emit(metrics)
+            self.hooks.emit(metrics)
             if self.stop_event.is_set():
                 history.truncate_to_epoch(epoch - 1)
                 run.step = history.steps[-1].step if history.steps else run.step - epoch_step
@@ -383,15 +382,14 @@ class Trainer:
     def _end_of_epoch(self, run: "_RunState", epoch: int) -> str | None:
         """Events, checkpoints, then the overfitting check and the stop decision, after an epoch."""
         history, config = run.history, run.config
-        self.engine.emit(history.epochs[-1], history=history)
+        self.hooks.emit(history.epochs[-1], history=history)
         if history.best_epoch == epoch or history.best_epoch is None:
             self._save(run, self.paths.best)
         self._save_last(run)  # before asking plugins anything: a faulty one cannot cost this epoch
-        warning = self.engine.host.call_provider("sda_check_overfitting", OverfittingWarning,
-                                                 history=history, config=config)
+        warning = self.hooks.check_overfitting(history, config)
         if warning is not None:
-            self.engine.emit(warning)
-        return self.engine.should_stop(history, config)
+            self.hooks.emit(warning)
+        return self.hooks.should_stop(history, config)
 
     @torch.no_grad()
     def _validate(self, model: Any, loader: Any, *, epoch: int, amp: "_Precision") -> tuple[float | None, dict]:
@@ -425,13 +423,10 @@ class Trainer:
         directory.mkdir(parents=True, exist_ok=True)
         model = run.model
         model.eval()
-        event = self.engine.host.call_provider(
-            "sda_render_previews", PreviewEvent, model=model, config=run.config, epoch=epoch,
-            directory=str(directory), references=references,
-        )
+        event = self.hooks.render_previews(model, run.config, epoch, str(directory), references)
         model.train()
         if event is not None:
-            self.engine.emit(event)
+            self.hooks.emit(event)
 
     # -- files -----------------------------------------------------------------------------
 
