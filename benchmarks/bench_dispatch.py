@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import pluggy
 
-from sda_core import hookimpl, hookspecs
-from sda_core.engine import Engine
-from sda_core.config.events import StepMetrics
-
 from benchmarks.timing import Result, compare, describe
+from sda_core import hookimpl, hookspecs
+from sda_core.config.events import StepMetrics
+from sda_core.engine import Engine
 
 NAME = "dispatch"
 TARGET = 2.0

@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from sda_core.audio.reading import DecodeCache, read_segment
-
 from benchmarks.timing import Comparison, Result, compare, describe, format_seconds
+from sda_core.audio.reading import DecodeCache, read_segment
 
 NAME = "read"
 TARGET = 1.5

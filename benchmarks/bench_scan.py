@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from sda_core.data.scan import scan_folder
-
 from benchmarks.timing import Result, compare, describe
+from sda_core.data.scan import scan_folder
 
 NAME = "scan"
 TARGET = 1.3

@@ -48,8 +48,8 @@ from typing import Any
 import numpy as np
 
 from sda_core import hookimpl
-from sda_core.data.augmentation import Params
 from sda_core.config import TrainingConfig
+from sda_core.data.augmentation import Params
 from sda_core.errors import ConfigError
 
 #: The plugin's entry-point name, and so the key of its settings table.

@@ -33,9 +33,9 @@ from torch.utils.data import Dataset
 from sda_core import hookimpl
 from sda_core import validators as v
 from sda_core.audio.reading import AudioReadError, read_file, read_segment
-from sda_core.data.chunks import chunk_count, chunk_frames, target_frames
 from sda_core.config import TrainingConfig
 from sda_core.config.dataset import AudioFileInfo
+from sda_core.data.chunks import chunk_count, chunk_frames, target_frames
 from sda_core.errors import ConfigError, DatasetError
 
 PLUGIN_NAME = "chunk_dataset"

@@ -28,8 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from sda_core import hookimpl
-from sda_core.data.chunks import chunk_frames
 from sda_core.config import TrainingConfig
+from sda_core.data.chunks import chunk_frames
 from sda_core.errors import ConfigError
 
 #: The plugin's name: its entry point and its ``[plugins.mel_vae]`` settings table.

@@ -23,8 +23,8 @@ import torch
 from sda_core import hookimpl
 from sda_core.audio.reading import write_wav
 from sda_core.config import TrainingConfig
-from sda_core.errors import ConfigError
 from sda_core.config.events import PreviewEvent
+from sda_core.errors import ConfigError
 
 PLUGIN_NAME = "previews"
 DEFAULT_SAMPLES = 4

@@ -25,6 +25,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from sda_core import hookimpl
+from sda_core.config import format_duration
 from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
@@ -33,7 +34,6 @@ from sda_core.config.events import (
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
-from sda_core.cli.report import format_duration
 
 if TYPE_CHECKING:
     from sda_core.config.history import MetricsHistory

@@ -16,18 +16,6 @@ from sda_core.config import (
     plugin_settings,
 )
 from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit, SkippedFile, SkipReason
-from sda_core.engine import CallbackPlugin, Engine
-from sda_core.errors import (
-    AudioReadError,
-    CheckpointError,
-    ConfigError,
-    DatasetError,
-    PluginError,
-    PluginLoadWarning,
-    PluginRuntimeWarning,
-    SdaError,
-    TrainingError,
-)
 from sda_core.config.events import (
     EpochMetrics,
     Event,
@@ -41,8 +29,20 @@ from sda_core.config.events import (
     event_to_dict,
 )
 from sda_core.config.history import MetricsHistory
-from sda_core.hooks.specs import hookimpl, hookspec
+from sda_core.engine import CallbackPlugin, Engine
+from sda_core.errors import (
+    AudioReadError,
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    PluginError,
+    PluginLoadWarning,
+    PluginRuntimeWarning,
+    SdaError,
+    TrainingError,
+)
 from sda_core.hooks.host import PluginInfo
+from sda_core.hooks.specs import hookimpl, hookspec
 
 _LAZY = {
     "AugmentationPipeline": "sda_core.data.augmentation",

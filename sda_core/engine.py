@@ -11,24 +11,22 @@ Host applications embed sda through this class::
 
 from __future__ import annotations
 
-import copy
 import signal
 import threading
-
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sda_core.hooks import specs as hookspecs
-from sda_core.config import TrainingConfig, apply_overrides
+from sda_core.config import TrainingConfig
 from sda_core.config.dataset import DatasetSummary, FileSplit
-from sda_core.errors import PluginError
 from sda_core.config.events import EVENT_CLASSES, Event, MetricsCallback
 from sda_core.config.history import MetricsHistory
 from sda_core.config.overrides import collect_overrides
+from sda_core.errors import PluginError
 from sda_core.hooks.facade import REQUIRED_PROVIDERS, Hooks
 from sda_core.hooks.host import PluginHost, PluginInfo, PluginPolicy
 from sda_core.hooks.markers import hookimpl
+
 
 def _forward(hook_name: str) -> Any:
     def forward(self: CallbackPlugin, event: Event) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from sda_core.config import TrainingConfig
 from sda_core.data import analysis as audio_checks
 from sda_core.data.analysis import (
     BLOCK_FRAMES,
@@ -23,7 +24,6 @@ from sda_core.data.analysis import (
     clip_level,
 )
 from sda_core.data.chunks import file_chunk_count
-from sda_core.config import TrainingConfig
 from sda_core.data.scan import scan_folder
 
 RATE = 22050

@@ -169,7 +169,7 @@ def test_resampled_mono_mixdown_commutes_with_resampling(resampling_files) -> No
 
 
 def test_read_file_equals_torchaudio_resampling_of_the_whole_file(resampling_files, tmp_path: Path) -> None:
-    for rate, (path, reference) in resampling_files.items():
+    for _rate, (path, reference) in resampling_files.items():
         out = read_file(path, target_rate=TARGET, channels=2)
         assert out.shape == reference.shape and out.dtype == np.float32 and out.flags.c_contiguous
         np.testing.assert_allclose(out, reference, atol=1e-5, rtol=0)

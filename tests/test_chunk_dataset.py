@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from audio_factory import make_folder, write_sound
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,6 @@ from sda_core import AudioFileInfo, ConfigError, TrainingConfig
 from sda_core.data.scan import scan_folder
 from sda_plugins import AudioTrainingDataset
 from sda_plugins.chunk_dataset import ChunkReadWarning, DatasetSettings
-from audio_factory import make_folder, write_sound
 
 RATE = 8000
 CONFIG = TrainingConfig(sample_rate=RATE, chunk_seconds=1.0)

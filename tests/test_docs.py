@@ -20,7 +20,6 @@ from pathlib import Path
 import attrs
 import pytest
 
-from sda_core.hooks import specs as hookspecs
 from sda_core.config import (
     OverfittingPreset,
     RegularizationConfig,
@@ -29,8 +28,9 @@ from sda_core.config import (
     get_effective_preview_interval,
 )
 from sda_core.config.events import EVENT_HOOKS, EVENT_TYPES
-from sda_core.engine import Engine
 from sda_core.config.overrides import SETTINGS_FILENAME, parse_set_options
+from sda_core.engine import Engine
+from sda_core.hooks import specs as hookspecs
 from sda_plugins import adaptive_presets
 from sda_plugins.adaptive_presets import (
     BALANCED_MAX_FILES,
@@ -192,7 +192,7 @@ def test_hookspec_docstring_states_its_kind_and_arguments(name: str) -> None:
     assert "firstresult" in lowered or "consumer" in lowered or "contributes" in lowered, (
         f"the docstring of {name} must say whether it is firstresult, a consumer, or what every plugin contributes"
     )
-    firstresult = bool(getattr(fn, "sda_spec")["firstresult"])
+    firstresult = bool(fn.sda_spec["firstresult"])
     assert firstresult == (name in hookspecs.PROVIDER_HOOKS)
     if name in hookspecs.PROVIDER_HOOKS:
         assert "firstresult" in lowered
@@ -338,7 +338,7 @@ def test_batch_size_table_matches_batch_sizes() -> None:
     assert header == ["usable files", "batch size"]
     documented = []
     lower = 1
-    for cells, (limit, batch) in zip(rows, BATCH_SIZES, strict=True):
+    for cells, (limit, _batch) in zip(rows, BATCH_SIZES, strict=True):
         if limit == float("inf"):
             assert cells[0] == f"{lower} and more"
         elif lower == 1:

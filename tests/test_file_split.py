@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import sda_core.atomic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import sda_core.atomic
 from sda_core import ConfigError, DatasetError, Engine, FileSplit, PluginError, TrainingConfig
 from sda_core.config.dataset import AudioFileInfo
 from sda_plugins import file_split as fs

@@ -10,10 +10,8 @@ import time
 
 import pytest
 from rich.console import Console
-from sda_plugins.progress import ProgressDisplay, format_loss
 
 from sda_core import hookimpl
-from sda_core.engine import Engine
 from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
@@ -23,6 +21,8 @@ from sda_core.config.events import (
     TrainingStartEvent,
 )
 from sda_core.config.history import MetricsHistory
+from sda_core.engine import Engine
+from sda_plugins.progress import ProgressDisplay, format_loss
 
 ESCAPE = "\x1b"
 VAL_LOSSES = (1.1, 0.9, 1.2)  # epoch 2 is the best; epoch 3 overfits

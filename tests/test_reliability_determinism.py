@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import bad_inputs
 import pytest
 import torch
 from audio_factory import make_folder
 
-import bad_inputs
 from sda_core.testing import make_engine
 
 FAST = {**bad_inputs.FAST, "max_epochs": 1, "samples_per_epoch": 16}

@@ -23,15 +23,15 @@ from collections import namedtuple
 from pathlib import Path
 from types import SimpleNamespace
 
+import bad_inputs
 import pytest
 import torch
 from audio_factory import make_folder
 
-import bad_inputs
-from sda_core.training.checkpoints import CheckpointError, load_checkpoint
-from sda_core.errors import ConfigError
 from sda_core.config.overrides import load_settings_file, parse_set_options
+from sda_core.errors import ConfigError
 from sda_core.testing import make_engine
+from sda_core.training.checkpoints import CheckpointError, load_checkpoint
 from sda_core.training.trainer import RunPaths, TrainingError, checkpoint_space
 
 FAST = {**bad_inputs.FAST, "max_epochs": 3}

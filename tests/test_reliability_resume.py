@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import bad_inputs
 import pytest
 from audio_factory import make_folder
 
-import bad_inputs
 from sda_core.training.checkpoints import load_checkpoint
 
 KILLS = 10

@@ -56,8 +56,8 @@ import torch
 import torchaudio
 
 from sda_core.atomic import write_atomic
+from sda_core.audio.paths import native_path
 from sda_core.errors import AudioReadError, SdaError  # noqa: F401 (AudioReadError: public here too)
-from sda_core.data.scan import native_path
 
 __all__ = [
     "AudioReadError",

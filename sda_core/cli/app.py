@@ -18,9 +18,9 @@ from typing import Any
 from rich.console import Console
 
 from sda_core import __version__
+from sda_core.config.overrides import parse_set_options
 from sda_core.engine import Engine
 from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError, UsageError
-from sda_core.config.overrides import parse_set_options
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Epochs `sda demo` trains: a few minutes on 2 CPU cores.
@@ -210,9 +210,9 @@ def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) ->
 
 
 def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    from sda_core.cli.report import print_config, print_scan
     from sda_core.data.demo import synthesize_demo_dataset
     from sda_core.training.generation import generate_files
-    from sda_core.cli.report import print_config, print_scan
 
     out = Path(args.out)
     data_dir = out / "data"

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from sda_core.config import TrainingConfig, get_effective_preview_interval
 from sda_core.config.dataset import DatasetSummary
+from sda_core.config.history import format_duration
 from sda_core.hooks.host import PluginInfo
 
 #: Above this many usable files the terminal report lists the first ones only (``--all`` lists all).
@@ -30,17 +31,6 @@ _FLAG_NOTES = {
     "truncated": "truncated",
     "read_error": "cannot be decoded",
 }
-
-
-def format_duration(seconds: float) -> str:
-    """``83.4`` -> ``"1m 23.4s"``; ``5025`` -> ``"1h 23m 45s"``."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{int(minutes)}m {secs:04.1f}s"
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}h {minutes:02d}m {int(secs):02d}s"
 
 
 def scan_to_dict(summary: DatasetSummary, config: TrainingConfig | None, warnings: list[str],

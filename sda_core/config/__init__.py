@@ -3,6 +3,8 @@
 Nothing here knows about plugins, audio decoding or torch.
 """
 
+from sda_core.config.history import format_duration
+from sda_core.config.plugin_settings import plugin_settings
 from sda_core.config.training_config import (
     DEVICES,
     OverfittingPreset,
@@ -12,7 +14,6 @@ from sda_core.config.training_config import (
     get_effective_preview_interval,
     setting_names,
 )
-from sda_core.config.plugin_settings import plugin_settings
 
 __all__ = [
     "DEVICES",
@@ -20,6 +21,7 @@ __all__ = [
     "RegularizationConfig",
     "TrainingConfig",
     "apply_overrides",
+    "format_duration",
     "get_effective_preview_interval",
     "plugin_settings",
     "setting_names",

@@ -39,10 +39,10 @@ import attrs
 import numpy as np
 import soundfile
 
-from sda_core.data.chunks import chunk_frames, file_chunk_count
+from sda_core.audio.paths import native_path
 from sda_core.config import TrainingConfig
 from sda_core.config.dataset import AudioFileInfo, DatasetSummary
-from sda_core.data.scan import native_path
+from sda_core.data.chunks import chunk_frames, file_chunk_count
 from sda_core.serialization import from_jsonable, to_jsonable
 
 #: Frames decoded per read; a file is never held in memory whole.

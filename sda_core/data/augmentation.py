@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from sda_core.errors import PluginError, TransformError
+from sda_core.errors import TransformError
 from sda_core.hooks.facade import as_hooks
 
 if TYPE_CHECKING:

@@ -25,16 +25,15 @@ import errno
 import os
 import shlex
 import stat
-import sys
 from collections import deque
 from pathlib import Path
 
 import soundfile
 
+from sda_core.audio.paths import native_path
 from sda_core.config.dataset import AudioFileInfo, DatasetSummary, SkippedFile, SkipReason
-from sda_core.errors import DatasetError
 from sda_core.config.overrides import SETTINGS_FILENAME
-
+from sda_core.errors import DatasetError
 
 AUDIO_EXTENSIONS = frozenset(
     {
@@ -134,20 +133,6 @@ def scan_folder(path: str | os.PathLike[str]) -> DatasetSummary:
         skipped=sorted(walk.skipped, key=lambda item: item.path),
         settings_file=walk.settings_file,
     )
-
-
-def native_path(path: str | os.PathLike[str]) -> str | bytes:
-    """A path as soundfile should get it: as is, except a name that is not valid in the file
-    system's encoding (Python keeps such bytes as surrogate escapes: Latin-1 names from an old
-    archive, say), which soundfile cannot encode; that one goes as its raw bytes."""
-    path = os.fspath(path)
-    if os.name == "nt" or isinstance(path, bytes):
-        return path
-    try:
-        path.encode(sys.getfilesystemencoding())
-    except UnicodeEncodeError:
-        return os.fsencode(path)
-    return path
 
 
 def require_usable(summary: DatasetSummary) -> None:

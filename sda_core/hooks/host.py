@@ -22,8 +22,8 @@ from typing import Any
 import attrs
 import pluggy
 
-from sda_core.hooks import specs as hookspecs
 from sda_core.errors import ConfigError, PluginError, PluginLoadWarning, PluginRuntimeWarning
+from sda_core.hooks import specs as hookspecs
 from sda_core.hooks.tracing import HookTracer
 
 ENTRYPOINT_GROUP = "sda"

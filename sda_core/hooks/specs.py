@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from sda_core.config.events import EVENT_CLASSES
 
 if TYPE_CHECKING:
-    from sda_core.data.augmentation import Transform
     from sda_core.config import TrainingConfig
     from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit
     from sda_core.config.events import (
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
         TrainingStartEvent,
     )
     from sda_core.config.history import MetricsHistory
+    from sda_core.data.augmentation import Transform
 
 from sda_core.hooks.markers import PROJECT_NAME, hookimpl, hookspec  # noqa: F401 (public here too)
 

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from sda_core.audio.reading import write_wav
-from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint
 from sda_core.config import TrainingConfig
+from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint
 
 
 def load_trained_model(engine: Any, run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Any, TrainingConfig, Path]:

@@ -24,14 +24,10 @@ import attrs
 import torch
 
 from sda_core.atomic import remove_stale_temporaries, write_text_atomic
-from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from sda_core.config import TrainingConfig, apply_overrides, get_effective_preview_interval
 from sda_core.config.dataset import DatasetSummary, FileSplit
-from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError, TrainingError
 from sda_core.config.events import (
     EpochMetrics,
-    OverfittingWarning,
-    PreviewEvent,
     StepMetrics,
     TrainingCompleteEvent,
     TrainingStartEvent,
@@ -39,11 +35,13 @@ from sda_core.config.events import (
 from sda_core.config.history import MetricsHistory
 from sda_core.config.overrides import collect_overrides
 from sda_core.data.loaders import create_data_loaders
-from sda_core.training.model import LOSS_KEY, objective_of
 from sda_core.data.scan import require_usable, scan_folder
-from sda_core.serialization import to_jsonable
 from sda_core.data.splits import reconcile_split
+from sda_core.errors import ConfigError, DatasetError, TrainingError
 from sda_core.hooks.facade import Hooks, as_hooks
+from sda_core.serialization import to_jsonable
+from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
+from sda_core.training.model import LOSS_KEY, objective_of
 
 #: Settings that shape the model or the data; a resumed run cannot change them.
 FIXED_ON_RESUME = ("preset", "sample_rate", "channels", "chunk_seconds", "latent_dim",

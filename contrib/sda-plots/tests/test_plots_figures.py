@@ -29,7 +29,6 @@ from sda_plots.spectrogram import (
     write_spectrograms,
 )
 
-from sda_core.errors import ConfigError
 from sda_core.config.events import (
     EpochMetrics,
     PreviewEvent,
@@ -38,6 +37,7 @@ from sda_core.config.events import (
     TrainingStartEvent,
 )
 from sda_core.config.history import MetricsHistory
+from sda_core.errors import ConfigError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -12,8 +12,8 @@ from sda_plots import LOSS_FILENAME, SPECTROGRAM_FILENAME, Plots
 from sda_plots.loss import loss_figure
 
 from sda_core import Engine
-from sda_core.errors import PluginError
 from sda_core.config.history import MetricsHistory
+from sda_core.errors import PluginError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST = {"max_epochs": 2, "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0,

@@ -46,7 +46,6 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from sda_core import hookimpl
-from sda_core.errors import ConfigError
 from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
@@ -55,6 +54,7 @@ from sda_core.config.events import (
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
+from sda_core.errors import ConfigError
 from sda_tensorboard.spectrogram import mel_image
 
 #: The plugin's name: its entry point, ``--disable-plugin`` name and ``[plugins.NAME]`` table.

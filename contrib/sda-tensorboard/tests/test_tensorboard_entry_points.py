@@ -10,10 +10,10 @@ import sys
 import warnings
 
 import pytest
-
 import sda_tensorboard
-from sda_core import Engine
 from sda_tensorboard import TensorBoardLogger
+
+from sda_core import Engine
 
 
 def entry_point_engine(**kwargs) -> Engine:

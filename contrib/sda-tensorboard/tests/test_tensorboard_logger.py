@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from sda_tensorboard import Settings, TensorBoardLogger, settings_from_config, validate_settings
+from sda_tensorboard import logger as logger_module
 
 from sda_core import Engine
-from sda_core.errors import ConfigError
 from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
@@ -21,9 +22,8 @@ from sda_core.config.events import (
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
+from sda_core.errors import ConfigError
 from sda_core.hooks.host import PluginRuntimeWarning
-from sda_tensorboard import Settings, TensorBoardLogger, settings_from_config, validate_settings
-from sda_tensorboard import logger as logger_module
 
 COMPONENTS = {"loss": 1.5, "recon": 1.0, "kl": 0.5}
 

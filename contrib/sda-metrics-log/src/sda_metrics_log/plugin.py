@@ -17,9 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from sda_core import hookimpl
-from sda_core import write_text_atomic
-from sda_core.errors import ConfigError
+from sda_core import hookimpl, write_text_atomic
 from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
@@ -29,6 +27,7 @@ from sda_core.config.events import (
     TrainingStartEvent,
     event_to_dict,
 )
+from sda_core.errors import ConfigError
 
 if TYPE_CHECKING:
     from sda_core.config.history import MetricsHistory
