@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sda_core import hookimpl
+from sda_core import hookimpl, plugin_settings
 from sda_core import validators as v
 from sda_core.audio.reading import AudioReadError, read_file, read_segment
 from sda_core.config import TrainingConfig
@@ -65,12 +65,8 @@ class DatasetSettings:
 
     @classmethod
     def from_config(cls, config: TrainingConfig) -> "DatasetSettings":
-        settings = config.plugin_settings(PLUGIN_NAME)
-        known = [field.name for field in attrs.fields(cls)]
-        for key in settings:
-            if key not in known:
-                raise ConfigError.unknown_key(key, known, owner=f"[plugins.{PLUGIN_NAME}]")
-        return cls(**settings)
+        """The ``[plugins.chunk_dataset]`` table; unknown keys and bad values raise ConfigError."""
+        return plugin_settings(config, PLUGIN_NAME, cls)
 
 
 class AudioTrainingDataset(Dataset):
@@ -254,6 +250,12 @@ def _mix(*values: int) -> int:
         state = (state ^ (state >> 27)) * 0x94D049BB133111EB & _MASK64
         state ^= state >> 31
     return state
+
+
+@hookimpl
+def sda_check_config(config: TrainingConfig) -> None:
+    """Veto a bad ``[plugins.chunk_dataset]`` table before anything runs."""
+    DatasetSettings.from_config(config)
 
 
 @hookimpl(trylast=True)

@@ -29,7 +29,6 @@ from sda_core.config.events import (
     event_to_dict,
 )
 from sda_core.config.history import MetricsHistory
-from sda_core.engine import CallbackPlugin, Engine
 from sda_core.errors import (
     AudioReadError,
     CheckpointError,
@@ -45,6 +44,9 @@ from sda_core.hooks.host import PluginInfo
 from sda_core.hooks.specs import hookimpl, hookspec
 
 _LAZY = {
+    "CallbackPlugin": "sda_core.engine",
+    "Engine": "sda_core.engine",
+    "PluginInfo": "sda_core.hooks.host",
     "AugmentationPipeline": "sda_core.data.augmentation",
     "TrainingResult": "sda_core.training.trainer",
     "create_data_loaders": "sda_core.data.loaders",
@@ -53,11 +55,18 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> object:
-    # torch-based names load on first use, so that importing sda_core stays light
-    if name in _LAZY:
-        import importlib
+    # the engine and the torch-based names load on first use, so that importing sda_core (as the
+    # pytest11 testing kit does in every test session) stays light
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if not name.startswith("_"):
+        try:
+            return importlib.import_module(f"sda_core.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"sda_core.{name}":
+                raise
     raise AttributeError(f"module 'sda_core' has no attribute {name!r}")
 
 

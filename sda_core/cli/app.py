@@ -143,6 +143,7 @@ def cmd_scan(args: argparse.Namespace, console: Console, errors: Console) -> int
         config = None
         if summary.files:
             config = engine.resolve_config(summary, engine.collect_overrides(data_dir, cli=overrides))
+            engine.check_config(config)  # every plugin may veto the settings (sda_check_config)
         return summary, config
 
     (summary, config), caught = _with_warnings(resolve)

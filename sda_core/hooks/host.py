@@ -27,6 +27,33 @@ from sda_core.hooks import specs as hookspecs
 from sda_core.hooks.tracing import HookTracer
 
 ENTRYPOINT_GROUP = "sda"
+#: Distribution whose entry points are the reference plugins.
+REFERENCE_DISTRIBUTION = "small-dataset-audio"
+#: The reference plugins: entry-point name -> target, as pyproject.toml registers them. The
+#: testing kit loads them from here, and the host falls back to this list when sda runs from a
+#: source tree that was never installed (no entry points of its own are found).
+REFERENCE_PLUGINS: dict[str, str] = {
+    "adaptive_presets": "sda_plugins.adaptive_presets",
+    "augmentations": "sda_plugins.augmentations",
+    "chunk_dataset": "sda_plugins.lazy:ChunkDatasetPlugin",
+    "file_split": "sda_plugins.file_split",
+    "mel_vae": "sda_plugins.lazy:MelVAEPlugin",
+    "overfitting_detector": "sda_plugins.overfitting_detector",
+    "previews": "sda_plugins.lazy:PreviewsPlugin",
+    "progress": "sda_plugins.progress:ProgressDisplay",
+}
+
+
+def reference_entry_points() -> list[importlib.metadata.EntryPoint]:
+    """:data:`REFERENCE_PLUGINS` as entry points (without a distribution)."""
+    return [importlib.metadata.EntryPoint(name, target, ENTRYPOINT_GROUP) for name, target in REFERENCE_PLUGINS.items()]
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    found = list(importlib.metadata.entry_points(group=ENTRYPOINT_GROUP))
+    if not any(ep.dist is not None and ep.dist.name == REFERENCE_DISTRIBUTION for ep in found):
+        found += [ep for ep in reference_entry_points() if ep.name not in {other.name for other in found}]
+    return found
 
 LOADED = "loaded"
 EXPLICIT = "explicit"
@@ -134,7 +161,7 @@ class PluginHost:
         which is instantiated (without arguments) once per Engine so that per-run state never
         lives in a module global.
         """
-        for entry_point in sorted(importlib.metadata.entry_points(group=ENTRYPOINT_GROUP), key=lambda ep: ep.name):
+        for entry_point in sorted(_entry_points(), key=lambda ep: ep.name):
             dist = entry_point.dist
             dist_name = dist.name if dist is not None else None
             version = dist.version if dist is not None else None
