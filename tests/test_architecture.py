@@ -94,20 +94,6 @@ def test_a_plugin_vetoes_the_config_before_anything_runs(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-class StartVeto:
-    @hookimpl
-    def sda_on_train_start(self, event):
-        raise ConfigError("plugins.start_veto.x", 1, "nothing")
-
-
-def test_a_config_error_in_train_start_vetoes_the_run():
-    engine = Engine(plugins=[StartVeto()], load_entrypoints=False)
-    from sda_core.config.events import TrainingStartEvent
-
-    with pytest.raises(ConfigError):
-        engine.emit(TrainingStartEvent(run_dir="run"))
-
-
 @pytest.mark.parametrize("table", [{"samples": 99}, {"sample": 2}])
 def test_reference_plugins_reject_a_bad_table_in_check_config(table):
     engine = Engine()

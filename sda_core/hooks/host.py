@@ -69,10 +69,6 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-#: Consumer hooks in which a ConfigError is a veto of the run, not an isolated fault.
-VETO_CONSUMER_HOOKS = ("sda_on_train_start",)
-
-
 @attrs.frozen(kw_only=True)
 class PluginPolicy:
     """Which plugins may load and how faults are treated.
@@ -340,10 +336,6 @@ class PluginHost:
         for impl in reversed(impls):
             try:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
-            except ConfigError as error:
-                if hook_name in VETO_CONSUMER_HOOKS:
-                    raise  # a plugin rejecting the user's settings as the run starts vetoes the run
-                self._consumer_failed(impl.plugin_name, hook_name, error)
             except Exception as error:
                 self._consumer_failed(impl.plugin_name, hook_name, error)
         if self._tracer is not None:
