@@ -69,6 +69,10 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+#: Consumer hooks in which a ConfigError is a veto of the run (it propagates), not an isolated fault.
+VETO_CONSUMER_HOOKS = frozenset({"sda_on_train_start"})
+
+
 @attrs.frozen(kw_only=True)
 class PluginPolicy:
     """Which plugins may load and how faults are treated.
@@ -337,6 +341,8 @@ class PluginHost:
             try:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
             except Exception as error:
+                if isinstance(error, ConfigError) and hook_name in VETO_CONSUMER_HOOKS:
+                    raise  # a plugin rejecting the user's settings as the run starts vetoes the run
                 self._consumer_failed(impl.plugin_name, hook_name, error)
         if self._tracer is not None:
             self._trace_after(hook_name, impls, kwargs, None)

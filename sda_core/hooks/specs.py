@@ -207,7 +207,8 @@ def sda_on_train_start(event: TrainingStartEvent) -> None:
     :param event: run folder, resolved config, file counts, epochs and device.
 
     Consumer: every implementation is called, isolated from the others. Once per invocation of
-    training, in the main process, after data and model are ready.
+    training, in the main process, after data and model are ready. A ConfigError raised here is
+    not isolated: it vetoes the run (check settings in ``sda_check_config``, which runs earlier).
     """
 
 
