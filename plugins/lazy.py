@@ -22,14 +22,12 @@ def _module(name: str) -> Any:
 
 class _LazyPlugin:
     module = ""
-    #: The module's function that checks its ``[plugins.NAME]`` table (raises ConfigError).
-    check = "sda_check_config"
 
     @hookimpl
     def sda_check_config(self, config: TrainingConfig) -> None:
         """Check the ``[plugins.NAME]`` table; the plugin module loads only when there is one."""
         if config.plugin_settings(self.module):
-            getattr(_module(self.module), self.check)(config)
+            _module(self.module).sda_check_config(config)
 
 
 class ChunkDatasetPlugin(_LazyPlugin):
@@ -46,7 +44,6 @@ class MelVAEPlugin(_LazyPlugin):
     """``mel_vae``: the reference model (:mod:`sda_plugins.mel_vae`)."""
 
     module = "mel_vae"
-    check = "_settings"
 
     @hookimpl(trylast=True)
     def sda_make_model(self, config: TrainingConfig) -> Any:

@@ -460,6 +460,9 @@ def test_bad_settings_raise_even_at_strength_zero():
     # The engine reports a failing collector as a PluginError naming the plugin and the key.
     with pytest.raises((ConfigError, PluginError), match="plugins.augmentations.enabled"):
         AugmentationPipeline.from_engine(Engine(plugins=[ref], load_entrypoints=False), config)
+    # and sda_check_config vetoes it before anything runs
+    with pytest.raises(ConfigError, match="plugins.augmentations.enabled: .* expected a list of names from speed"):
+        Engine(plugins=[ref], load_entrypoints=False).check_config(config)
 
 
 # -- the transforms themselves --------------------------------------------------------------
