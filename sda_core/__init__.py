@@ -37,6 +37,8 @@ from sda_core.errors import (
     PluginError,
     PluginLoadWarning,
     PluginRuntimeWarning,
+    RunExistsError,
+    RunFolderBusyError,
     SdaError,
     TrainingError,
 )
@@ -51,6 +53,8 @@ _LAZY = {
     "TrainingResult": "sda_core.training.trainer",
     "create_data_loaders": "sda_core.data.loaders",
     "generate_files": "sda_core.training.generation",
+    "RunLock": "sda_core.training.run_folder",
+    "RunPaths": "sda_core.training.run_folder",
 }
 
 
@@ -98,6 +102,10 @@ __all__ = [
     "PluginRuntimeWarning",
     "PreviewEvent",
     "RegularizationConfig",
+    "RunExistsError",
+    "RunFolderBusyError",
+    "RunLock",
+    "RunPaths",
     "SdaError",
     "SkipReason",
     "SkippedFile",

@@ -193,6 +193,7 @@ class Engine:
         callback: MetricsCallback | None = None,
         *,
         resume: bool = False,
+        overwrite: bool = False,
         device: str | None = None,
     ) -> Any:
         """Train on a folder of audio and return a :class:`~sda_core.training.trainer.TrainingResult`.
@@ -205,7 +206,13 @@ class Engine:
             callback: a plain callable receiving every event of this run.
             resume: continue the run in ``out_dir`` from its last checkpoint, with the same split
                 and history (``overrides`` may raise ``max_epochs``).
+            overwrite: a fresh run into a folder that already holds a run deletes that run first;
+                without it such a folder raises :class:`~sda_core.RunExistsError` and nothing is
+                touched.
             device: "cpu", "cuda", "mps" or "auto" (the config's ``device`` by default).
+
+        The run holds the folder's lock (:class:`~sda_core.RunLock`) throughout: a second writer,
+        in this process or another, gets :class:`~sda_core.RunFolderBusyError`.
 
         Called from the main thread, SIGINT and SIGTERM stop the run cleanly after the current
         step, with a checkpoint; from any thread, :meth:`request_stop` does the same.
@@ -213,7 +220,7 @@ class Engine:
         from sda_core.training.trainer import Trainer
 
         self.require_providers()
-        trainer = Trainer(self.hooks, data_dir, out_dir, overrides, resume=resume, device=device,
+        trainer = Trainer(self.hooks, data_dir, out_dir, overrides, resume=resume, overwrite=overwrite, device=device,
                           stop_event=self._stop_event)
         self._stop_event.clear()
         subscription = self.subscribe(callback) if callback is not None else None

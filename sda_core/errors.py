@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -113,3 +114,33 @@ class PluginLoadWarning(UserWarning):
 
 class PluginRuntimeWarning(UserWarning):
     """A consumer plugin raised; it was isolated and the run went on."""
+
+
+class RunFolderBusyError(SdaError):
+    """Another process (or thread) is writing into the run folder: it holds the folder's lock."""
+
+    def __init__(self, folder: Path, holder: dict[str, Any] | None) -> None:
+        self.folder = folder
+        self.holder = holder or {}
+        who = "another sda process"
+        if self.holder.get("pid") is not None:
+            who += f" (pid {self.holder['pid']}, started {self.holder.get('started', '?')}"
+            if self.holder.get("action"):
+                who += f", {self.holder['action']}"
+            who += ")"
+        super().__init__(
+            f"'{folder}' is in use by {who}; wait for it to finish or stop it, "
+            "or write somewhere else (--out NEW)"
+        )
+
+
+class RunExistsError(SdaError):
+    """A fresh run was asked to write into a folder that already holds a run (or other files)."""
+
+    def __init__(self, folder: Path, message: str, *, last_epoch: int | None = None,
+                 best_val_loss: float | None = None, best_epoch: int | None = None) -> None:
+        self.folder = folder
+        self.last_epoch = last_epoch
+        self.best_val_loss = best_val_loss
+        self.best_epoch = best_epoch
+        super().__init__(message)

@@ -32,7 +32,8 @@ from sda_core.config.overrides import load_settings_file, parse_set_options
 from sda_core.errors import ConfigError
 from sda_core.testing import make_engine
 from sda_core.training.checkpoints import CheckpointError, load_checkpoint
-from sda_core.training.trainer import RunPaths, TrainingError, checkpoint_space
+from sda_core.training.run_folder import RunPaths
+from sda_core.training.trainer import TrainingError, checkpoint_space
 
 FAST = {**bad_inputs.FAST, "max_epochs": 3}
 ROOT = Path(__file__).resolve().parent.parent

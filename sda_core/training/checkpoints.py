@@ -16,10 +16,10 @@ import torch
 
 from sda_core.atomic import write_atomic
 from sda_core.errors import CheckpointError, SdaError  # noqa: F401 (CheckpointError: public here too)
+from sda_core.training.run_folder import BEST, LAST  # noqa: F401 (public here too)
 
 FORMAT = "sda-checkpoint"
 VERSION = 1
-LAST, BEST = "last.pt", "best.pt"
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:

@@ -42,6 +42,7 @@ from sda_core.hooks.facade import Hooks, as_hooks
 from sda_core.serialization import to_jsonable
 from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from sda_core.training.model import LOSS_KEY, objective_of
+from sda_core.training.run_folder import RunLock, RunPaths, default_run_dir, prepare_run_folder
 
 #: Settings that shape the model or the data; a resumed run cannot change them.
 FIXED_ON_RESUME = ("preset", "sample_rate", "channels", "chunk_seconds", "latent_dim",
@@ -88,46 +89,6 @@ class TrainingResult:
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(self)
-
-
-@attrs.frozen
-class RunPaths:
-    """Where a run keeps its files."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
-
-    @property
-    def dataset(self) -> Path:
-        return self.root / "dataset.json"
-
-    @property
-    def history(self) -> Path:
-        return self.root / "history.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def last(self) -> Path:
-        return self.checkpoints / LAST
-
-    @property
-    def best(self) -> Path:
-        return self.checkpoints / BEST
-
-    @property
-    def previews(self) -> Path:
-        return self.root / "previews"
-
-
-def default_run_dir(data_dir: str | Path) -> Path:
-    """``runs/<name of the data folder>``."""
-    return Path("runs") / Path(data_dir).resolve().name
 
 
 def select_device(requested: str | torch.device) -> torch.device:
@@ -209,6 +170,7 @@ class Trainer:
         overrides: Mapping[str, Any] | None = None,
         *,
         resume: bool = False,
+        overwrite: bool = False,
         device: str | None = None,
         stop_event: threading.Event | None = None,
     ) -> None:
@@ -217,6 +179,7 @@ class Trainer:
         self.paths = RunPaths(Path(run_dir) if run_dir is not None else default_run_dir(data_dir))
         self.overrides = dict(overrides or {})
         self.resume = resume
+        self.overwrite = overwrite
         self.requested_device = device
         self.stop_event = stop_event or threading.Event()
         self.stop_reason = "stop_requested"
@@ -225,6 +188,29 @@ class Trainer:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> TrainingResult:
+        """Train while holding the run folder's lock; a fresh run checks that the folder holds no
+        other run (or empties it, with ``overwrite``) once its data and settings are usable."""
+        if self.resume and self.overwrite:
+            raise TrainingError("resume and overwrite exclude each other: resume continues the run, "
+                                "overwrite deletes it")
+        lock = RunLock(self.paths.root, action="resuming" if self.resume else "training")
+        try:
+            lock.acquire()
+        except OSError as error:
+            raise TrainingError(f"cannot write to the run folder '{self.paths.root}': "
+                                f"{error.strerror or error}") from None
+        with lock:
+            return self._run()
+
+    def _prepare_fresh_folder(self) -> None:
+        """Refuse a folder holding another run, or empty it with ``overwrite``; called once the
+        data and settings are known to be usable, before anything is written."""
+        if self.overwrite and _inside(self.data_dir, self.paths.root):
+            raise TrainingError(f"the data folder '{self.data_dir}' is inside the run folder "
+                                f"'{self.paths.root}'; --overwrite would delete it")
+        prepare_run_folder(self.paths.root, overwrite=self.overwrite)
+
+    def _run(self) -> TrainingResult:
         started = time.perf_counter()
         summary = scan_folder(self.data_dir)
         require_usable(summary)
@@ -237,6 +223,8 @@ class Trainer:
             config = self.hooks.resolve_config(summary, collect_overrides(self.data_dir, cli=self.overrides))
             split, history = None, MetricsHistory.for_config(config)
         self.hooks.check_config(config)  # every plugin may veto the settings before anything runs
+        if state is None:
+            self._prepare_fresh_folder()
         device = select_device(self.requested_device or config.device)
         # initialisation, dropout and the model's sampling draw from torch's global generator: seed
         # it, so a seed gives one run (a resumed run restores the generator from its checkpoint)
@@ -501,6 +489,11 @@ class _RunState:
     step: int
     initial_val_loss: float | None
     next_batches: Any = None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (symbolic links resolved)."""
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 @contextmanager
