@@ -10,7 +10,7 @@ CONTRIB_INSTALL := $(foreach dist,$(CONTRIB),-e ./$(dist))
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test bench install clean
+.PHONY: demo lint test bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(SDA) demo --out demo
 
-test: $(STAMP)
+# ruff (lint; the format check joins after the format pass) and import-linter (the layers of
+# sda_core, and plugins/contrib on public modules only) run before the tests, so CI enforces them.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest -q
 
 bench: $(BENCH_STAMP)

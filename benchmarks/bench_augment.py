@@ -33,12 +33,11 @@ import random
 
 import numpy as np
 
-from sda_core.augment import AugmentationPipeline
+from benchmarks.timing import Result, compare, describe, format_seconds
+from sda_core.data.augmentation import AugmentationPipeline
 from sda_core.engine import Engine
 from sda_plugins import augmentations as reference
 from sda_plugins.adaptive_presets import get_adaptive_config
-
-from benchmarks.timing import Result, compare, describe, format_seconds
 
 NAME = "augment"
 SAMPLE_RATE = 22050

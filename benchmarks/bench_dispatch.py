@@ -1,11 +1,11 @@
 """Event dispatch: the engine's isolated consumer calls versus a bare pluggy hook call.
 
-One :class:`~sda_core.events.StepMetrics` event goes to 10 consumer plugins, each with an
+One :class:`~sda_core.config.events.StepMetrics` event goes to 10 consumer plugins, each with an
 ``sda_on_step(event)`` hook implementation.
 
 * measured: ``Engine(plugins=[...], load_entrypoints=False).emit(event)``, which goes through
   ``PluginHost.notify`` (one implementation at a time, each in its own ``try``).
-* baseline: ``pluggy.PluginManager("sda")`` with :mod:`sda_core.hookspecs` added and the same 10
+* baseline: ``pluggy.PluginManager("sda")`` with :mod:`sda_core.hooks.specs` added and the same 10
   plugin objects registered, called as ``pm.hook.sda_on_step(event=event)``.
 
 Target: the engine costs at most 2x the bare pluggy call. ``sda_on_step`` runs after every training
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import pluggy
 
-from sda_core import hookimpl, hookspecs
-from sda_core.engine import Engine
-from sda_core.events import StepMetrics
-
 from benchmarks.timing import Result, compare, describe
+from sda_core import hookimpl, hookspecs
+from sda_core.config.events import StepMetrics
+from sda_core.engine import Engine
 
 NAME = "dispatch"
 TARGET = 2.0

@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from sda_core import AudioFileInfo, Engine, TrainingConfig
-from sda_core.loaders import create_data_loaders, default_num_workers
-from sda_core.scan import scan_folder
-from sda_plugins.chunk_dataset import AudioTrainingDataset
-
 from benchmarks.bench_scan import FILE_COUNT, list_files, synthesise_corpus
 from benchmarks.timing import Result, compare, describe
+from sda_core import AudioFileInfo, Engine, TrainingConfig
+from sda_core.data.loaders import create_data_loaders, default_num_workers
+from sda_core.data.scan import scan_folder
+from sda_plugins.chunk_dataset import AudioTrainingDataset
 
 NAME = "loader"
 INDEX_TARGET = 1.3

@@ -3,7 +3,7 @@
 Trains the default model with the default config on two data sets, the 36 real sounds of
 ``../shared/corpus/real-sounds.sh`` (``$SDA_REAL_SOUNDS`` when set, else fetched into a temporary
 folder; skipped when neither is available) and the built-in demo set (synthesised), then evaluates
-each run with :func:`sda_core.evaluation.evaluate_run` (64 sounds, seed 0) and prints every figure
+each run with :func:`sda_core.training.evaluation.evaluate_run` (64 sounds, seed 0) and prints every figure
 beside its target, with the older mel-VAE's figures (trained the same way in the same run) beside
 them:
 
@@ -35,11 +35,10 @@ from typing import Any
 
 import attrs
 
-from sda_core import Engine, TrainingConfig
-from sda_core.demo_data import synthesize_demo_dataset
-from sda_core.evaluation import evaluate_run
-
 from benchmarks.timing import Result
+from sda_core import Engine, TrainingConfig
+from sda_core.data.demo import synthesize_demo_dataset
+from sda_core.training.evaluation import evaluate_run
 
 NAME = "quality"
 COUNT = 64
@@ -71,7 +70,7 @@ def _train_and_evaluate(data: Path, run_dir: Path, overrides: dict[str, Any], co
     """One default training run and its evaluation; returns (EvaluationResult, training seconds)."""
     engine = Engine(disable=["progress"])
     training = engine.train(data, run_dir, overrides)
-    return evaluate_run(run_dir, engine=engine, count=count, seed=0), training.duration
+    return evaluate_run(run_dir, hooks=engine, count=count, seed=0), training.duration
 
 
 def _number(value: float | None) -> str:

@@ -1,4 +1,4 @@
-"""Reading one 1-second training item: ``sda_core.audio_io.read_segment`` versus bare soundfile.
+"""Reading one 1-second training item: ``sda_core.audio.reading.read_segment`` versus bare soundfile.
 
 For each of WAV (16-bit), FLAC (16-bit) and Ogg Vorbis, a one-minute 44.1 kHz stereo file is
 synthesised once per run, and the same list of random 1-second offsets is read by:
@@ -16,7 +16,7 @@ synthesised once per run, and the same list of random 1-second offsets is read b
 
 The three variants of a format run interleaved in one process (see ``timing.py``); one sample of
 the item variants reads ``ITEMS`` items. An informational row shows the same for a resampled read
-(48 kHz file to 22.05 kHz) and for MP3 through a warm :class:`~sda_core.audio_io.DecodeCache`.
+(48 kHz file to 22.05 kHz) and for MP3 through a warm :class:`~sda_core.audio.reading.DecodeCache`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from sda_core.audio_io import DecodeCache, read_segment
-
 from benchmarks.timing import Comparison, Result, compare, describe, format_seconds
+from sda_core.audio.reading import DecodeCache, read_segment
 
 NAME = "read"
 TARGET = 1.5

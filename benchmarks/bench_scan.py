@@ -1,7 +1,7 @@
-"""Scan of 500 files: ``sda_core.scan.scan_folder`` versus bare ``soundfile.info`` calls.
+"""Scan of 500 files: ``sda_core.data.scan.scan_folder`` versus bare ``soundfile.info`` calls.
 
 * measured: ``scan_folder(folder)``: the recursive walk, one ``stat`` and one ``soundfile.info``
-  per file, the skip bookkeeping and the :class:`~sda_core.dataset_info.DatasetSummary` it builds.
+  per file, the skip bookkeeping and the :class:`~sda_core.config.dataset.DatasetSummary` it builds.
 * baseline: ``soundfile.info(path)`` for every file of the same folder, the list of paths made
   with ``os.walk`` *outside* the timed region. The baseline is the header reading the scan cannot
   avoid; the ratio is what the rest of the scan adds on top of it.
@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from sda_core.scan import scan_folder
-
 from benchmarks.timing import Result, compare, describe
+from sda_core.data.scan import scan_folder
 
 NAME = "scan"
 TARGET = 1.3

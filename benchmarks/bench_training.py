@@ -29,10 +29,9 @@ import numpy as np
 import soundfile
 import torch
 
-from sda_core import Engine, TrainingConfig, hookimpl
-from sda_core.loaders import create_data_loaders, default_num_workers
-
 from benchmarks.timing import Result
+from sda_core import Engine, hookimpl
+from sda_core.data.loaders import create_data_loaders, default_num_workers
 
 NAME = "training"
 BATCH = 16

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sda_core import ConfigError, Engine, SdaError, event_to_dict
-from sda_core.demo_data import synthesize_demo_dataset
-from sda_core.overrides import parse_set_options
+from sda_core.config.overrides import parse_set_options
+from sda_core.data.demo import synthesize_demo_dataset
 
 DONE = object()  # put on the queue when the training thread has finished
 STEP_LINE_SECONDS = 1.0  # at most one step line per second: steps come much faster

@@ -16,7 +16,7 @@ import attrs
 
 from sda_core import hookimpl
 from sda_core.config import OverfittingPreset, RegularizationConfig, TrainingConfig, apply_overrides
-from sda_core.dataset_info import DatasetSummary
+from sda_core.config.dataset import DatasetSummary
 from sda_core.errors import ConfigError
 
 #: The range of dataset sizes the presets are tuned for.

@@ -39,17 +39,19 @@ from __future__ import annotations
 
 import cmath
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+import attrs
 import numpy as np
 
-from sda_core import hookimpl
-from sda_core.augment import Params
+from sda_core import hookimpl, plugin_settings
+from sda_core import validators as v
 from sda_core.config import TrainingConfig
+from sda_core.data.augmentation import Params
 from sda_core.errors import ConfigError
 
 #: The plugin's entry-point name, and so the key of its settings table.
@@ -61,7 +63,6 @@ DEFAULT_PROBABILITIES = {"speed": 0.3, "shift": 0.3, "filter": 0.3, "gain": 0.5,
 NOISE_COLORS = ("white", "pink")
 FILTER_MODES = ("lowpass", "highpass", "tilt")
 SHIFT_MODES = ("circular", "zero")
-SETTING_KEYS = ("enabled", "probability", "noise_colors", "filter_modes", "shift_mode")
 
 #: Ranges at augmentation_strength 1; each scales linearly with the strength.
 FULL_STRENGTH = {
@@ -523,69 +524,91 @@ def _pink_noise(rng: np.random.Generator, shape: tuple[int, ...], sample_rate: i
 # -- settings and the hook ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AugmentationSettings:
-    """The validated ``[plugins.augmentations]`` table."""
+def _names_in(allowed: tuple[str, ...]) -> Any:
+    """A converter: a name or a list of names as a tuple of lower-case names in the order of
+    ``allowed`` (unknown ones last); anything else is left as it is, for the validator."""
 
-    enabled: tuple[str, ...] = TRANSFORM_NAMES
-    probability: tuple[tuple[str, float], ...] = tuple(DEFAULT_PROBABILITIES.items())
-    noise_colors: tuple[str, ...] = NOISE_COLORS
-    filter_modes: tuple[str, ...] = FILTER_MODES
-    shift_mode: str = "circular"
+    def convert(value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            chosen = dict.fromkeys(item.strip().lower() for item in value)
+            return tuple(sorted(chosen, key=lambda name: allowed.index(name) if name in allowed else len(allowed)))
+        return value
+
+    return convert
+
+
+def _names_from(allowed: tuple[str, ...], empty_ok: bool) -> Any:
+    """A validator: a list of names from ``allowed`` (at least one unless ``empty_ok``)."""
+    description = f"a list of names from {', '.join(allowed)}" + ("" if empty_ok else " (at least one)")
+
+    def check(_instance: Any, attribute: Any, value: Any) -> None:
+        if not isinstance(value, tuple) or not set(value) <= set(allowed) or (not value and not empty_ok):
+            raise ConfigError(attribute.name, value, description)
+
+    return check
+
+
+def _probability(name: str) -> Any:
+    return attrs.field(default=DEFAULT_PROBABILITIES[name], validator=v.number(0.0, 1.0))
+
+
+@attrs.frozen(kw_only=True)
+class Probabilities:
+    """The ``[plugins.augmentations.probability]`` table: each transform's probability (0 to 1)."""
+
+    speed: float = _probability("speed")
+    shift: float = _probability("shift")
+    filter: float = _probability("filter")
+    gain: float = _probability("gain")
+    polarity: float = _probability("polarity")
+    noise: float = _probability("noise")
+
+
+@attrs.frozen(kw_only=True)
+class AugmentationSettings:
+    """The ``[plugins.augmentations]`` table, read through :func:`sda_core.plugin_settings`.
+
+    Attributes:
+        enabled: the transforms to use (a list of names from :data:`TRANSFORM_NAMES`; empty: none).
+        probability: each transform's probability, from :data:`DEFAULT_PROBABILITIES`.
+        noise_colors: the noise colours drawn from (``white``, ``pink``; at least one).
+        filter_modes: the filters drawn from (``lowpass``, ``highpass``, ``tilt``; at least one).
+        shift_mode: ``circular`` (wrap around) or ``zero`` (pad with silence).
+    """
+
+    enabled: Any = attrs.field(  # a name or a list of names; a tuple of names once converted
+        default=TRANSFORM_NAMES, converter=_names_in(TRANSFORM_NAMES),
+        validator=_names_from(TRANSFORM_NAMES, empty_ok=True))
+    probability: Probabilities = attrs.field(factory=Probabilities)
+    noise_colors: Any = attrs.field(  # a name or a list of names; a tuple of names once converted
+        default=NOISE_COLORS, converter=_names_in(NOISE_COLORS), validator=_names_from(NOISE_COLORS, empty_ok=False))
+    filter_modes: Any = attrs.field(  # a name or a list of names; a tuple of names once converted
+        default=FILTER_MODES, converter=_names_in(FILTER_MODES), validator=_names_from(FILTER_MODES, empty_ok=False))
+    shift_mode: str = attrs.field(
+        default="circular", converter=lambda value: value.strip().lower() if isinstance(value, str) else value,
+        validator=v.one_of(SHIFT_MODES))
 
     def probability_of(self, name: str) -> float:
         """The probability of the transform ``name``."""
-        return dict(self.probability)[name]
+        return float(getattr(self.probability, name))
 
 
-def _key(name: str) -> str:
-    return f"plugins.{PLUGIN_NAME}.{name}"
-
-
-def _choices(table: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: tuple[str, ...], empty_ok: bool) -> tuple[str, ...]:
-    if key not in table:
-        return default
-    value = table[key]
-    if isinstance(value, str):
-        value = [value]
-    description = f"a list of names from {', '.join(allowed)}" + ("" if empty_ok else " (at least one)")
-    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(_key(key), value, description)
-    chosen = {item.strip().lower() for item in value}
-    if not chosen <= set(allowed) or (not chosen and not empty_ok):
-        raise ConfigError(_key(key), value, description)
-    return tuple(name for name in allowed if name in chosen)
+#: Every key of the ``[plugins.augmentations]`` table.
+SETTING_KEYS = tuple(field.name for field in attrs.fields(AugmentationSettings))
 
 
 def read_settings(config: TrainingConfig) -> AugmentationSettings:
-    """Validate ``config.plugin_settings("augmentations")``; a bad value raises :class:`ConfigError` naming its key."""
-    table = config.plugin_settings(PLUGIN_NAME)
-    for key in table:
-        if key not in SETTING_KEYS:
-            raise ConfigError.unknown_key(str(key), SETTING_KEYS, owner=f"[plugins.{PLUGIN_NAME}]")
-    enabled = _choices(table, "enabled", TRANSFORM_NAMES, TRANSFORM_NAMES, empty_ok=True)
-    colors = _choices(table, "noise_colors", NOISE_COLORS, NOISE_COLORS, empty_ok=False)
-    modes = _choices(table, "filter_modes", FILTER_MODES, FILTER_MODES, empty_ok=False)
-    shift_mode = table.get("shift_mode", "circular")
-    if not isinstance(shift_mode, str) or shift_mode.strip().lower() not in SHIFT_MODES:
-        raise ConfigError(_key("shift_mode"), shift_mode, f"one of {', '.join(SHIFT_MODES)}")
-    probabilities = dict(DEFAULT_PROBABILITIES)
-    overrides = table.get("probability", {})
-    if not isinstance(overrides, Mapping):
-        raise ConfigError(_key("probability"), overrides, "a table of transform name = probability (0 to 1)")
-    for name, value in overrides.items():
-        if name not in probabilities:
-            raise ConfigError.unknown_key(str(name), TRANSFORM_NAMES, owner=f"[plugins.{PLUGIN_NAME}.probability]")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ConfigError(_key(f"probability.{name}"), value, "a number from 0 to 1")
-        probabilities[name] = float(value)
-    return AugmentationSettings(
-        enabled=enabled,
-        probability=tuple(probabilities.items()),
-        noise_colors=colors,
-        filter_modes=modes,
-        shift_mode=shift_mode.strip().lower(),
-    )
+    """The ``[plugins.augmentations]`` table of ``config``; an unknown key or a bad value raises
+    :class:`ConfigError` naming it (the same errors as every plugin's, via ``plugin_settings``)."""
+    return plugin_settings(config, PLUGIN_NAME, AugmentationSettings)
+
+
+@hookimpl
+def sda_check_config(config: TrainingConfig) -> None:
+    """Veto a bad ``[plugins.augmentations]`` table before anything runs."""
+    read_settings(config)
 
 
 def reference_transforms(config: TrainingConfig) -> list[Any]:

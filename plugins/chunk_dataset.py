@@ -1,7 +1,7 @@
 """Reference plugin for ``sda_make_dataset``: lazy fixed-length chunks of every file.
 
 The chunk index is built from header metadata when the dataset is constructed; audio is read in
-``__getitem__``, only the frames one chunk needs (see :mod:`sda_core.audio_io`). Items are raw
+``__getitem__``, only the frames one chunk needs (see :mod:`sda_core.audio.reading`). Items are raw
 float32 waveforms shaped (channels, samples) at the project sample rate; the mel transform runs
 later, on the training device.
 
@@ -30,12 +30,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sda_core import hookimpl
+from sda_core import hookimpl, plugin_settings
 from sda_core import validators as v
-from sda_core.audio_io import AudioReadError, read_file, read_segment
-from sda_core.chunking import chunk_count, chunk_frames, target_frames
+from sda_core.audio.reading import AudioReadError, read_file, read_segment
 from sda_core.config import TrainingConfig
-from sda_core.dataset_info import AudioFileInfo
+from sda_core.config.dataset import AudioFileInfo
+from sda_core.data.chunks import chunk_count, chunk_frames, target_frames
 from sda_core.errors import ConfigError, DatasetError
 
 PLUGIN_NAME = "chunk_dataset"
@@ -65,12 +65,8 @@ class DatasetSettings:
 
     @classmethod
     def from_config(cls, config: TrainingConfig) -> "DatasetSettings":
-        settings = config.plugin_settings(PLUGIN_NAME)
-        known = [field.name for field in attrs.fields(cls)]
-        for key in settings:
-            if key not in known:
-                raise ConfigError.unknown_key(key, known, owner=f"[plugins.{PLUGIN_NAME}]")
-        return cls(**settings)
+        """The ``[plugins.chunk_dataset]`` table; unknown keys and bad values raise ConfigError."""
+        return plugin_settings(config, PLUGIN_NAME, cls)
 
 
 class AudioTrainingDataset(Dataset):
@@ -88,7 +84,7 @@ class AudioTrainingDataset(Dataset):
     and seeds augmentation, so items depend only on (seed, epoch, index), never on the worker.
     """
 
-    #: Tells :func:`sda_core.loaders.create_data_loaders` to address items as (epoch, index).
+    #: Tells :func:`sda_core.data.loaders.create_data_loaders` to address items as (epoch, index).
     epoch_keys = True
 
     def __init__(
@@ -254,6 +250,12 @@ def _mix(*values: int) -> int:
         state = (state ^ (state >> 27)) * 0x94D049BB133111EB & _MASK64
         state ^= state >> 31
     return state
+
+
+@hookimpl
+def sda_check_config(config: TrainingConfig) -> None:
+    """Veto a bad ``[plugins.chunk_dataset]`` table before anything runs."""
+    DatasetSettings.from_config(config)
 
 
 @hookimpl(trylast=True)

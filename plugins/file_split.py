@@ -74,10 +74,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from sda_core.splits import SplitReconciliation, load_split, reconcile_split, save_split  # noqa: F401 (public here too)
 from sda_core import hookimpl
 from sda_core.config import TrainingConfig
-from sda_core.dataset_info import AudioFileInfo, FileSplit
+from sda_core.config.dataset import AudioFileInfo, FileSplit
+from sda_core.data.splits import SplitReconciliation, load_split, reconcile_split, save_split  # noqa: F401 (public here too)
 from sda_core.errors import ConfigError
 
 #: Durations are compared in integer units of this many per second (microseconds).

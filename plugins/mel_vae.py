@@ -1,6 +1,6 @@
 """Reference plugin for ``sda_make_model``: a small VAE on log-mel spectrograms.
 
-:class:`MelVAE` implements the model interface of :mod:`sda_core.model`. It takes raw waveforms of
+:class:`MelVAE` implements the model interface of :mod:`sda_core.training.model`. It takes raw waveforms of
 one chunk (``config.chunk_seconds`` at ``config.sample_rate``, ``config.channels`` channels),
 computes their log-mel spectrogram inside the model (so the transform runs on the training
 device), encodes it to one latent vector per chunk and decodes that vector back to a log-mel
@@ -22,15 +22,16 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import torch
 import torchaudio
 from torch import nn
 from torch.nn import functional as F
 
-from sda_core import hookimpl
-from sda_core.chunking import chunk_frames
+from sda_core import hookimpl, plugin_settings
+from sda_core import validators as v
 from sda_core.config import TrainingConfig
-from sda_core.errors import ConfigError
+from sda_core.data.chunks import chunk_frames
 
 #: The plugin's name: its entry point and its ``[plugins.mel_vae]`` settings table.
 PLUGIN_NAME = "mel_vae"
@@ -59,7 +60,6 @@ CROSSFADE_SECONDS = 0.05
 
 DEFAULT_HIDDEN_CHANNELS = 192
 DEFAULT_GRIFFIN_LIM_ITERS = 32
-SETTINGS = {"hidden_channels": (8, 2048), "griffin_lim_iters": (1, 1000)}
 
 
 def fft_size_for(sample_rate: int) -> int:
@@ -81,18 +81,28 @@ def kl_weight_at(epoch: int, kl_weight: float, warmup_epochs: int) -> float:
     return float(kl_weight) * min(1.0, max(0, epoch) / warmup_epochs)
 
 
+@attrs.frozen(kw_only=True)
+class MelVAESettings:
+    """The ``[plugins.mel_vae]`` settings.
+
+    Attributes:
+        hidden_channels: channels of the encoder's and decoder's hidden layers.
+        griffin_lim_iters: Griffin-Lim iterations when decoding mel spectrograms to audio.
+    """
+
+    hidden_channels: int = attrs.field(default=DEFAULT_HIDDEN_CHANNELS, validator=v.integer(8, 2048))
+    griffin_lim_iters: int = attrs.field(default=DEFAULT_GRIFFIN_LIM_ITERS, validator=v.integer(1, 1000))
+
+
 def _settings(config: TrainingConfig) -> dict[str, int]:
-    """The ``[plugins.mel_vae]`` table, validated: unknown keys and bad values raise ConfigError."""
-    table = config.plugin_settings(PLUGIN_NAME)
-    values = {"hidden_channels": DEFAULT_HIDDEN_CHANNELS, "griffin_lim_iters": DEFAULT_GRIFFIN_LIM_ITERS}
-    for key, value in table.items():
-        if key not in SETTINGS:
-            raise ConfigError.unknown_key(str(key), SETTINGS, owner=f"[plugins.{PLUGIN_NAME}]")
-        low, high = SETTINGS[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ConfigError(f"plugins.{PLUGIN_NAME}.{key}", value, f"an integer from {low} to {high}")
-        values[key] = value
-    return values
+    """The ``[plugins.mel_vae]`` table through ``plugin_settings``: unknown keys and bad values raise ConfigError."""
+    return attrs.asdict(plugin_settings(config, PLUGIN_NAME, MelVAESettings))
+
+
+@hookimpl
+def sda_check_config(config: TrainingConfig) -> None:
+    """Veto a bad ``[plugins.mel_vae]`` table before anything runs."""
+    _settings(config)
 
 
 class MelVAE(nn.Module):

@@ -3,7 +3,7 @@
 Overfitting is the validation loss pulling away from the training loss: the relative gap
 ``(val - train) / train`` above ``overfitting_threshold`` (0.20), counted from
 ``overfitting_min_epochs`` on. After ``overfitting_patience`` such epochs in a row the detector
-emits one :class:`~sda_core.events.OverfittingWarning` for that streak.
+emits one :class:`~sda_core.config.events.OverfittingWarning` for that streak.
 
 Early stopping (``early_stopping = true``) ends the run when either
 
@@ -11,7 +11,7 @@ Early stopping (``early_stopping = true``) ends the run when either
 * the model has overfit for ``overfitting_patience + early_stopping_patience // 2`` epochs in a
   row with no new best validation loss during that streak.
 
-Every decision is derived from the run's :class:`~sda_core.history.MetricsHistory` alone, which
+Every decision is derived from the run's :class:`~sda_core.config.history.MetricsHistory` alone, which
 is saved in each checkpoint, so the detector's state survives a resume exactly. Whatever ends the
 run, ``best.pt`` holds the weights of the best validation epoch.
 """
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from sda_core import hookimpl
 from sda_core.config import TrainingConfig
-from sda_core.events import OverfittingWarning
-from sda_core.history import MetricsHistory
+from sda_core.config.events import OverfittingWarning
+from sda_core.config.history import MetricsHistory
 
 
 def overfitting_streak_limit(config: TrainingConfig) -> int:

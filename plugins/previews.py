@@ -18,30 +18,43 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
-from sda_core import hookimpl
-from sda_core.audio_io import write_wav
+from sda_core import hookimpl, plugin_settings
+from sda_core import validators as v
+from sda_core.audio.reading import write_wav
 from sda_core.config import TrainingConfig
-from sda_core.errors import ConfigError
-from sda_core.events import PreviewEvent
+from sda_core.config.events import PreviewEvent
 
 PLUGIN_NAME = "previews"
 DEFAULT_SAMPLES = 4
 
 
+@attrs.frozen(kw_only=True)
+class PreviewSettings:
+    """The ``[plugins.previews]`` settings.
+
+    Attributes:
+        samples: how many samples from the prior to render (0 for none).
+        seconds: length of each sample (default: the config's ``chunk_seconds``).
+    """
+
+    samples: int = attrs.field(default=DEFAULT_SAMPLES, validator=v.integer(0, 64))
+    seconds: float | None = attrs.field(default=None, validator=v.number(0, 60, exclusive_minimum=True, optional=True))
+
+
 def _settings(config: TrainingConfig) -> tuple[int, float]:
-    settings = config.plugin_settings(PLUGIN_NAME)
-    unknown = set(settings) - {"samples", "seconds"}
-    if unknown:
-        raise ConfigError.unknown_key(sorted(unknown)[0], ["samples", "seconds"], owner=f"[plugins.{PLUGIN_NAME}]")
-    samples = settings.get("samples", DEFAULT_SAMPLES)
-    seconds = settings.get("seconds", config.chunk_seconds)
-    if isinstance(samples, bool) or not isinstance(samples, int) or not 0 <= samples <= 64:
-        raise ConfigError(f"plugins.{PLUGIN_NAME}.samples", samples, "an integer from 0 to 64")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 60:
-        raise ConfigError(f"plugins.{PLUGIN_NAME}.seconds", seconds, "a number of seconds above 0, at most 60")
-    return samples, float(seconds)
+    """The ``[plugins.previews]`` table; unknown keys and bad values raise ConfigError."""
+    settings = plugin_settings(config, PLUGIN_NAME, PreviewSettings)
+    seconds = settings.seconds if settings.seconds is not None else config.chunk_seconds
+    return settings.samples, float(seconds)
+
+
+@hookimpl
+def sda_check_config(config: TrainingConfig) -> None:
+    """Veto a bad ``[plugins.previews]`` table before anything runs."""
+    _settings(config)
 
 
 @hookimpl(trylast=True)

@@ -12,6 +12,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -24,8 +25,10 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from sda_core import hookimpl
-from sda_core.events import (
+from sda_core import TrainingConfig, hookimpl, plugin_settings
+from sda_core import validators as v
+from sda_core.config import format_duration
+from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
     PreviewEvent,
@@ -33,10 +36,9 @@ from sda_core.events import (
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
-from sda_core.report import format_duration
 
 if TYPE_CHECKING:
-    from sda_core.history import MetricsHistory
+    from sda_core.config.history import MetricsHistory
 
 #: The name this plugin registers under (and reads its ``[plugins.progress]`` settings from).
 PLUGIN_NAME = "progress"
@@ -51,6 +53,27 @@ REFRESH_PER_SECOND = 4
 BAR_WIDTH = 24
 
 _RICH, _PLAIN, _OFF = "rich", "plain", "off"
+
+
+@attrs.frozen(kw_only=True)
+class ProgressSettings:
+    """The ``[plugins.progress]`` settings.
+
+    Attributes:
+        mode: ``"auto"``, ``"rich"``, ``"plain"`` or ``"off"``; None: the display's own mode.
+        log_interval: seconds between two plain step lines, at least.
+    """
+
+    mode: str | None = attrs.field(default=None, validator=attrs.validators.optional(v.one_of(MODES)))
+    log_interval: float = attrs.field(default=DEFAULT_LOG_INTERVAL, validator=v.number(0, exclusive_minimum=True))
+
+
+def read_settings(config: TrainingConfig | dict[str, Any]) -> ProgressSettings:
+    """The ``[plugins.progress]`` table of a config (or of ``TrainingStartEvent.config``), through
+    :func:`sda_core.plugin_settings`: an unknown key or a bad value raises ConfigError naming it."""
+    if not isinstance(config, TrainingConfig):
+        config = TrainingConfig.from_dict(config)
+    return plugin_settings(config, PLUGIN_NAME, ProgressSettings)
 
 
 def format_loss(value: float | None) -> str:
@@ -118,7 +141,8 @@ class ProgressDisplay:
       have passed; short epochs thus log only their epoch line.
     * ``"off"``: prints nothing.
 
-    Settings (``[plugins.progress]`` in sda.toml, ``--set plugins.progress.KEY=VALUE``, read from
+    Settings (``[plugins.progress]`` in sda.toml, ``--set plugins.progress.KEY=VALUE``, checked in
+    ``sda_check_config``, so a bad value stops the run before anything runs, and read from
     ``TrainingStartEvent.config`` at each start):
 
     * ``mode``: ``"auto"``, ``"rich"``, ``"plain"`` or ``"off"``; overrides the constructor's.
@@ -142,11 +166,16 @@ class ProgressDisplay:
     # -- hooks -----------------------------------------------------------------------------
 
     @hookimpl
+    def sda_check_config(self, config: TrainingConfig) -> None:
+        """Veto a bad ``[plugins.progress]`` table before anything runs."""
+        read_settings(config)
+
+    @hookimpl
     def sda_on_train_start(self, event: TrainingStartEvent) -> None:
         self._stop_live()  # a display left running by a run that never ended
         self._reset_run_state()
-        settings = self._settings(event.config)
-        mode = self._resolve(settings.get("mode", self.mode))
+        settings = read_settings(event.config)  # checked already by sda_check_config
+        mode = self._resolve(settings.mode or self.mode)
         self._active_mode = mode
         if mode == _OFF:
             self._on_step = self._ignore
@@ -157,12 +186,7 @@ class ProgressDisplay:
         self._last_line_at = event.timestamp
         self._run_started = time.monotonic()
         self._threshold = _float_or(event.config.get("overfitting_threshold"), 0.20)
-        interval = settings.get("log_interval", DEFAULT_LOG_INTERVAL)
-        if _is_number(interval) and math.isfinite(interval) and interval > 0:
-            self._log_interval = float(interval)
-        else:
-            self._warn_setting("log_interval", interval, "a positive number of seconds")
-            self._log_interval = DEFAULT_LOG_INTERVAL
+        self._log_interval = float(settings.log_interval)
         self._heartbeat = HEARTBEAT_INTERVALS * self._log_interval
 
         files = f"{event.train_files} training / {event.validation_files} validation files"
@@ -435,21 +459,11 @@ class ProgressDisplay:
         self._threshold = 0.20
         self._epoch_task = self._step_task = None
 
-    def _resolve(self, mode: Any) -> str:
-        if mode not in MODES:
-            self._warn_setting("mode", mode, "one of " + ", ".join(MODES))
-            mode = self.mode
+    def _resolve(self, mode: str) -> str:
         if mode == "auto":
             terminal = self.console.is_terminal and not self.console.is_dumb_terminal
             return _RICH if terminal or self.console.is_jupyter else _PLAIN
         return mode
-
-    def _settings(self, config: dict[str, Any]) -> dict[str, Any]:
-        table = (config.get("plugins") or {}).get(PLUGIN_NAME) or {}
-        return table if isinstance(table, dict) else {}
-
-    def _warn_setting(self, key: str, value: Any, expected: str) -> None:
-        self._plain(f"warning: plugins.{PLUGIN_NAME}.{key} = {value!r} is not {expected}; using the default")
 
     def _plain(self, line: str) -> None:
         """One log line, with no markup, highlighting, styles or wrapping."""

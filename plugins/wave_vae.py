@@ -1,6 +1,6 @@
 """Reference plugin for ``sda_make_model``: a VAE whose decoder writes the waveform itself.
 
-:class:`WaveVAE` implements the model interface of :mod:`sda_core.model` and is sda's default
+:class:`WaveVAE` implements the model interface of :mod:`sda_core.training.model` and is sda's default
 model (``model = "wave_vae"``). Like :mod:`sda_plugins.mel_vae` it takes raw waveforms of one
 chunk, computes a spectrogram inside the model and encodes it to one latent vector per chunk;
 unlike it, the decoder predicts magnitude *and phase* per STFT frame (a small ConvNeXt stack with
@@ -39,8 +39,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from sda_core import hookimpl
-from sda_core.chunking import chunk_frames
 from sda_core.config import TrainingConfig
+from sda_core.data.chunks import chunk_frames
 from sda_core.errors import ConfigError
 
 #: The plugin's name: its entry point, its ``model`` name and its ``[plugins.wave_vae]`` table.
@@ -658,3 +658,9 @@ def sda_make_model(config: TrainingConfig) -> WaveVAE | None:
     if config.model != PLUGIN_NAME:
         return None
     return WaveVAE.from_config(config)
+
+
+@hookimpl
+def sda_check_config(config: TrainingConfig) -> None:
+    """Veto a bad ``[plugins.wave_vae]`` table before anything runs."""
+    _settings(config)

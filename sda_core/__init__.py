@@ -1,7 +1,7 @@
 """small-dataset-audio: the engine.
 
 Public names for plugin authors and host applications. Plugins implement the hooks of
-:mod:`sda_core.hookspecs` with :data:`hookimpl`.
+:mod:`sda_core.hooks.specs` with :data:`hookimpl`.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -13,11 +13,10 @@ from sda_core.config import (
     TrainingConfig,
     apply_overrides,
     get_effective_preview_interval,
+    plugin_settings,
 )
-from sda_core.dataset_info import AudioFileInfo, DatasetSummary, FileSplit, SkippedFile, SkipReason
-from sda_core.engine import CallbackPlugin, Engine
-from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError
-from sda_core.events import (
+from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit, SkippedFile, SkipReason
+from sda_core.config.events import (
     EpochMetrics,
     Event,
     MetricsCallback,
@@ -29,26 +28,49 @@ from sda_core.events import (
     event_from_dict,
     event_to_dict,
 )
-from sda_core.history import MetricsHistory
-from sda_core.hookspecs import hookimpl, hookspec
-from sda_core.plugin_host import PluginInfo, PluginLoadWarning, PluginRuntimeWarning
+from sda_core.config.history import MetricsHistory
+from sda_core.errors import (
+    AudioReadError,
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    PluginError,
+    PluginLoadWarning,
+    PluginRuntimeWarning,
+    RunExistsError,
+    RunFolderBusyError,
+    SdaError,
+    TrainingError,
+)
+from sda_core.hooks.host import PluginInfo
+from sda_core.hooks.specs import hookimpl, hookspec
 
 _LAZY = {
-    "AugmentationPipeline": "sda_core.augment",
-    "CheckpointError": "sda_core.checkpoints",
-    "TrainingError": "sda_core.training",
-    "TrainingResult": "sda_core.training",
-    "create_data_loaders": "sda_core.loaders",
-    "generate_files": "sda_core.generate",
+    "CallbackPlugin": "sda_core.engine",
+    "Engine": "sda_core.engine",
+    "PluginInfo": "sda_core.hooks.host",
+    "AugmentationPipeline": "sda_core.data.augmentation",
+    "TrainingResult": "sda_core.training.trainer",
+    "create_data_loaders": "sda_core.data.loaders",
+    "generate_files": "sda_core.training.generation",
+    "RunLock": "sda_core.training.run_folder",
+    "RunPaths": "sda_core.training.run_folder",
 }
 
 
 def __getattr__(name: str) -> object:
-    # torch-based names load on first use, so that importing sda_core stays light
-    if name in _LAZY:
-        import importlib
+    # the engine and the torch-based names load on first use, so that importing sda_core (as the
+    # pytest11 testing kit does in every test session) stays light
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if not name.startswith("_"):
+        try:
+            return importlib.import_module(f"sda_core.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"sda_core.{name}":
+                raise
     raise AttributeError(f"module 'sda_core' has no attribute {name!r}")
 
 
@@ -59,6 +81,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "AudioFileInfo",
+    "AudioReadError",
     "AugmentationPipeline",
     "CheckpointError",
     "CallbackPlugin",
@@ -79,6 +102,10 @@ __all__ = [
     "PluginRuntimeWarning",
     "PreviewEvent",
     "RegularizationConfig",
+    "RunExistsError",
+    "RunFolderBusyError",
+    "RunLock",
+    "RunPaths",
     "SdaError",
     "SkipReason",
     "SkippedFile",
@@ -96,6 +123,7 @@ __all__ = [
     "generate_files",
     "get_effective_preview_interval",
     "hookimpl",
+    "plugin_settings",
     "hookspec",
     "write_atomic",
     "write_text_atomic",

@@ -2,6 +2,6 @@
 
 import sys
 
-from sda_core.cli import main
+from sda_core.cli.app import main
 
 sys.exit(main())

@@ -11,72 +11,46 @@ Host applications embed sda through this class::
 
 from __future__ import annotations
 
-import copy
 import signal
 import threading
-
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sda_core import hookspecs
-from sda_core.config import TrainingConfig, apply_overrides
-from sda_core.dataset_info import DatasetSummary, FileSplit
+from sda_core.config import TrainingConfig
+from sda_core.config.dataset import DatasetSummary, FileSplit
+from sda_core.config.events import EVENT_CLASSES, Event, MetricsCallback
+from sda_core.config.history import MetricsHistory
+from sda_core.config.overrides import collect_overrides
 from sda_core.errors import PluginError
-from sda_core.events import (
-    EpochMetrics,
-    Event,
-    MetricsCallback,
-    OverfittingWarning,
-    PreviewEvent,
-    StepMetrics,
-    TrainingCompleteEvent,
-    TrainingStartEvent,
-)
-from sda_core.history import MetricsHistory
-from sda_core.overrides import load_settings_file, merge_overrides
-from sda_core.plugin_host import PluginHost, PluginInfo, PluginPolicy
+from sda_core.hooks.facade import REQUIRED_PROVIDERS, Hooks
+from sda_core.hooks.host import PluginHost, PluginInfo, PluginPolicy
+from sda_core.hooks.markers import hookimpl
 
-_EVENT_HOOKS: dict[type, str] = {
-    TrainingStartEvent: "sda_on_train_start",
-    StepMetrics: "sda_on_step",
-    EpochMetrics: "sda_on_epoch",
-    PreviewEvent: "sda_on_preview",
-    OverfittingWarning: "sda_on_overfitting",
-    TrainingCompleteEvent: "sda_on_train_end",
-}
+
+def _forward(hook_name: str) -> Any:
+    def forward(self: CallbackPlugin, event: Event) -> None:
+        self.callback(event)
+
+    forward.__name__ = forward.__qualname__ = hook_name
+    return hookimpl(forward)
 
 
 class CallbackPlugin:
-    """Adapts a plain :class:`MetricsCallback` into a consumer plugin receiving every event."""
+    """Adapts a plain :class:`MetricsCallback` into a consumer plugin receiving every event.
+
+    Its hook implementations are derived from the event classes (``EVENT_CLASSES``, each naming
+    its ``hook``): one method per event, each handing the event to the callback.
+    """
 
     def __init__(self, callback: MetricsCallback) -> None:
         self.callback = callback
         self.name = "callback:" + getattr(callback, "__qualname__", type(callback).__name__)
 
-    @hookspecs.hookimpl
-    def sda_on_train_start(self, event: TrainingStartEvent) -> None:
-        self.callback(event)
 
-    @hookspecs.hookimpl
-    def sda_on_step(self, event: StepMetrics) -> None:
-        self.callback(event)
-
-    @hookspecs.hookimpl
-    def sda_on_epoch(self, event: EpochMetrics) -> None:
-        self.callback(event)
-
-    @hookspecs.hookimpl
-    def sda_on_preview(self, event: PreviewEvent) -> None:
-        self.callback(event)
-
-    @hookspecs.hookimpl
-    def sda_on_overfitting(self, event: OverfittingWarning) -> None:
-        self.callback(event)
-
-    @hookspecs.hookimpl
-    def sda_on_train_end(self, event: TrainingCompleteEvent) -> None:
-        self.callback(event)
+for _event_class in EVENT_CLASSES:
+    setattr(CallbackPlugin, _event_class.hook, _forward(_event_class.hook))
+del _event_class
 
 
 class Engine:
@@ -91,6 +65,14 @@ class Engine:
         strict: fail on plugin faults instead of warning (default: ``SDA_STRICT_PLUGINS``).
         trace: trace hook calls to stderr (default: ``SDA_TRACE_HOOKS``).
         environ: environment to read ``SDA_*`` variables from (default: ``os.environ``).
+        require_providers: refuse, here, a plugin set that leaves a provider a run needs
+            (``sda_split_files``, ``sda_make_dataset``, ``sda_make_model``) unanswered, with a
+            :class:`PluginError` naming the hook. Off by default because partial engines are
+            legitimate: a host that only scans or only displays events, a test of one plugin, an
+            ``SDA_LOAD_PLUGINS`` allowlist. :meth:`train` always checks before anything runs, and
+            ``sda train`` / ``sda demo`` build their engine with it on.
+
+    Every hook call goes through :attr:`hooks`, the typed facade (:class:`~sda_core.hooks.facade.Hooks`).
     """
 
     def __init__(
@@ -103,10 +85,12 @@ class Engine:
         strict: bool | None = None,
         trace: bool | None = None,
         environ: Mapping[str, str] | None = None,
+        require_providers: bool = False,
     ) -> None:
         self._stop_event = threading.Event()
         policy = PluginPolicy.from_environment(environ, disable=disable, strict=strict, trace=trace)
         self.host = PluginHost(policy)
+        self.hooks = Hooks(self.host)
         if load_entrypoints:
             self.host.load_entrypoints()
         for plugin in plugins:
@@ -114,6 +98,14 @@ class Engine:
         for callback in callbacks:
             self.subscribe(callback)
         self.host.check_pending()
+        if require_providers:
+            self.require_providers()
+
+    def require_providers(self) -> None:
+        """Raise :class:`PluginError` naming the first provider hook a run needs that nobody answers."""
+        for hook_name in self.hooks.unanswered_providers(REQUIRED_PROVIDERS):
+            raise PluginError(hook_name, f"no plugin answers {hook_name}, which a run needs; is its reference "
+                              "plugin disabled? (see `sda plugins`)")
 
     # -- plugins ---------------------------------------------------------------------------
 
@@ -151,77 +143,56 @@ class Engine:
         cli: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Merge overrides: the Python API dict < ``sda.toml`` in ``data_dir`` < ``--set``."""
-        settings = load_settings_file(data_dir) if data_dir is not None else {}
-        return merge_overrides(api, settings, cli)
+        return collect_overrides(data_dir, api, cli)
 
     def scan(self, data_dir: str | Path) -> DatasetSummary:
         """Scan a data folder (headers only)."""
-        from sda_core.scan import scan_folder
+        from sda_core.data.scan import scan_folder
 
         return scan_folder(data_dir)
 
     def resolve_config(self, summary: DatasetSummary, overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
         """Ask the ``sda_resolve_config`` provider, then re-apply the user's overrides."""
-        overrides = copy.deepcopy(dict(overrides or {}))
-        config = self.host.call_provider(
-            "sda_resolve_config", TrainingConfig, summary=summary, overrides=overrides
-        )
-        if config is None:
-            config = TrainingConfig()
-        return apply_overrides(config, overrides)
+        return self.hooks.resolve_config(summary, overrides)
+
+    def check_config(self, config: TrainingConfig) -> None:
+        """Let every plugin veto the config (``sda_check_config``): a :class:`ConfigError` if one does."""
+        self.hooks.check_config(config)
 
     # -- data and model providers ----------------------------------------------------------
 
     def split_files(self, files: tuple, config: TrainingConfig) -> FileSplit:
         """Ask the ``sda_split_files`` provider for the file-level split."""
-        return self._require("sda_split_files", FileSplit, files=tuple(files), config=config)
+        return self.hooks.split_files(files, config)
 
     def make_dataset(
         self, files: tuple, config: TrainingConfig, role: str, augment: Any = None, root: str = ""
     ) -> Any:
         """Ask the ``sda_make_dataset`` provider for the dataset of one side of the split."""
-        return self._require(
-            "sda_make_dataset", None, files=tuple(files), config=config, role=role, augment=augment, root=str(root)
-        )
+        return self.hooks.make_dataset(files, config, role, augment, root=root)
 
     def augmentations(self, config: TrainingConfig) -> list[Any]:
         """Every plugin's augmentation transforms, concatenated in call order."""
-        return [item for _plugin, item in self.host.call_collector("sda_augmentations", config=config)]
+        return [item for _plugin, item in self.hooks.augmentations(config)]
 
     def evaluate_metrics(self, generated: Any, real: Any, sample_rate: int, config: TrainingConfig) -> dict[str, float]:
-        """Every plugin's ``sda_evaluate_metrics`` answer merged into one dict of floats.
+        """Every plugin's ``sda_evaluate_metrics`` answer merged into one dict of floats."""
+        return self.hooks.evaluate_metrics(generated, real, sample_rate, config)
 
-        A name answered by two plugins, an answer that is not a dict, or a value that is not a real
-        number is a PluginError naming the plugin(s).
-        """
-        merged: dict[str, float] = {}
-        owner: dict[str, str] = {}
-        answers = self.host.call_each(
-            "sda_evaluate_metrics", generated=generated, real=real, sample_rate=sample_rate, config=config
-        )
-        for plugin, answer in answers:
-            if not isinstance(answer, Mapping):
-                raise PluginError(plugin, f"plugin {plugin!r} answered sda_evaluate_metrics with "
-                                  f"{type(answer).__name__}, expected a dict of metric name -> number")
-            for name, value in answer.items():
-                if name in owner:
-                    raise PluginError(plugin, f"plugins {owner[name]!r} and {plugin!r} both answered the metric "
-                                      f"{name!r} in sda_evaluate_metrics; one of them must rename it")
-                number = _real_number(value)
-                if number is None:
-                    raise PluginError(plugin, f"plugin {plugin!r} answered the metric {name!r} with "
-                                      f"{type(value).__name__}, expected a number")
-                owner[str(name)] = plugin
-                merged[str(name)] = number
-        return merged
+    def evaluate(self, run_dir: str | Path, **options: Any) -> Any:
+        """``sda evaluate`` from Python: :func:`sda_core.training.evaluation.evaluate_run` with this
+        engine's plugins; returns its :class:`~sda_core.training.evaluation.EvaluationResult`."""
+        from sda_core.training.evaluation import evaluate_run
+
+        return evaluate_run(run_dir, hooks=self.hooks, **options)
 
     def make_model(self, config: TrainingConfig) -> Any:
         """Ask the ``sda_make_model`` provider for the model."""
-        return self._require("sda_make_model", None, config=config)
+        return self.hooks.make_model(config)
 
     def should_stop(self, history: MetricsHistory, config: TrainingConfig) -> str | None:
         """Ask the ``sda_should_stop`` providers whether to stop; a reason string or None."""
-        return self.host.call_provider("sda_should_stop", str, history=history, config=config)
+        return self.hooks.should_stop(history, config)
 
     # -- training --------------------------------------------------------------------------
 
@@ -233,9 +204,10 @@ class Engine:
         callback: MetricsCallback | None = None,
         *,
         resume: bool = False,
+        overwrite: bool = False,
         device: str | None = None,
     ) -> Any:
-        """Train on a folder of audio and return a :class:`~sda_core.training.TrainingResult`.
+        """Train on a folder of audio and return a :class:`~sda_core.training.trainer.TrainingResult`.
 
         Args:
             data_dir: the folder of recordings (searched recursively).
@@ -245,14 +217,21 @@ class Engine:
             callback: a plain callable receiving every event of this run.
             resume: continue the run in ``out_dir`` from its last checkpoint, with the same split
                 and history (``overrides`` may raise ``max_epochs``).
+            overwrite: a fresh run into a folder that already holds a run deletes that run first;
+                without it such a folder raises :class:`~sda_core.RunExistsError` and nothing is
+                touched.
             device: "cpu", "cuda", "mps" or "auto" (the config's ``device`` by default).
+
+        The run holds the folder's lock (:class:`~sda_core.RunLock`) throughout: a second writer,
+        in this process or another, gets :class:`~sda_core.RunFolderBusyError`.
 
         Called from the main thread, SIGINT and SIGTERM stop the run cleanly after the current
         step, with a checkpoint; from any thread, :meth:`request_stop` does the same.
         """
-        from sda_core.training import Trainer
+        from sda_core.training.trainer import Trainer
 
-        trainer = Trainer(self, data_dir, out_dir, overrides, resume=resume, device=device,
+        self.require_providers()
+        trainer = Trainer(self.hooks, data_dir, out_dir, overrides, resume=resume, overwrite=overwrite, device=device,
                           stop_event=self._stop_event)
         self._stop_event.clear()
         subscription = self.subscribe(callback) if callback is not None else None
@@ -274,38 +253,10 @@ class Engine:
 
         ``history`` accompanies an EpochMetrics (the training loop always passes the run's).
         """
-        hook_name = _EVENT_HOOKS.get(type(event))
-        if hook_name is None:
-            raise TypeError(f"not an sda event: {type(event).__name__}")
-        if hook_name == "sda_on_epoch":
-            if history is None:  # a host emitting a lone epoch: consumers still get a history
-                history = MetricsHistory(epochs=[event])
-            self.host.notify(hook_name, event=event, history=history)
-        else:
-            self.host.notify(hook_name, event=event)
-
-    # -- internals -------------------------------------------------------------------------
-
-    def _require(self, hook_name: str, expected: type | None, **kwargs: Any) -> Any:
-        result = self.host.call_provider(hook_name, expected, **kwargs)
-        if result is None:
-            raise PluginError(
-                hook_name,
-                f"no plugin answered {hook_name}; is its reference plugin disabled? "
-                "(see `sda plugins`)",
-            )
-        return result
+        self.hooks.emit(event, history)
 
 
-def _real_number(value: Any) -> float | None:
-    """``value`` as a float when it is a real number (a Python or numpy scalar, not a bool or a
-    string), else None."""
-    if isinstance(value, (bool, str, bytes)):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+
 
 
 class _StopOnSignals:

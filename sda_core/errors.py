@@ -1,9 +1,15 @@
-"""Exceptions raised by sda; each message is one sentence a user can act on."""
+"""Every exception and warning class sda raises on purpose; each message is one sentence a user can act on.
+
+A foundation module: it imports neither torch nor numpy, so a host can catch any sda error cheaply.
+"""
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 
 class SdaError(Exception):
@@ -39,3 +45,102 @@ class PluginError(SdaError):
 
 class DatasetError(SdaError):
     """A folder cannot be used as a dataset (missing, empty, or holding no usable audio)."""
+
+
+class TransformError(PluginError, TypeError):
+    """A plugin's ``sda_augmentations`` contributed a transform that does not follow
+    :class:`Transform` or does not pickle; the message names the plugin."""
+
+
+class UsageError(SdaError):
+    """A command-line argument cannot be used (exit code 2)."""
+
+
+class TrainingError(SdaError):
+    """Training cannot go on (a non-finite loss, an unusable output folder ...)."""
+
+
+class CheckpointError(SdaError):
+    """A checkpoint is missing, unreadable, not an sda checkpoint, or carries untrusted objects."""
+
+
+class AudioReadError(SdaError):
+    """An audio file could not be read, or its audio is unusable (NaN or Inf samples).
+
+    Attributes:
+        path: the file, as it was passed in.
+        reason: what went wrong, without the file name (libsndfile's own words where it has some).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str, message: str | None = None) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(message if message is not None else f"cannot read audio file '{self.path}': {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses DataLoader worker boundaries intact
+        return (type(self), (self.path, self.reason, str(self)))
+
+    @classmethod
+    def unreadable(cls, path: str | os.PathLike[str], error: BaseException) -> "AudioReadError":
+        """The error for a file libsndfile (or the operating system) refused to open or read."""
+        return cls(path, _audio_read_reason(path, error))
+
+    @classmethod
+    def non_finite(cls, path: str | os.PathLike[str], frame: int) -> "AudioReadError":
+        """The error for audio holding NaN or Inf samples (``frame``: the first such frame)."""
+        reason = f"the audio contains NaN or Inf samples (first at frame {frame})"
+        message = (f"audio file '{os.fspath(path)}' contains NaN or Inf samples (first at frame {frame}); "
+                   "re-export it as PCM or remove it from the dataset")
+        return cls(path, reason, message)
+
+
+def _audio_read_reason(path: str | os.PathLike[str], error: BaseException) -> str:
+    """libsndfile's reason, or the operating system's where libsndfile only says 'System error'."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    text = getattr(error, "error_string", None) or str(error)
+    text = text.strip().rstrip(".") or type(error).__name__
+    if text.lower() == "system error":
+        try:
+            os.stat(path)
+        except OSError as os_error:
+            return os_error.strerror or text
+    return text
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin was skipped because it failed to import, register or validate."""
+
+
+class PluginRuntimeWarning(UserWarning):
+    """A consumer plugin raised; it was isolated and the run went on."""
+
+
+class RunFolderBusyError(SdaError):
+    """Another process (or thread) is writing into the run folder: it holds the folder's lock."""
+
+    def __init__(self, folder: Path, holder: dict[str, Any] | None) -> None:
+        self.folder = folder
+        self.holder = holder or {}
+        who = "another sda process"
+        if self.holder.get("pid") is not None:
+            who += f" (pid {self.holder['pid']}, started {self.holder.get('started', '?')}"
+            if self.holder.get("action"):
+                who += f", {self.holder['action']}"
+            who += ")"
+        super().__init__(
+            f"'{folder}' is in use by {who}; wait for it to finish or stop it, "
+            "or write somewhere else (--out NEW)"
+        )
+
+
+class RunExistsError(SdaError):
+    """A fresh run was asked to write into a folder that already holds a run (or other files)."""
+
+    def __init__(self, folder: Path, message: str, *, last_epoch: int | None = None,
+                 best_val_loss: float | None = None, best_epoch: int | None = None) -> None:
+        self.folder = folder
+        self.last_epoch = last_epoch
+        self.best_val_loss = best_val_loss
+        self.best_epoch = best_epoch
+        super().__init__(message)

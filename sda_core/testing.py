@@ -27,20 +27,19 @@ Example::
 
 from __future__ import annotations
 
-import importlib.metadata
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import numpy as np
 import pytest
-import soundfile
 
-from sda_core.engine import Engine
-from sda_core.plugin_host import ENTRYPOINT_GROUP
+if TYPE_CHECKING:
+    from sda_core.engine import Engine
 
+# Loaded into every pytest session of every project that has sda installed: nothing heavy at
+# import time (no numpy, soundfile, torch, nor the Engine); each helper imports what it needs.
 #: Distribution whose entry points are the reference plugins.
 REFERENCE_DISTRIBUTION = "small-dataset-audio"
 _BLOCK = 16384  # libsndfile 1.2.2 can crash on one large Ogg write: write in blocks
@@ -107,10 +106,10 @@ class HookRecorder:
 
 def reference_plugins() -> list[tuple[str, object]]:
     """(name, plugin) of every reference plugin, loaded from sda's own entry points."""
+    from sda_core.hooks.host import reference_entry_points
+
     plugins = []
-    for entry_point in importlib.metadata.entry_points(group=ENTRYPOINT_GROUP):
-        if entry_point.dist is None or entry_point.dist.name != REFERENCE_DISTRIBUTION:
-            continue
+    for entry_point in reference_entry_points():
         plugin = entry_point.load()
         plugins.append((entry_point.name, plugin() if isinstance(plugin, type) else plugin))
     return sorted(plugins, key=lambda item: item[0])
@@ -119,6 +118,8 @@ def reference_plugins() -> list[tuple[str, object]]:
 def make_engine(*plugins: object, reference: bool = False, strict: bool = True,
                 disable: Sequence[str] = ("progress",), **kwargs: Any) -> Engine:
     """An Engine with exactly ``plugins`` (plus the reference ones when asked) and a recorder."""
+    from sda_core.engine import Engine
+
     engine = Engine(load_entrypoints=False, strict=strict, environ={}, **kwargs)
     if reference:
         for name, plugin in reference_plugins():
@@ -142,6 +143,9 @@ def write_audio_folder(
 ) -> Path:
     """Write ``count`` synthesised sounds, cycling through the given lengths, rates, channel
     counts and formats ("wav", "flac", "ogg", "aiff"). Deterministic for the same arguments."""
+    import numpy as np
+    import soundfile
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

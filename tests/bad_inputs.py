@@ -9,8 +9,8 @@ must do with its file:
     fix: the readable part of a file cut short, a corrected length) or ``skipped`` (not trained
     on: left out by the scan, or named by a warning that says training skips it).
 ``code``
-    Why: the scan's skip reason (:class:`sda_core.dataset_info.SkipReason`) for a skipped entry,
-    else the warning codes (:class:`sda_core.audio_checks.WarningCode`) that name the file,
+    Why: the scan's skip reason (:class:`sda_core.config.dataset.SkipReason`) for a skipped entry,
+    else the warning codes (:class:`sda_core.data.analysis.WarningCode`) that name the file,
     comma-separated, or ``-`` for none.
 ``training``
     What ``sda train`` does with it: ``trained`` (in the split, read without a problem),
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from sda_core.dataset_info import SkipReason
+from sda_core.config.dataset import SkipReason
 
 #: Scan verdicts.
 USED, REPAIRED, SKIPPED = "used", "repaired", "skipped"

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sda_core import audio_checks
-from sda_core.audio_checks import (
+from sda_core.config import TrainingConfig
+from sda_core.data import analysis as audio_checks
+from sda_core.data.analysis import (
     BLOCK_FRAMES,
     DatasetAnalysis,
     DatasetWarning,
@@ -22,9 +23,8 @@ from sda_core.audio_checks import (
     analyse_file,
     clip_level,
 )
-from sda_core.chunking import file_chunk_count
-from sda_core.config import TrainingConfig
-from sda_core.scan import scan_folder
+from sda_core.data.chunks import file_chunk_count
+from sda_core.data.scan import scan_folder
 
 RATE = 22050
 CONFIG = TrainingConfig(sample_rate=RATE)

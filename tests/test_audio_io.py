@@ -1,4 +1,4 @@
-"""sda_core.audio_io: segment reads, resampling alignment, channel mapping, errors, the MP3 cache."""
+"""sda_core.audio.reading: segment reads, resampling alignment, channel mapping, errors, the MP3 cache."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torchaudio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sda_core.audio_io as audio_io
-from sda_core.audio_io import (
+import sda_core.audio.reading as audio_io
+from sda_core.audio.reading import (
     AudioReadError,
     DecodeCache,
     default_cache_directory,
@@ -169,7 +169,7 @@ def test_resampled_mono_mixdown_commutes_with_resampling(resampling_files) -> No
 
 
 def test_read_file_equals_torchaudio_resampling_of_the_whole_file(resampling_files, tmp_path: Path) -> None:
-    for rate, (path, reference) in resampling_files.items():
+    for _rate, (path, reference) in resampling_files.items():
         out = read_file(path, target_rate=TARGET, channels=2)
         assert out.shape == reference.shape and out.dtype == np.float32 and out.flags.c_contiguous
         np.testing.assert_allclose(out, reference, atol=1e-5, rtol=0)

@@ -1,4 +1,4 @@
-"""The augmentation pipeline (sda_core.augment) and the reference transforms (sda_plugins.augmentations)."""
+"""The augmentation pipeline (sda_core.data.augmentation) and the reference transforms (sda_plugins.augmentations)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from sda_core import ConfigError, Engine, OverfittingPreset, PluginError, TrainingConfig, hookimpl
-from sda_core.augment import AugmentationPipeline, Transform, check_transform
+from sda_core.data.augmentation import AugmentationPipeline, Transform, check_transform
 from sda_plugins import augmentations as ref
 from sda_plugins.adaptive_presets import get_adaptive_config
 
@@ -460,6 +460,9 @@ def test_bad_settings_raise_even_at_strength_zero():
     # The engine reports a failing collector as a PluginError naming the plugin and the key.
     with pytest.raises((ConfigError, PluginError), match="plugins.augmentations.enabled"):
         AugmentationPipeline.from_engine(Engine(plugins=[ref], load_entrypoints=False), config)
+    # and sda_check_config vetoes it before anything runs
+    with pytest.raises(ConfigError, match="plugins.augmentations.enabled: .* expected a list of names from speed"):
+        Engine(plugins=[ref], load_entrypoints=False).check_config(config)
 
 
 # -- the transforms themselves --------------------------------------------------------------

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from audio_factory import make_folder, write_sound
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import sda_core.audio_io
+import sda_core.audio.reading
 from sda_core import AudioFileInfo, ConfigError, TrainingConfig
-from sda_core.scan import scan_folder
+from sda_core.data.scan import scan_folder
 from sda_plugins import AudioTrainingDataset
 from sda_plugins.chunk_dataset import ChunkReadWarning, DatasetSettings
-from audio_factory import make_folder, write_sound
 
 RATE = 8000
 CONFIG = TrainingConfig(sample_rate=RATE, chunk_seconds=1.0)
@@ -42,7 +42,7 @@ def test_the_index_is_built_from_metadata_without_reading_audio(tmp_path, monkey
     def forbidden(*args, **kwargs):
         raise AssertionError("audio was read at construction")
 
-    monkeypatch.setattr(sda_core.audio_io, "read_segment", forbidden)
+    monkeypatch.setattr(sda_core.audio.reading, "read_segment", forbidden)
     monkeypatch.setattr(sf, "read", forbidden)
     monkeypatch.setattr(sf.SoundFile, "read", forbidden)
     ds = AudioTrainingDataset(summary.files, summary.root, CONFIG, role="train")

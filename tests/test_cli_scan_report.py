@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sda_core.chunking import file_chunk_count
 from sda_core.config import TrainingConfig
-from sda_core.dataset_info import AudioFileInfo
+from sda_core.config.dataset import AudioFileInfo
+from sda_core.data.chunks import file_chunk_count
 
 SDA = [sys.executable, "-m", "sda_core"]
 

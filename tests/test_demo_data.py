@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from sda_core.demo_data import synthesize_demo_dataset
-from sda_core.scan import scan_folder
+from sda_core.data.demo import synthesize_demo_dataset
+from sda_core.data.scan import scan_folder
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from pathlib import Path
 import attrs
 import pytest
 
-from sda_core import hookspecs
 from sda_core.config import (
     OverfittingPreset,
     RegularizationConfig,
@@ -28,9 +27,10 @@ from sda_core.config import (
     apply_overrides,
     get_effective_preview_interval,
 )
-from sda_core.engine import _EVENT_HOOKS, Engine
-from sda_core.events import EVENT_TYPES
-from sda_core.overrides import SETTINGS_FILENAME, parse_set_options
+from sda_core.config.events import EVENT_HOOKS, EVENT_TYPES
+from sda_core.config.overrides import SETTINGS_FILENAME, parse_set_options
+from sda_core.engine import Engine
+from sda_core.hooks import specs as hookspecs
 from sda_plugins import adaptive_presets
 from sda_plugins.adaptive_presets import (
     BALANCED_MAX_FILES,
@@ -140,9 +140,10 @@ def hook_section(name: str) -> str:
 
 
 def test_hookspecs_are_found() -> None:
-    assert SPECS, "no hookspecs found in sda_core.hookspecs"
-    declared = set(hookspecs.PROVIDER_HOOKS + hookspecs.COLLECTOR_HOOKS + hookspecs.CONSUMER_HOOKS)
-    assert set(SPECS) == declared, "PROVIDER_HOOKS / COLLECTOR_HOOKS / CONSUMER_HOOKS disagree with the specs"
+    assert SPECS, "no hookspecs found in sda_core.hooks.specs"
+    kinds = (hookspecs.PROVIDER_HOOKS, hookspecs.CHECK_HOOKS, hookspecs.COLLECTOR_HOOKS, hookspecs.CONSUMER_HOOKS)
+    declared = [name for kind in kinds for name in kind]
+    assert sorted(SPECS) == sorted(declared), "the hook kinds disagree with the specs (or name a hook twice)"
 
 
 def test_every_hook_heading_has_the_documented_form() -> None:
@@ -169,11 +170,13 @@ def test_documented_hooks_exist() -> None:
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_documented_kind_matches_the_spec(name: str) -> None:
-    match = re.search(r"^\*\*Kind:\*\* (provider|collector|consumer)", hook_section(name), re.MULTILINE)
-    assert match, f"the section of {name} has no '**Kind:** provider|collector|consumer' line"
+    match = re.search(r"^\*\*Kind:\*\* (provider|check|collector|consumer)", hook_section(name), re.MULTILINE)
+    assert match, f"the section of {name} has no '**Kind:** provider|check|collector|consumer' line"
     kind = match.group(1)
     if name in hookspecs.PROVIDER_HOOKS:
         assert kind == "provider"
+    elif name in hookspecs.CHECK_HOOKS:
+        assert kind == "check"
     elif name in hookspecs.COLLECTOR_HOOKS:
         assert kind == "collector"
     else:
@@ -189,10 +192,12 @@ def test_hookspec_docstring_states_its_kind_and_arguments(name: str) -> None:
     assert "firstresult" in lowered or "consumer" in lowered or "contributes" in lowered, (
         f"the docstring of {name} must say whether it is firstresult, a consumer, or what every plugin contributes"
     )
-    firstresult = bool(getattr(fn, "sda_spec")["firstresult"])
+    firstresult = bool(fn.sda_spec["firstresult"])
     assert firstresult == (name in hookspecs.PROVIDER_HOOKS)
     if name in hookspecs.PROVIDER_HOOKS:
         assert "firstresult" in lowered
+    elif name in hookspecs.CHECK_HOOKS:
+        assert "veto" in lowered
     elif name in hookspecs.COLLECTOR_HOOKS:
         assert "contributes" in lowered
     else:
@@ -219,7 +224,7 @@ def test_events_table_lists_every_event_and_exactly_its_fields() -> None:
         cls = by_name[name]
         seen.add(name)
         assert code_names(row[1]) == [cls.kind], f"{name}.kind is {cls.kind!r}"
-        assert code_names(row[2]) == [_EVENT_HOOKS[cls]], f"{name} is delivered by {_EVENT_HOOKS[cls]}"
+        assert code_names(row[2]) == [EVENT_HOOKS[cls]], f"{name} is delivered by {EVENT_HOOKS[cls]}"
         fields = [field.name for field in attrs.fields(cls)]
         listed = code_names(row[3])
         unknown = [field for field in listed if field not in fields]
@@ -333,7 +338,7 @@ def test_batch_size_table_matches_batch_sizes() -> None:
     assert header == ["usable files", "batch size"]
     documented = []
     lower = 1
-    for cells, (limit, batch) in zip(rows, BATCH_SIZES, strict=True):
+    for cells, (limit, _batch) in zip(rows, BATCH_SIZES, strict=True):
         if limit == float("inf"):
             assert cells[0] == f"{lower} and more"
         elif lower == 1:

@@ -16,8 +16,8 @@ from sda_core import hookimpl
 from sda_core.config import TrainingConfig
 from sda_core.engine import Engine
 from sda_core.errors import PluginError
-from sda_core.evaluation import EVALUATION_FILE, EvaluationError, _generate, evaluate_run
 from sda_core.testing import write_audio_folder
+from sda_core.training.evaluation import EVALUATION_FILE, EvaluationError, _generate, evaluate_run
 
 SDA = [sys.executable, "-m", "sda_core"]
 FAST = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 16, "num_workers": 0, "max_epochs": 1}
@@ -56,7 +56,7 @@ def test_evaluate_run_measures_and_writes_evaluation_json(tiny_run: Path):
             return {"peak": float(np.abs(generated).max())}
 
     engine = Engine(plugins=[Recorder()], disable=["progress"])
-    result = evaluate_run(tiny_run, engine=engine, count=6, seed=3)
+    result = evaluate_run(tiny_run, hooks=engine, count=6, seed=3)
     assert result.count == 6 and result.training.generated_count == 6
     assert result.training_chunks >= 8 and result.training.real_count == result.training_chunks
     assert 0.0 <= result.training.nn_accuracy <= 1.0
@@ -67,7 +67,7 @@ def test_evaluate_run_measures_and_writes_evaluation_json(tiny_run: Path):
     written = json.loads((tiny_run / EVALUATION_FILE).read_text())
     assert written["training"]["nn_accuracy"] == result.training.nn_accuracy
     assert written["plugins"] == result.plugins and written["path"] == str(tiny_run / EVALUATION_FILE)
-    again = evaluate_run(tiny_run, engine=engine, count=6, seed=3, write=False)
+    again = evaluate_run(tiny_run, hooks=engine, count=6, seed=3, write=False)
     assert again.training == result.training and again.reconstruction == result.reconstruction
 
 

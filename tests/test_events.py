@@ -13,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sda_core.config import TrainingConfig
-from sda_core.errors import ConfigError
-from sda_core.events import (
+from sda_core.config.events import (
     EVENT_TYPES,
     EpochMetrics,
     MetricsCallback,
@@ -26,6 +25,7 @@ from sda_core.events import (
     event_from_dict,
     event_to_dict,
 )
+from sda_core.errors import ConfigError
 
 ALL_EVENTS = (TrainingStartEvent, StepMetrics, EpochMetrics, PreviewEvent, OverfittingWarning, TrainingCompleteEvent)
 

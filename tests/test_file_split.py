@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import sda_core.atomic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import sda_core.atomic
 from sda_core import ConfigError, DatasetError, Engine, FileSplit, PluginError, TrainingConfig
-from sda_core.dataset_info import AudioFileInfo
+from sda_core.config.dataset import AudioFileInfo
 from sda_plugins import file_split as fs
 from sda_plugins.file_split import (
     SplitReconciliation,
@@ -124,7 +123,7 @@ def test_the_same_split_in_other_processes_whatever_their_hash_seed():
     expected = split_files(files, 0.2).to_dict()
     script = textwrap.dedent("""
         import json, sys
-        from sda_core.dataset_info import AudioFileInfo
+        from sda_core.config.dataset import AudioFileInfo
         from sda_plugins.file_split import split_files
         files = [AudioFileInfo.from_dict(d) for d in json.loads(sys.stdin.read())]
         print(json.dumps(split_files(files[::-1], 0.2).to_dict()))

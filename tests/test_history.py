@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sda_core.config import TrainingConfig
+from sda_core.config.events import EpochMetrics, StepMetrics
+from sda_core.config.history import MetricsHistory
 from sda_core.errors import ConfigError
-from sda_core.events import EpochMetrics, StepMetrics
-from sda_core.history import MetricsHistory
 
 
 def epoch(n, train=1.0, val=None, duration=10.0, val_duration=0.0, step=0, **kwargs):

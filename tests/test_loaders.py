@@ -10,8 +10,8 @@ import torch
 from audio_factory import make_folder
 
 from sda_core import Engine, FileSplit, TrainingConfig, hookimpl
-from sda_core.loaders import EpochSampler, create_data_loaders, default_num_workers, samples_per_epoch
-from sda_core.scan import scan_folder
+from sda_core.data.loaders import EpochSampler, create_data_loaders, default_num_workers, samples_per_epoch
+from sda_core.data.scan import scan_folder
 
 RATE = 8000
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from sda_plugins import mel_vae
-from sda_plugins.mel_vae import MelVAE, fft_size_for, kl_weight_at, peak_limit
 
 from sda_core import Engine, hookimpl
 from sda_core.config import RegularizationConfig, TrainingConfig
 from sda_core.errors import ConfigError
-from sda_core.model import GenerativeModel, objective_of
+from sda_core.training.model import GenerativeModel, objective_of
+from sda_plugins import mel_vae
+from sda_plugins.mel_vae import MelVAE, fft_size_for, kl_weight_at, peak_limit
 
 LOSS_KEYS = {"loss", "objective", "recon", "kl", "kl_nats"}
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sda_core.config import TrainingConfig, apply_overrides
+from sda_core.config.overrides import SETTINGS_FILENAME, load_settings_file, merge_overrides, parse_set_options
 from sda_core.errors import ConfigError
-from sda_core.overrides import SETTINGS_FILENAME, load_settings_file, merge_overrides, parse_set_options
 
 # -- parse_set_options -----------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from sda_core import (
     TrainingStartEvent,
     hookimpl,
 )
-from sda_core.dataset_info import AudioFileInfo
+from sda_core.config.dataset import AudioFileInfo
 
 
 def _files(count: int) -> tuple[AudioFileInfo, ...]:

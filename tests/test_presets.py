@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sda_core.config import OverfittingPreset, TrainingConfig, apply_overrides, get_effective_preview_interval
-from sda_core.dataset_info import AudioFileInfo, DatasetSummary
+from sda_core.config.dataset import AudioFileInfo, DatasetSummary
 from sda_core.errors import ConfigError
 from sda_plugins import adaptive_presets
 from sda_plugins.adaptive_presets import (

@@ -10,11 +10,9 @@ import time
 
 import pytest
 from rich.console import Console
-from sda_plugins.progress import ProgressDisplay, format_loss
 
-from sda_core import hookimpl
-from sda_core.engine import Engine
-from sda_core.events import (
+from sda_core import ConfigError, TrainingConfig, hookimpl
+from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
     PreviewEvent,
@@ -22,7 +20,9 @@ from sda_core.events import (
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
-from sda_core.history import MetricsHistory
+from sda_core.config.history import MetricsHistory
+from sda_core.engine import Engine
+from sda_plugins.progress import ProgressDisplay, format_loss
 
 ESCAPE = "\x1b"
 VAL_LOSSES = (1.1, 0.9, 1.2)  # epoch 2 is the best; epoch 3 overfits
@@ -206,14 +206,21 @@ def test_the_log_interval_setting_changes_the_throttle():
     assert steps == [1000]  # 100 s apart at least: the 50 % quarter only
 
 
-def test_a_bad_setting_is_reported_and_the_default_used():
+@pytest.mark.parametrize(("table", "message"), [
+    ({"mode": "fancy"}, "plugins.progress.mode: 'fancy' is not allowed; expected one of auto, rich, plain, off"),
+    ({"log_interval": -1.5}, "plugins.progress.log_interval: -1.5 is not allowed; expected a finite number > 0"),
+    ({"log_intervall": 5}, "unknown key 'log_intervall' in the [plugins.progress] table (did you mean 'log_interval'?)"),
+])
+def test_a_bad_setting_vetoes_the_run(table, message):
+    """A bad [plugins.progress] value is a ConfigError from sda_check_config, not a warning."""
     console, buffer = make_console(terminal=False)
-    feed_run(make_engine(ProgressDisplay(console=console)),
-             config={"plugins": {"progress": {"mode": "fancy", "log_interval": -1}}})
-    text = buffer.getvalue()
-    assert "warning: plugins.progress.mode = 'fancy' is not one of auto, rich, plain, off; using the default" in text
-    assert "warning: plugins.progress.log_interval = -1 is not a positive number of seconds" in text
-    assert len(epoch_lines(text)) == 3
+    display = ProgressDisplay(console=console)
+    with pytest.raises(ConfigError) as caught:
+        display.sda_check_config(TrainingConfig(plugins={"progress": table}))
+    assert message in str(caught.value)
+    with pytest.raises(ConfigError):  # and at a start, where it vetoes the run too
+        feed_run(make_engine(display), config={"plugins": {"progress": table}})
+    assert buffer.getvalue() == ""
 
 
 def test_the_constructor_rejects_an_unknown_mode():

@@ -1,4 +1,4 @@
-"""The weights-free quality figures (sda_core.quality) on synthetic numpy audio."""
+"""The weights-free quality figures (sda_core.audio.quality) on synthetic numpy audio."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from sda_core.quality import (
+from sda_core.audio.quality import (
     MIN_REAL_FOR_RESEMBLANCE,
     QualityFigures,
     clip_features,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from sda_core import Engine
-from sda_core.scan import scan_folder
+from sda_core.data.scan import scan_folder
 
 
 def test_scan_accounts_for_every_real_file(real_sounds: Path):

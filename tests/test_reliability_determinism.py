@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import bad_inputs
 import pytest
 import torch
 from audio_factory import make_folder
 
-import bad_inputs
 from sda_core.testing import make_engine
 
 FAST = {**bad_inputs.FAST, "max_epochs": 1, "samples_per_epoch": 16}
@@ -39,7 +39,7 @@ def first_epoch(data: Path, run: Path, **settings) -> dict:
 
 
 def engine_model_state(run: Path) -> dict[str, torch.Tensor]:
-    from sda_core.checkpoints import load_checkpoint
+    from sda_core.training.checkpoints import load_checkpoint
 
     return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 

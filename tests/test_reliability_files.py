@@ -23,16 +23,17 @@ from collections import namedtuple
 from pathlib import Path
 from types import SimpleNamespace
 
+import bad_inputs
 import pytest
 import torch
 from audio_factory import make_folder
 
-import bad_inputs
-from sda_core.checkpoints import CheckpointError, load_checkpoint
+from sda_core.config.overrides import load_settings_file, parse_set_options
 from sda_core.errors import ConfigError
-from sda_core.overrides import load_settings_file, parse_set_options
 from sda_core.testing import make_engine
-from sda_core.training import RunPaths, TrainingError, checkpoint_space
+from sda_core.training.checkpoints import CheckpointError, load_checkpoint
+from sda_core.training.run_folder import RunPaths
+from sda_core.training.trainer import TrainingError, checkpoint_space
 
 FAST = {**bad_inputs.FAST, "max_epochs": 3}
 ROOT = Path(__file__).resolve().parent.parent
@@ -387,7 +388,7 @@ def test_sda_toml_is_parsed_as_data_never_evaluated(data, tmp_path):
 def test_no_module_evaluates_text_or_unpickles_files():
     """A static guard: nothing in sda evaluates strings or loads pickles except through the one
     weights-only checkpoint loader."""
-    allowed_torch_load = {"sda_core/checkpoints.py"}
+    allowed_torch_load = {"sda_core/training/checkpoints.py"}
     for path in sorted([*ROOT.joinpath("sda_core").rglob("*.py"), *ROOT.joinpath("plugins").rglob("*.py")]):
         relative = path.relative_to(ROOT).as_posix()
         source = path.read_text(encoding="utf-8")

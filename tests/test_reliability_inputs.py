@@ -19,15 +19,15 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
-
 import bad_inputs
+import pytest
 from bad_inputs import CASES, REPAIRED, REPLACED, SKIPPED, TRAINED, USED, Case
+
 from sda_core import hookimpl
-from sda_core.checkpoints import load_checkpoint
-from sda_core.dataset_info import FileSplit
+from sda_core.config.dataset import FileSplit
 from sda_core.errors import DatasetError
 from sda_core.testing import make_engine
+from sda_core.training.checkpoints import load_checkpoint
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 TABLE_HEADING = "## Bad inputs"
@@ -90,8 +90,8 @@ def test_the_table_has_a_row_for_every_case_and_says_what_the_cases_expect():
 
 
 def test_every_code_in_the_table_is_a_real_reason_or_warning_code():
-    from sda_core.audio_checks import WarningCode
-    from sda_core.dataset_info import SkipReason
+    from sda_core.config.dataset import SkipReason
+    from sda_core.data.analysis import WarningCode
 
     known = set(SkipReason.ALL) | set(WarningCode.ALL)
     for case in CASES:

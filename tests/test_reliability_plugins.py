@@ -19,16 +19,16 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
+import bad_inputs
 import pytest
 from audio_factory import make_folder
 from rich.console import Console
-from sda_plugins.progress import ProgressDisplay
 
-import bad_inputs
 from sda_core import hookimpl
-from sda_core.checkpoints import load_checkpoint
-from sda_core.plugin_host import PluginLoadWarning, PluginRuntimeWarning
+from sda_core.hooks.host import PluginLoadWarning, PluginRuntimeWarning
 from sda_core.testing import make_engine
+from sda_core.training.checkpoints import load_checkpoint
+from sda_plugins.progress import ProgressDisplay
 
 FAST = {**bad_inputs.FAST, "max_epochs": 2}
 

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import bad_inputs
 import pytest
 from audio_factory import make_folder
 
-import bad_inputs
-from sda_core.checkpoints import load_checkpoint
+from sda_core.training.checkpoints import load_checkpoint
 
 KILLS = 10
 SEED = 20240611

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from sda_core.dataset_info import DatasetSummary, SkipReason
+from sda_core.config.dataset import DatasetSummary, SkipReason
+from sda_core.data.scan import require_usable, scan_folder
 from sda_core.errors import DatasetError
-from sda_core.scan import require_usable, scan_folder
 
 needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks")
 not_root = pytest.mark.skipif(

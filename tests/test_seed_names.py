@@ -43,7 +43,7 @@ def test_seed_names_import_from_sda_plugins():
 
 def test_data_seed_names_import_on_first_use():
     from sda_core import create_data_loaders
-    from sda_core.loaders import create_data_loaders as implementation
+    from sda_core.data.loaders import create_data_loaders as implementation
     from sda_plugins import AudioTrainingDataset
     from sda_plugins.chunk_dataset import AudioTrainingDataset as dataset_class
 
@@ -61,7 +61,8 @@ def test_seed_name_is_public(module, name):
 def test_seed_names_are_the_implementations():
     import sda_core
     import sda_plugins
-    from sda_core import config, events, history
+    from sda_core import config
+    from sda_core.config import events, history
     from sda_plugins import adaptive_presets
 
     assert sda_core.TrainingConfig is config.TrainingConfig
@@ -90,7 +91,7 @@ def test_seed_modules_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import sda_core.config, sda_core.events, sda_core.history, "
-            "sda_core.overrides, sda_plugins.adaptive_presets; print('torch' in sys.modules)")
+    code = ("import sys; import sda_core.config, sda_core.config.events, sda_core.config.history, "
+            "sda_core.config.overrides, sda_plugins.adaptive_presets; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

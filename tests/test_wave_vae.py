@@ -9,7 +9,7 @@ import torch
 
 from sda_core.config import TrainingConfig, apply_overrides
 from sda_core.errors import ConfigError
-from sda_core.model import GenerativeModel, SamplerFitting
+from sda_core.training.model import GenerativeModel, SamplerFitting
 from sda_plugins import mel_vae, wave_vae
 from sda_plugins.wave_vae import (
     PEAK_LIMIT,

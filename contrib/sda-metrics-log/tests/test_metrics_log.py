@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 
 import pytest
 from metrics_log_checks import FAST, STEPS_PER_EPOCH, assert_one_run, read_csv, read_jsonl
@@ -12,9 +11,8 @@ from sda_metrics_log.plugin import _to_dict, best_epochs
 
 from sda_core import (
     ConfigError,
-    PluginError,
-    PluginRuntimeWarning,
     StepMetrics,
+    TrainingConfig,
     TrainingStartEvent,
     event_from_dict,
     event_to_dict,
@@ -107,31 +105,23 @@ def test_a_fresh_run_starts_new_files(engine_with, data_dir, tmp_path):
     run_dir.mkdir()
     (run_dir / "events.jsonl").write_text('{"event": "step", "epoch": 7}\n')
     (run_dir / "metrics.csv").write_text("epoch,step\n7,70\n")
-    engine_with(MetricsLog()).train(data_dir, run_dir, FAST)
+    (run_dir / "config.json").write_text("{}")  # the leftovers of a start that saved no epoch
+    with pytest.warns(UserWarning, match="saved no epoch"):
+        engine_with(MetricsLog()).train(data_dir, run_dir, FAST)
     assert_one_run(run_dir, epochs=2)
 
 
-def test_an_unknown_setting_stops_a_strict_run_naming_the_key(engine_with, data_dir, tmp_path):
-    engine = engine_with(MetricsLog())
-    run_dir = tmp_path / "run"
-    with pytest.raises(PluginError) as caught:
-        engine.train(data_dir, run_dir, {**FAST, "plugins": {"metrics_log": {"stpes": False}}})
-    assert isinstance(caught.value.__cause__, ConfigError)
-    assert "'stpes'" in str(caught.value) and "did you mean 'steps'" in str(caught.value)
-    assert not (run_dir / "events.jsonl").exists()
-
-
-def test_an_unknown_setting_is_reported_once_and_the_run_goes_on(engine_with, data_dir, tmp_path):
+@pytest.mark.parametrize("strict", [True, False])
+def test_an_unknown_setting_vetoes_the_run_naming_the_key(engine_with, data_dir, tmp_path, strict):
+    """sda_check_config rejects the table before anything runs, strict or not."""
     log = MetricsLog()
-    engine = engine_with(log, strict=False)
+    engine = engine_with(log, strict=strict)
     run_dir = tmp_path / "run"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = engine.train(data_dir, run_dir, {**FAST, "plugins": {"metrics_log": {"colour": "red"}}})
-    assert result.epochs_completed == 2
-    messages = [str(w.message) for w in caught if issubclass(w.category, PluginRuntimeWarning)]
-    assert len(messages) == 1 and "metrics_log" in messages[0] and "'colour'" in messages[0]
-    assert not (run_dir / "events.jsonl").exists() and not log.active
+    with pytest.raises(ConfigError) as caught:
+        engine.train(data_dir, run_dir, {**FAST, "plugins": {"metrics_log": {"stpes": False}}})
+    assert "unknown key 'stpes' in the [plugins.metrics_log] table" in str(caught.value)
+    assert "did you mean 'steps'" in str(caught.value)
+    assert not run_dir.exists() and not log.active
 
 
 @pytest.mark.parametrize(("table", "key"), [
@@ -149,6 +139,8 @@ def test_bad_settings_raise_a_config_error_naming_the_key(table, key):
         read_settings({"plugins": {"metrics_log": table}})
     assert key in str(caught.value)
     plugin = MetricsLog()
+    with pytest.raises(ConfigError):
+        plugin.sda_check_config(TrainingConfig(plugins={"metrics_log": table}))
     with pytest.raises(ConfigError):
         plugin.sda_on_train_start(TrainingStartEvent(run_dir="unused", config={"plugins": {"metrics_log": table}}))
     assert not plugin.active

@@ -15,8 +15,9 @@ from sda_core.cli import main
 from sda_core.testing import REFERENCE_DISTRIBUTION
 
 DISTRIBUTION = "sda-metrics-log"
-CONSUMER_HOOKS = ("sda_on_epoch", "sda_on_overfitting", "sda_on_preview", "sda_on_step", "sda_on_train_end",
-                  "sda_on_train_start")
+#: the settings check, then the consumer hooks
+HOOKS = ("sda_check_config", "sda_on_epoch", "sda_on_overfitting", "sda_on_preview", "sda_on_step",
+         "sda_on_train_end", "sda_on_train_start")
 
 # Other plugin distributions may be installed beside this one (and be broken while being written):
 # their load warnings are not this package's business.
@@ -46,7 +47,7 @@ def test_an_engine_loads_it_with_its_distribution_and_version():
     engine = Engine(environ={})
     info = info_of(engine)
     assert (info.status, info.distribution, info.version) == ("loaded", DISTRIBUTION, "0.1.0")
-    assert info.hooks == CONSUMER_HOOKS
+    assert info.hooks == HOOKS
     plugin = engine.pm.get_plugin("metrics_log")
     assert isinstance(plugin, MetricsLog)
     assert Engine(environ={}).pm.get_plugin("metrics_log") is not plugin  # one instance per Engine

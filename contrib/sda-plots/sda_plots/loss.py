@@ -1,4 +1,4 @@
-"""The loss-curve figure of a run, drawn from its :class:`~sda_core.history.MetricsHistory`.
+"""The loss-curve figure of a run, drawn from its :class:`~sda_core.config.history.MetricsHistory`.
 
 What it shows:
 
@@ -30,7 +30,7 @@ from sda_plots._figures import new_figure, save_png
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from sda_core.history import MetricsHistory
+    from sda_core.config.history import MetricsHistory
 
 #: The per-step curve is averaged into at most this many points.
 MAX_STEP_POINTS = 2000

@@ -10,13 +10,14 @@ from sda_core import hookimpl
 from sda_plots.settings import PLUGIN_NAME, PlotSettings
 
 if TYPE_CHECKING:
-    from sda_core.events import (
+    from sda_core import TrainingConfig
+    from sda_core.config.events import (
         EpochMetrics,
         PreviewEvent,
         TrainingCompleteEvent,
         TrainingStartEvent,
     )
-    from sda_core.history import MetricsHistory
+    from sda_core.config.history import MetricsHistory
     from sda_plots.spectrogram import MelAnalyzer
 
 #: File name of the loss plot in the run folder.
@@ -32,9 +33,9 @@ class Plots:
     names the class), and all per-run state lives on the instance; a new ``sda_on_train_start``
     resets it, so one instance may draw several runs in a row.
 
-    * ``sda_on_train_start`` reads and validates ``[plugins.plots]`` from the run's config: an
-      unknown key or a bad value raises :class:`~sda_core.errors.ConfigError` (which the engine
-      reports once, naming this plugin; the plugin then stays idle for that run).
+    * ``sda_check_config`` validates ``[plugins.plots]`` through :func:`sda_core.plugin_settings`:
+      an unknown key or a bad value raises :class:`~sda_core.errors.ConfigError`, which vetoes the
+      run (fresh or resumed) before anything runs; ``sda_on_train_start`` reads the settings.
     * ``sda_on_epoch`` redraws ``loss.png`` from the whole history every ``every`` epochs and at
       the last epoch; ``sda_on_train_end`` draws it once more if the run ended (early stop,
       interruption) on an epoch not yet drawn.
@@ -73,10 +74,15 @@ class Plots:
     # -- hooks -----------------------------------------------------------------------------
 
     @hookimpl
+    def sda_check_config(self, config: TrainingConfig) -> None:
+        """Veto a bad ``[plugins.plots]`` table before anything runs."""
+        PlotSettings.from_config(config)
+
+    @hookimpl
     def sda_on_train_start(self, event: TrainingStartEvent) -> None:
         self._reset()
         self.loss_path = None
-        self.settings = PlotSettings.from_config(event.config)  # raises ConfigError: stays idle
+        self.settings = PlotSettings.from_config(event.config)  # checked already by sda_check_config
         self.loss_path = Path(event.run_dir) / LOSS_FILENAME
         self._title = Path(event.run_dir).name
         self._max_epochs = event.max_epochs

@@ -1,14 +1,15 @@
-"""The ``[plugins.plots]`` settings, validated: unknown keys and bad values raise ConfigError."""
+"""The ``[plugins.plots]`` settings, read through :func:`sda_core.plugin_settings`: an unknown key
+or a bad value raises ConfigError naming it, as for every plugin."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from sda_core.errors import ConfigError
+from sda_core import TrainingConfig, plugin_settings
+from sda_core import validators as v
 
 #: The name the plugin registers under and reads its ``[plugins.NAME]`` table from.
 PLUGIN_NAME = "plots"
@@ -27,41 +28,13 @@ class PlotSettings:
         spectrograms: draw ``spectrograms.png`` for each preview round (default True).
     """
 
-    dpi: float = 100
-    every: int = 1
-    spectrograms: bool = True
+    dpi: float = attrs.field(default=100, validator=v.number(MIN_DPI, MAX_DPI))
+    every: int = attrs.field(default=1, validator=v.integer(1))
+    spectrograms: bool = attrs.field(default=True, validator=v.instance_of(bool, "true or false"))
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any] | None) -> PlotSettings:
-        """Validate a ``[plugins.plots]`` table; raises ConfigError naming the bad key."""
-        table = dict(table or {})
-        known = [field.name for field in attrs.fields(cls)]
-        for key in table:
-            if key not in known:
-                raise ConfigError.unknown_key(str(key), known, owner=f"[plugins.{PLUGIN_NAME}]")
-        changes: dict[str, Any] = {}
-        if "dpi" in table:
-            dpi = table["dpi"]
-            if (isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not math.isfinite(dpi)
-                    or not MIN_DPI <= dpi <= MAX_DPI):
-                raise ConfigError(f"plugins.{PLUGIN_NAME}.dpi", dpi, f"a number from {MIN_DPI} to {MAX_DPI}")
-            changes["dpi"] = dpi
-        if "every" in table:
-            every = table["every"]
-            if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-                raise ConfigError(f"plugins.{PLUGIN_NAME}.every", every, "a whole number of epochs, at least 1")
-            changes["every"] = every
-        if "spectrograms" in table:
-            spectrograms = table["spectrograms"]
-            if not isinstance(spectrograms, bool):
-                raise ConfigError(f"plugins.{PLUGIN_NAME}.spectrograms", spectrograms, "true or false")
-            changes["spectrograms"] = spectrograms
-        return cls(**changes)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any] | Any) -> PlotSettings:
-        """The settings from a config dict (``TrainingStartEvent.config``) or a TrainingConfig."""
-        if hasattr(config, "plugin_settings"):
-            return cls.from_table(config.plugin_settings(PLUGIN_NAME))
-        plugins = (config or {}).get("plugins") or {}
-        return cls.from_table(plugins.get(PLUGIN_NAME))
+    def from_config(cls, config: TrainingConfig | Mapping[str, Any]) -> PlotSettings:
+        """The settings of a TrainingConfig, or of a config dict (``TrainingStartEvent.config``)."""
+        if not isinstance(config, TrainingConfig):
+            config = TrainingConfig.from_dict(config or {})
+        return plugin_settings(config, PLUGIN_NAME, cls)

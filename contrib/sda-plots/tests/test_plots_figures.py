@@ -29,15 +29,16 @@ from sda_plots.spectrogram import (
     write_spectrograms,
 )
 
-from sda_core.errors import ConfigError
-from sda_core.events import (
+from sda_core import TrainingConfig
+from sda_core.config.events import (
     EpochMetrics,
     PreviewEvent,
     StepMetrics,
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
-from sda_core.history import MetricsHistory
+from sda_core.config.history import MetricsHistory
+from sda_core.errors import ConfigError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -84,7 +85,7 @@ def test_settings_from_config_table():
 
 def test_unknown_setting_names_the_key():
     with pytest.raises(ConfigError, match="evry") as caught:
-        PlotSettings.from_table({"evry": 2})
+        PlotSettings.from_config({"plugins": {"plots": {"evry": 2}}})
     assert "did you mean 'every'" in str(caught.value)
     assert "[plugins.plots]" in str(caught.value)
 
@@ -96,7 +97,7 @@ def test_unknown_setting_names_the_key():
 ])
 def test_bad_setting_values_are_rejected(key, value):
     with pytest.raises(ConfigError, match=f"plugins.plots.{key}"):
-        PlotSettings.from_table({key: value})
+        PlotSettings.from_config({"plugins": {"plots": {key: value}}})
 
 
 # -- the loss figure ----------------------------------------------------------------------
@@ -255,6 +256,8 @@ def test_train_end_draws_an_epoch_left_undrawn(tmp_path):
 
 def test_bad_settings_raise_and_leave_the_plugin_idle(tmp_path):
     plugin = Plots()
+    with pytest.raises(ConfigError, match="colour"):
+        plugin.sda_check_config(TrainingConfig(plugins={"plots": {"colour": "red"}}))
     with pytest.raises(ConfigError, match="colour"):
         start(plugin, tmp_path, colour="red")
     history = synthetic_history(epochs=1)

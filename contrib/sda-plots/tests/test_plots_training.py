@@ -12,8 +12,8 @@ from sda_plots import LOSS_FILENAME, SPECTROGRAM_FILENAME, Plots
 from sda_plots.loss import loss_figure
 
 from sda_core import Engine
-from sda_core.errors import PluginError
-from sda_core.history import MetricsHistory
+from sda_core.config.history import MetricsHistory
+from sda_core.errors import ConfigError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST = {"max_epochs": 2, "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0,
@@ -61,23 +61,15 @@ def test_resume_draws_the_whole_history(sda_engine, sda_audio_folder, tmp_path):
     assert len(steps.get_xdata()) == len(history.steps) and steps.get_xdata()[-1] == pytest.approx(3)
 
 
-def test_bad_setting_is_reported_naming_the_key(sda_engine, sda_audio_folder, tmp_path):
-    """Under the kit's strict engine a raising consumer fails the run, naming plugin and key."""
-    engine = sda_engine(Plots(), reference=True)
+@pytest.mark.parametrize("strict", [True, False])
+def test_bad_setting_vetoes_the_run_before_anything_runs(sda_engine, sda_audio_folder, tmp_path, strict):
+    """sda_check_config rejects the table naming the key, strict or not; nothing is written."""
+    engine = sda_engine(Plots(), reference=True, strict=strict)
     settings = {**FAST, "max_epochs": 1, "plugins": {"plots": {"dip": 150}}}
-    with pytest.raises(PluginError, match=r"'plots'.*ConfigError.*'dip'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'dip' in the \[plugins.plots\] table.*did you mean 'dpi'"):
         engine.train(sda_audio_folder(), tmp_path / "run", settings)
-
-
-def test_bad_setting_outside_strict_mode_warns_once_and_the_run_goes_on(sda_engine, sda_audio_folder, tmp_path):
-    from sda_core.plugin_host import PluginRuntimeWarning
-
-    engine = sda_engine(Plots(), reference=True, strict=False)
-    settings = {**FAST, "max_epochs": 1, "plugins": {"plots": {"dip": 150}}}
-    with pytest.warns(PluginRuntimeWarning, match=r"'plots'.*'dip'"):
-        result = engine.train(sda_audio_folder(), tmp_path / "run", settings)
-    assert result is not None and not (tmp_path / "run" / LOSS_FILENAME).exists()
-    assert list(engine.host.consumer_failures) == ["plots"]
+    assert not (tmp_path / "run").exists()
+    assert not engine.host.consumer_failures
 
 
 # -- through the installed distribution's entry point (pip install -e contrib/sda-plots) ----

@@ -20,8 +20,9 @@ import statistics
 import tempfile
 import time
 
-from sda_core.events import StepMetrics, TrainingCompleteEvent, TrainingStartEvent
 from sda_tensorboard import TensorBoardLogger
+
+from sda_core.config.events import StepMetrics, TrainingCompleteEvent, TrainingStartEvent
 
 COMPONENTS = {"loss": 1.0, "objective": 1.0, "recon": 0.5, "kl": 0.1, "kl_nats": 3.0}
 

@@ -8,6 +8,7 @@ name ``tensorboard``; every ``sda train`` then writes TensorBoard event files to
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from sda_tensorboard.logger import (
     PLUGIN_NAME,
@@ -15,9 +16,17 @@ from sda_tensorboard.logger import (
     Settings,
     TensorBoardLogger,
     settings_from_config,
-    validate_settings,
 )
-from sda_tensorboard.spectrogram import mel_image
+
+
+def __getattr__(name: str) -> Any:
+    # mel_image needs torch: imported on first use, so that loading the plugin stays light
+    if name == "mel_image":
+        from sda_tensorboard.spectrogram import mel_image
+
+        return mel_image
+    raise AttributeError(f"module 'sda_tensorboard' has no attribute {name!r}")
+
 
 try:
     __version__ = version("sda-tensorboard")
@@ -32,5 +41,4 @@ __all__ = [
     "__version__",
     "mel_image",
     "settings_from_config",
-    "validate_settings",
 ]

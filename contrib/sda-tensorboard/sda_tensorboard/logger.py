@@ -35,27 +35,26 @@ import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import numpy as np
-import soundfile
-import torch
-from tensorboard.compat.proto.summary_pb2 import Summary
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from sda_core import hookimpl
+from sda_core import TrainingConfig, hookimpl, plugin_settings
+from sda_core import validators as v
 from sda_core.errors import ConfigError
-from sda_core.events import (
-    EpochMetrics,
-    OverfittingWarning,
-    PreviewEvent,
-    StepMetrics,
-    TrainingCompleteEvent,
-    TrainingStartEvent,
-)
-from sda_tensorboard.spectrogram import mel_image
+
+if TYPE_CHECKING:  # torch, tensorboard and numpy load when a run starts writing, not with the plugin
+    import numpy as np
+    from torch.utils.tensorboard import SummaryWriter
+
+    from sda_core.config.events import (
+        EpochMetrics,
+        OverfittingWarning,
+        PreviewEvent,
+        StepMetrics,
+        TrainingCompleteEvent,
+        TrainingStartEvent,
+    )
 
 #: The plugin's name: its entry point, ``--disable-plugin`` name and ``[plugins.NAME]`` table.
 PLUGIN_NAME = "tensorboard"
@@ -81,6 +80,11 @@ LAYOUT = {
 }
 
 
+def _folder_path(_instance: Any, attribute: Any, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(attribute.name, value, "a folder path (a non-empty string)")
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """The ``[plugins.tensorboard]`` table, validated.
@@ -92,9 +96,9 @@ class Settings:
             is taken relative to the run folder, ``~`` is expanded.
     """
 
-    steps: bool = True
-    audio: bool = True
-    log_dir: str | None = None
+    steps: bool = attrs.field(default=True, validator=v.instance_of(bool, "true or false"))
+    audio: bool = attrs.field(default=True, validator=v.instance_of(bool, "true or false"))
+    log_dir: str | None = attrs.field(default=None, validator=_folder_path)
 
     def resolve_log_dir(self, run_dir: str | os.PathLike[str]) -> Path:
         """The event-file folder for a run in ``run_dir``."""
@@ -107,28 +111,13 @@ class Settings:
 SETTING_KEYS = tuple(field.name for field in attrs.fields(Settings))
 
 
-def validate_settings(table: Any) -> Settings:
-    """Check a ``[plugins.tensorboard]`` table; an unknown key or a bad value raises ConfigError."""
-    if table is None:
-        return Settings()
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"plugins.{PLUGIN_NAME}", table, "a table of settings (steps, audio, log_dir)")
-    for key in table:
-        if key not in SETTING_KEYS:
-            raise ConfigError.unknown_key(str(key), SETTING_KEYS, owner=f"[plugins.{PLUGIN_NAME}]")
-    for key in ("steps", "audio"):
-        if key in table and not isinstance(table[key], bool):
-            raise ConfigError(f"plugins.{PLUGIN_NAME}.{key}", table[key], "true or false")
-    log_dir = table.get("log_dir")
-    if log_dir is not None and (not isinstance(log_dir, str) or not log_dir.strip()):
-        raise ConfigError(f"plugins.{PLUGIN_NAME}.log_dir", log_dir, "a folder path (a non-empty string)")
-    return Settings(steps=table.get("steps", True), audio=table.get("audio", True), log_dir=log_dir)
-
-
-def settings_from_config(config: Mapping[str, Any]) -> Settings:
-    """The plugin's settings from a resolved config dict (``TrainingStartEvent.config``)."""
-    plugins = config.get("plugins") or {}
-    return validate_settings(plugins.get(PLUGIN_NAME) if isinstance(plugins, Mapping) else None)
+def settings_from_config(config: TrainingConfig | Mapping[str, Any]) -> Settings:
+    """The ``[plugins.tensorboard]`` settings of a config (a TrainingConfig, or the dict of
+    ``TrainingStartEvent.config``), through :func:`sda_core.plugin_settings`: an unknown key or a
+    bad value raises :class:`~sda_core.errors.ConfigError` naming it."""
+    if not isinstance(config, TrainingConfig):
+        config = TrainingConfig.from_dict(config)
+    return plugin_settings(config, PLUGIN_NAME, Settings)
 
 
 class TensorBoardLogger:
@@ -153,9 +142,11 @@ class TensorBoardLogger:
 
     Settings, ``[plugins.tensorboard]`` in ``sda.toml`` or ``--set plugins.tensorboard.KEY=...``:
     ``steps`` (bool, default true), ``audio`` (bool, default true), ``log_dir`` (path). Unknown
-    keys and bad values raise :class:`~sda_core.errors.ConfigError` when the config is resolved,
-    before any training (and, for a resumed run's new settings, at its start, where the engine
-    reports it as a failing plugin and this logger stays idle for that run).
+    keys and bad values raise :class:`~sda_core.errors.ConfigError` from ``sda_check_config``,
+    which vetoes the run (fresh or resumed) before anything runs.
+
+    Loading the plugin imports neither torch nor tensorboard: they are imported when a run opens
+    its writer, so ``sda plugins`` and ``sda scan`` stay light.
     """
 
     name = PLUGIN_NAME
@@ -168,18 +159,16 @@ class TensorBoardLogger:
 
     # -- hooks -----------------------------------------------------------------------------
 
-    @hookimpl(tryfirst=True)
-    def sda_resolve_config(self, overrides: dict[str, Any]) -> None:
-        """Check the user's ``[plugins.tensorboard]`` table before training starts; answers nothing."""
-        plugins = overrides.get("plugins")
-        if isinstance(plugins, Mapping):
-            validate_settings(plugins.get(PLUGIN_NAME))
+    @hookimpl
+    def sda_check_config(self, config: TrainingConfig) -> None:
+        """Veto a bad ``[plugins.tensorboard]`` table before anything runs (fresh or resumed run)."""
+        settings_from_config(config)
 
     @hookimpl
     def sda_on_train_start(self, event: TrainingStartEvent) -> None:
         self._close()  # a writer left open by a run that never ended
         self._reset()
-        self.settings = settings_from_config(event.config)  # ConfigError: idle for this run
+        self.settings = settings_from_config(event.config)  # checked already by sda_check_config
         self.log_dir = self.settings.resolve_log_dir(event.run_dir)
         self._config = dict(event.config)
         self._drained_at = event.timestamp
@@ -243,6 +232,11 @@ class TensorBoardLogger:
             originals = Path(event.directory).parent / "references"
             if originals.is_dir():
                 items += [(str(path), "original") for path in sorted(originals.glob("*.wav"))]
+        import numpy as np
+        import torch
+
+        from sda_tensorboard.spectrogram import mel_image
+
         for path, kind in items:
             audio, rate = _read_mono(path)
             if audio is None:
@@ -305,6 +299,9 @@ class TensorBoardLogger:
         self._awaiting_first_step = False
         self.log_dir.mkdir(parents=True, exist_ok=True)
         _wait_for_a_later_file_name(self.log_dir)
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
         writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step, max_queue=MAX_QUEUE,
                                flush_secs=FLUSH_SECONDS)
         self.writer = writer
@@ -321,6 +318,8 @@ class TensorBoardLogger:
         pending = self._pending
         if not pending or self.writer is None:
             return
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
         file_writer = self.writer._get_file_writer()
         for event in pending:
             values = [Summary.Value(tag="step/loss", simple_value=event.loss),
@@ -333,6 +332,8 @@ class TensorBoardLogger:
         pending.clear()
 
     def _write_scalars(self, values: Mapping[str, float | None], step: int, walltime: float) -> None:
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
         entries = [Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()
                    if value is not None and math.isfinite(value)]
         if entries:
@@ -379,6 +380,9 @@ def _wait_for_a_later_file_name(log_dir: Path) -> None:
 
 def _read_mono(path: str) -> tuple[np.ndarray | None, int]:
     """A WAV file as float32 mono (channels averaged), or (None, 0) with a warning."""
+    import numpy as np
+    import soundfile
+
     try:
         data, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (OSError, RuntimeError, ValueError) as error:  # soundfile.LibsndfileError is a RuntimeError

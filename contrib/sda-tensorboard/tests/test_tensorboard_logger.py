@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from sda_tensorboard import Settings, TensorBoardLogger, settings_from_config
+from sda_tensorboard import logger as logger_module
 
-from sda_core import Engine
-from sda_core.errors import ConfigError
-from sda_core.events import (
+from sda_core import Engine, TrainingConfig
+from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
     PreviewEvent,
@@ -21,9 +22,7 @@ from sda_core.events import (
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
-from sda_core.plugin_host import PluginRuntimeWarning
-from sda_tensorboard import Settings, TensorBoardLogger, settings_from_config, validate_settings
-from sda_tensorboard import logger as logger_module
+from sda_core.errors import ConfigError
 
 COMPONENTS = {"loss": 1.5, "recon": 1.0, "kl": 0.5}
 
@@ -79,7 +78,8 @@ def steps_of(events, tag="step/loss"):
     ({"audio": False, "log_dir": "tb"}, Settings(audio=False, log_dir="tb")),
 ])
 def test_valid_settings(table, expected):
-    assert validate_settings(table) == expected
+    assert settings_from_config({} if table is None else {"plugins": {"tensorboard": table}}) == expected
+    assert settings_from_config(TrainingConfig(plugins={} if table is None else {"tensorboard": table})) == expected
 
 
 @pytest.mark.parametrize("table, field", [
@@ -93,7 +93,7 @@ def test_valid_settings(table, expected):
 ])
 def test_invalid_settings_raise_config_error_naming_the_key(table, field):
     with pytest.raises(ConfigError) as caught:
-        validate_settings(table)
+        settings_from_config({"plugins": {"tensorboard": table}})
     assert caught.value.field == field
     assert field in str(caught.value)
 
@@ -129,25 +129,22 @@ def test_steps_false_logs_epochs_only(tmp_path, tb_events):
     assert "epoch/train_loss" in scalars
 
 
-def test_bad_settings_at_a_start_leave_the_logger_idle(tmp_path):
-    """A resumed run's new settings are only seen at its start: the engine isolates the error."""
+def test_bad_settings_at_a_start_veto_the_run(tmp_path):
+    """A ConfigError in sda_on_train_start is a veto, not an isolated fault (strict or not)."""
     logger = TensorBoardLogger()
     engine = Engine([logger], load_entrypoints=False, strict=False, environ={})
-    with pytest.warns(PluginRuntimeWarning, match="tensorboard.*unknown key 'colour'"):
+    with pytest.raises(ConfigError, match="unknown key 'colour'"):
         engine.emit(TrainingStartEvent(run_dir=tmp_path, config={"plugins": {"tensorboard": {"colour": 1}}}))
-    engine.emit(step(1))
-    engine.emit(epoch(1, spe=1))
-    engine.emit(end())
     assert logger.writer is None and not (tmp_path / "tensorboard").exists()
-    assert list(engine.host.consumer_failures) == ["tensorboard"]
+    assert not engine.host.consumer_failures
 
 
-def test_the_settings_check_answers_no_config():
+def test_the_settings_check_vetoes_a_bad_table():
     logger = TensorBoardLogger()
-    assert logger.sda_resolve_config({"plugins": {"tensorboard": {"steps": False}}}) is None
-    assert logger.sda_resolve_config({}) is None
-    with pytest.raises(ConfigError):
-        logger.sda_resolve_config({"plugins": {"tensorboard": {"nope": 1}}})
+    assert logger.sda_check_config(TrainingConfig(plugins={"tensorboard": {"steps": False}})) is None
+    assert logger.sda_check_config(TrainingConfig()) is None
+    with pytest.raises(ConfigError, match=r"unknown key 'nope' in the \[plugins.tensorboard\] table"):
+        logger.sda_check_config(TrainingConfig(plugins={"tensorboard": {"nope": 1}}))
 
 
 # -- what gets written ---------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from sda_tensorboard import mel_image
 from sda_tensorboard.spectrogram import N_MELS, ROW_SCALE, fft_size, mel_transform, normalised_mel
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import soundfile
+from sda_tensorboard import TensorBoardLogger
 
 from sda_core import hookimpl
 from sda_core.errors import ConfigError, PluginError
-from sda_tensorboard import TensorBoardLogger
 
 
 def step_steps(events, tag="step/loss"):

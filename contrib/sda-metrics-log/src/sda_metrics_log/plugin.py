@@ -17,10 +17,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from sda_core import hookimpl
-from sda_core import write_text_atomic
-from sda_core.errors import ConfigError
-from sda_core.events import (
+from sda_core import TrainingConfig, hookimpl, plugin_settings, write_text_atomic
+from sda_core import validators as v
+from sda_core.config.events import (
     EpochMetrics,
     OverfittingWarning,
     PreviewEvent,
@@ -29,14 +28,13 @@ from sda_core.events import (
     TrainingStartEvent,
     event_to_dict,
 )
+from sda_core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from sda_core.history import MetricsHistory
+    from sda_core.config.history import MetricsHistory
 
 #: The entry-point name, and the ``[plugins.NAME]`` table the settings are read from.
 PLUGIN_NAME = "metrics_log"
-#: Every setting of ``[plugins.metrics_log]``.
-SETTINGS = ("steps", "filename", "csv_filename")
 DEFAULT_EVENTS_FILENAME = "events.jsonl"
 DEFAULT_CSV_FILENAME = "metrics.csv"
 #: The first columns of metrics.csv; then ``train.NAME`` and ``val.NAME`` per loss component.
@@ -49,6 +47,12 @@ EPOCH_KINDS = frozenset({"step", "epoch", "preview", "overfitting"})
 MAX_BUFFERED_EVENTS = 1000
 
 
+def _filename(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip() or value.endswith(("/", os.sep)) \
+            or Path(value).name in ("", ".", ".."):
+        raise ConfigError(attribute.name, value, "a file name (or a path relative to the run folder)")
+
+
 @attrs.frozen
 class Settings:
     """The ``[plugins.metrics_log]`` settings of one run.
@@ -59,42 +63,30 @@ class Settings:
         csv_filename: the per-epoch CSV table, relative to the run folder.
     """
 
-    steps: bool = True
-    filename: str = DEFAULT_EVENTS_FILENAME
-    csv_filename: str = DEFAULT_CSV_FILENAME
+    steps: bool = attrs.field(default=True, validator=v.instance_of(bool, "true or false"))
+    filename: str = attrs.field(default=DEFAULT_EVENTS_FILENAME, validator=_filename)
+    csv_filename: str = attrs.field(default=DEFAULT_CSV_FILENAME, validator=_filename)
 
 
-def read_settings(config: Mapping[str, Any], defaults: Settings | None = None) -> Settings:
-    """The plugin's settings from a run's config dict (``TrainingStartEvent.config``).
+#: Every setting of ``[plugins.metrics_log]``.
+SETTINGS = tuple(field.name for field in attrs.fields(Settings))
 
-    Raises :class:`~sda_core.errors.ConfigError` naming the key for an unknown key or a bad value.
+def read_settings(config: TrainingConfig | Mapping[str, Any], defaults: Settings | None = None) -> Settings:
+    """The plugin's settings from a config (a TrainingConfig, or the dict of ``TrainingStartEvent.config``).
+
+    The table is read through :func:`sda_core.plugin_settings`, so an unknown key or a bad value
+    raises :class:`~sda_core.errors.ConfigError` naming it, as for every plugin; the keys the
+    table sets replace those of ``defaults`` (a host's constructor arguments).
     """
-    defaults = defaults or Settings()
-    table = (config.get("plugins") or {}).get(PLUGIN_NAME) or {}
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"plugins.{PLUGIN_NAME}", table, "a table of settings")
-    for key in table:
-        if key not in SETTINGS:
-            raise ConfigError.unknown_key(str(key), SETTINGS, owner=f"[plugins.{PLUGIN_NAME}]")
-    steps = table.get("steps", defaults.steps)
-    if not isinstance(steps, bool):
-        raise ConfigError(f"plugins.{PLUGIN_NAME}.steps", steps, "true or false")
-    names = {}
-    for key in ("filename", "csv_filename"):
-        value = table.get(key, getattr(defaults, key))
-        _check_filename(key, value)
-        names[key] = value
-    if os.path.normpath(names["filename"]) == os.path.normpath(names["csv_filename"]):
-        raise ConfigError(f"plugins.{PLUGIN_NAME}.csv_filename", names["csv_filename"],
+    if not isinstance(config, TrainingConfig):
+        config = TrainingConfig.from_dict(config)
+    table = plugin_settings(config, PLUGIN_NAME, Settings)
+    chosen = set(config.plugin_settings(PLUGIN_NAME))
+    settings = attrs.evolve(defaults, **{key: getattr(table, key) for key in chosen}) if defaults else table
+    if os.path.normpath(settings.filename) == os.path.normpath(settings.csv_filename):
+        raise ConfigError(f"plugins.{PLUGIN_NAME}.csv_filename", settings.csv_filename,
                           f"a file other than plugins.{PLUGIN_NAME}.filename")
-    return Settings(steps=steps, **names)
-
-
-def _check_filename(key: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip() or value.endswith(("/", os.sep)) \
-            or Path(value).name in ("", ".", ".."):
-        raise ConfigError(f"plugins.{PLUGIN_NAME}.{key}", value,
-                          "a file name (or a path relative to the run folder)")
+    return settings
 
 
 class MetricsLog:
@@ -130,9 +122,8 @@ class MetricsLog:
     read from ``TrainingStartEvent.config`` at each start): ``steps`` (bool, default true: log
     step events), ``filename`` (default ``events.jsonl``) and ``csv_filename`` (default
     ``metrics.csv``), relative to the run folder. An unknown key or a bad value raises
-    :class:`~sda_core.errors.ConfigError` naming the key from ``sda_on_train_start`` (the engine
-    then reports it as a plugin warning and the run goes on without a log; under
-    ``SDA_STRICT_PLUGINS=1`` the run stops).
+    :class:`~sda_core.errors.ConfigError` naming the key from ``sda_check_config``, which vetoes
+    the run (fresh or resumed) before anything runs.
 
     The constructor's arguments are the defaults a host application embedding sda may choose;
     the run's settings override them.
@@ -145,8 +136,8 @@ class MetricsLog:
 
     def __init__(self, *, steps: bool = True, filename: str = DEFAULT_EVENTS_FILENAME,
                  csv_filename: str = DEFAULT_CSV_FILENAME) -> None:
-        self.defaults = read_settings({"plugins": {PLUGIN_NAME: {
-            "steps": steps, "filename": filename, "csv_filename": csv_filename}}})
+        self.defaults = read_settings(TrainingConfig(plugins={PLUGIN_NAME: {
+            "steps": steps, "filename": filename, "csv_filename": csv_filename}}))
         self.settings = self.defaults
         self.events_path: Path | None = None
         self.csv_path: Path | None = None
@@ -161,6 +152,11 @@ class MetricsLog:
         self._history_checked = False
 
     # -- hooks -----------------------------------------------------------------------------
+
+    @hookimpl
+    def sda_check_config(self, config: TrainingConfig) -> None:
+        """Veto a bad ``[plugins.metrics_log]`` table before anything runs."""
+        read_settings(config, self.defaults)
 
     @hookimpl
     def sda_on_train_start(self, event: TrainingStartEvent) -> None:

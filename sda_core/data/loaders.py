@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import random
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,10 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from sda_core.config import TrainingConfig
-from sda_core.dataset_info import DatasetSummary, FileSplit
-from sda_core.errors import DatasetError, PluginError
+from sda_core.config.dataset import DatasetSummary, FileSplit
+from sda_core.data.augmentation import AugmentationPipeline
+from sda_core.errors import DatasetError
+from sda_core.hooks.facade import Hooks, as_hooks
 
 #: Workers run at a lower priority, filling the gaps the training threads leave instead of
 #: competing with them for the cores.
@@ -112,7 +114,7 @@ def samples_per_epoch(config: TrainingConfig, train_items: int) -> int:
 def create_data_loaders(
     summary: DatasetSummary,
     config: TrainingConfig,
-    engine: Any = None,
+    engine: Hooks | Any = None,
     *,
     split: FileSplit | None = None,
     device: str | torch.device = "cpu",
@@ -124,7 +126,8 @@ def create_data_loaders(
     Args:
         summary: the scan of the data folder.
         config: the resolved config.
-        engine: the Engine whose plugins answer; a default Engine (entry points) when None.
+        engine: the hooks whose plugins answer (``engine.hooks``, or an Engine, which holds
+            them); when None, the plugins of the ``sda`` entry points.
         split: reuse a saved split (a resumed run) instead of asking ``sda_split_files``.
         device: the training device; memory is pinned for CUDA.
         rank, world_size: this process's share of the training chunks under torch.distributed.
@@ -132,12 +135,9 @@ def create_data_loaders(
     The training loader's sampler is an :class:`EpochSampler`: call
     ``train_loader.sampler.set_epoch(epoch)`` before iterating each epoch.
     """
-    from sda_core.augment import AugmentationPipeline
-    from sda_core.engine import Engine
-
-    engine = engine if engine is not None else Engine()
+    hooks = as_hooks(engine) if engine is not None else Hooks.from_entrypoints()
     if split is None:
-        split = engine.split_files(summary.files, config)
+        split = hooks.split_files(summary.files, config)
     by_path = {info.path: info for info in summary.files}
     unknown = sorted((set(split.train) | set(split.validation)) - set(by_path))
     if unknown:
@@ -146,9 +146,9 @@ def create_data_loaders(
     val_files = tuple(by_path[path] for path in split.validation)
     augment = None
     if config.augmentation_probability > 0 and config.augmentation_strength > 0:
-        augment = AugmentationPipeline.from_engine(engine, config)
-    train_set = _check_dataset(engine, engine.make_dataset(train_files, config, "train", augment, root=summary.root))
-    val_set = _check_dataset(engine, engine.make_dataset(val_files, config, "validation", None, root=summary.root))
+        augment = AugmentationPipeline.from_hooks(hooks, config)
+    train_set = hooks.make_dataset(train_files, config, "train", augment, root=summary.root)
+    val_set = hooks.make_dataset(val_files, config, "validation", None, root=summary.root)
 
     workers = config.num_workers if config.num_workers is not None else default_num_workers()
     common: dict[str, Any] = {
@@ -172,16 +172,6 @@ def create_data_loaders(
                                epoch_keys=getattr(val_set, "epoch_keys", False))
     val_loader = DataLoader(val_set, sampler=val_sampler, drop_last=False, **common)
     return train_loader, val_loader, split
-
-
-def _check_dataset(engine: Any, dataset: Any) -> Any:
-    """The dataset, unless it is not a map-style dataset: then a PluginError naming its plugin."""
-    kind = type(dataset)
-    if hasattr(kind, "__getitem__") and hasattr(kind, "__len__") and not isinstance(dataset, (str, bytes, Mapping)):
-        return dataset
-    plugin = engine.host.answered_by("sda_make_dataset") or "?"
-    raise PluginError(plugin, f"plugin {plugin!r} answered sda_make_dataset with {kind.__name__}, expected a "
-                      "map-style torch.utils.data.Dataset (with __len__ and __getitem__)")
 
 
 def _seed_worker(worker_id: int) -> None:

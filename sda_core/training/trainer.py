@@ -24,24 +24,26 @@ import attrs
 import torch
 
 from sda_core.atomic import remove_stale_temporaries, write_text_atomic
-from sda_core.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from sda_core.config import TrainingConfig, apply_overrides, get_effective_preview_interval
-from sda_core.dataset_info import DatasetSummary, FileSplit
-from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError
-from sda_core.events import (
+from sda_core.config.dataset import DatasetSummary, FileSplit
+from sda_core.config.events import (
     EpochMetrics,
-    OverfittingWarning,
-    PreviewEvent,
     StepMetrics,
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
-from sda_core.history import MetricsHistory
-from sda_core.loaders import create_data_loaders
-from sda_core.model import LOSS_KEY, SAMPLER_FIT_CHUNKS, SamplerFitting, objective_of
-from sda_core.scan import require_usable, scan_folder
+from sda_core.config.history import MetricsHistory
+from sda_core.config.overrides import collect_overrides
+from sda_core.config.training_config import stored_config
+from sda_core.data.loaders import create_data_loaders
+from sda_core.data.scan import require_usable, scan_folder
+from sda_core.data.splits import reconcile_split
+from sda_core.errors import ConfigError, DatasetError, TrainingError
+from sda_core.hooks.facade import Hooks, as_hooks
 from sda_core.serialization import to_jsonable
-from sda_core.splits import reconcile_split
+from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
+from sda_core.training.model import LOSS_KEY, SAMPLER_FIT_CHUNKS, SamplerFitting, objective_of
+from sda_core.training.run_folder import RunLock, RunPaths, default_run_dir, prepare_run_folder
 
 #: Settings that shape the model or the data; a resumed run cannot change them.
 FIXED_ON_RESUME = ("preset", "sample_rate", "channels", "chunk_seconds", "latent_dim",
@@ -50,10 +52,6 @@ FIXED_ON_RESUME = ("preset", "sample_rate", "channels", "chunk_seconds", "latent
 PREVIEW_REFERENCES = 4
 #: Share of all steps spent warming the learning rate up (then a cosine decay to 10%).
 WARMUP_FRACTION = 0.05
-
-
-class TrainingError(SdaError):
-    """Training cannot go on (a non-finite loss, an unusable output folder ...)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -94,46 +92,6 @@ class TrainingResult:
         return to_jsonable(self)
 
 
-@attrs.frozen
-class RunPaths:
-    """Where a run keeps its files."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
-
-    @property
-    def dataset(self) -> Path:
-        return self.root / "dataset.json"
-
-    @property
-    def history(self) -> Path:
-        return self.root / "history.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def last(self) -> Path:
-        return self.checkpoints / LAST
-
-    @property
-    def best(self) -> Path:
-        return self.checkpoints / BEST
-
-    @property
-    def previews(self) -> Path:
-        return self.root / "previews"
-
-
-def default_run_dir(data_dir: str | Path) -> Path:
-    """``runs/<name of the data folder>``."""
-    return Path("runs") / Path(data_dir).resolve().name
-
-
 def select_device(requested: str | torch.device) -> torch.device:
     """``auto``: cuda, then mps, then cpu. An explicit device must be available here."""
     name = str(requested)
@@ -153,7 +111,7 @@ def select_device(requested: str | torch.device) -> torch.device:
 
 def resume_config(saved: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> TrainingConfig:
     """The saved config with the new overrides; settings that shape model or data cannot change."""
-    config = TrainingConfig.from_dict(saved)
+    config = stored_config(saved)
     updated = apply_overrides(config, overrides)
     for key in FIXED_ON_RESUME:
         if getattr(updated, key) != getattr(config, key):
@@ -207,20 +165,22 @@ class Trainer:
 
     def __init__(
         self,
-        engine: Any,
+        hooks: Hooks,
         data_dir: str | Path,
         run_dir: str | Path | None = None,
         overrides: Mapping[str, Any] | None = None,
         *,
         resume: bool = False,
+        overwrite: bool = False,
         device: str | None = None,
         stop_event: threading.Event | None = None,
     ) -> None:
-        self.engine = engine
+        self.hooks = as_hooks(hooks)
         self.data_dir = Path(data_dir)
         self.paths = RunPaths(Path(run_dir) if run_dir is not None else default_run_dir(data_dir))
         self.overrides = dict(overrides or {})
         self.resume = resume
+        self.overwrite = overwrite
         self.requested_device = device
         self.stop_event = stop_event or threading.Event()
         self.stop_reason = "stop_requested"
@@ -229,27 +189,49 @@ class Trainer:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> TrainingResult:
+        """Train while holding the run folder's lock; a fresh run checks that the folder holds no
+        other run (or empties it, with ``overwrite``) once its data and settings are usable."""
+        if self.resume and self.overwrite:
+            raise TrainingError("resume and overwrite exclude each other: resume continues the run, "
+                                "overwrite deletes it")
+        lock = RunLock(self.paths.root, action="resuming" if self.resume else "training")
+        try:
+            lock.acquire()
+        except OSError as error:
+            raise TrainingError(f"cannot write to the run folder '{self.paths.root}': "
+                                f"{error.strerror or error}") from None
+        with lock:
+            return self._run()
+
+    def _prepare_fresh_folder(self) -> None:
+        """Refuse a folder holding another run, or empty it with ``overwrite``; called once the
+        data and settings are known to be usable, before anything is written."""
+        if self.overwrite and _inside(self.data_dir, self.paths.root):
+            raise TrainingError(f"the data folder '{self.data_dir}' is inside the run folder "
+                                f"'{self.paths.root}'; --overwrite would delete it")
+        prepare_run_folder(self.paths.root, overwrite=self.overwrite)
+
+    def _run(self) -> TrainingResult:
         started = time.perf_counter()
         summary = scan_folder(self.data_dir)
         require_usable(summary)
         state = self._load_resume_state()
         if state is not None:
-            config = resume_config(state["config"], self.engine.collect_overrides(self.data_dir, cli=self.overrides))
+            config = resume_config(state["config"], collect_overrides(self.data_dir, cli=self.overrides))
             split = self._reconciled_split(state, summary)
             history = MetricsHistory.from_dict(state["history"])
         else:
-            config = self.engine.resolve_config(summary, self.engine.collect_overrides(self.data_dir, cli=self.overrides))
+            config = self.hooks.resolve_config(summary, collect_overrides(self.data_dir, cli=self.overrides))
             split, history = None, MetricsHistory.for_config(config)
+        self.hooks.check_config(config)  # every plugin may veto the settings before anything runs
+        if state is None:
+            self._prepare_fresh_folder()
         device = select_device(self.requested_device or config.device)
         # initialisation, dropout and the model's sampling draw from torch's global generator: seed
         # it, so a seed gives one run (a resumed run restores the generator from its checkpoint)
         torch.manual_seed(config.seed)
-        train_loader, val_loader, split = create_data_loaders(summary, config, self.engine, split=split, device=device)
-        model = self.engine.make_model(config)
-        if not isinstance(model, torch.nn.Module):
-            plugin = self.engine.host.answered_by("sda_make_model") or "?"
-            raise PluginError(plugin, f"plugin {plugin!r} answered sda_make_model with {type(model).__name__}, "
-                              "expected a torch.nn.Module")
+        train_loader, val_loader, split = create_data_loaders(summary, config, self.hooks, split=split, device=device)
+        model = self.hooks.make_model(config, check=True)
         model = model.to(device)
         parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         check_output_folder(self.paths, needed_bytes=checkpoint_space(self.paths, parameter_bytes))
@@ -282,7 +264,7 @@ class Trainer:
                         train_files=tuple(info for info in summary.files if info.path in set(split.train)),
                         root=str(summary.root))
 
-        self.engine.emit(TrainingStartEvent(
+        self.hooks.emit(TrainingStartEvent(
             run_dir=str(self.paths.root), config=config.to_dict(), train_files=len(split.train),
             validation_files=len(split.validation), start_epoch=min(start_epoch, config.max_epochs),
             max_epochs=config.max_epochs, steps_per_epoch=steps_per_epoch, device=str(device),
@@ -311,12 +293,12 @@ class Trainer:
                 self._fit_sampler(run)
                 self._preview(run, history.last_epoch, references)
         except BaseException as error:
-            self.engine.emit(self._complete_event(run, f"error: {type(error).__name__}: {error}", started))
+            self.hooks.emit(self._complete_event(run, f"error: {type(error).__name__}: {error}", started))
             raise
         if not self.paths.last.exists() or reason == self.stop_reason:
             self._save_last(run)  # an interrupted epoch keeps its weights, not its steps
         event = self._complete_event(run, reason, started)
-        self.engine.emit(event)
+        self.hooks.emit(event)
         return TrainingResult(
             run_dir=event.run_dir, reason=event.reason, epochs_completed=event.epochs_completed,
             steps=event.steps, best_epoch=event.best_epoch, best_val_loss=event.best_val_loss,
@@ -365,7 +347,7 @@ class Trainer:
                 duration=finished - wait_started, data_wait=fetched - wait_started,
             )
             history.record_step(metrics)
-            self.engine.emit(metrics)
+            self.hooks.emit(metrics)
             if self.stop_event.is_set():
                 history.truncate_to_epoch(epoch - 1)
                 run.step = history.steps[-1].step if history.steps else run.step - epoch_step
@@ -390,18 +372,17 @@ class Trainer:
     def _end_of_epoch(self, run: "_RunState", epoch: int) -> str | None:
         """Events, checkpoints, then the overfitting check and the stop decision, after an epoch."""
         history, config = run.history, run.config
-        self.engine.emit(history.epochs[-1], history=history)
+        self.hooks.emit(history.epochs[-1], history=history)
         if (history.best_epoch in (epoch, None) or epoch % get_effective_preview_interval(config) == 0
                 or epoch == config.max_epochs):
             self._fit_sampler(run)  # so best.pt, last.pt and the previews sample from these weights' codes
         if history.best_epoch == epoch or history.best_epoch is None:
             self._save(run, self.paths.best)
         self._save_last(run)  # before asking plugins anything: a faulty one cannot cost this epoch
-        warning = self.engine.host.call_provider("sda_check_overfitting", OverfittingWarning,
-                                                 history=history, config=config)
+        warning = self.hooks.check_overfitting(history, config)
         if warning is not None:
-            self.engine.emit(warning)
-        return self.engine.should_stop(history, config)
+            self.hooks.emit(warning)
+        return self.hooks.should_stop(history, config)
 
     @torch.no_grad()
     def _validate(self, model: Any, loader: Any, *, epoch: int, amp: "_Precision") -> tuple[float | None, dict]:
@@ -431,14 +412,14 @@ class Trainer:
 
     @torch.no_grad()
     def _fit_sampler(self, run: "_RunState") -> None:
-        """Hand a model with ``fit_sampler`` (:class:`sda_core.model.SamplerFitting`) the posterior
+        """Hand a model with ``fit_sampler`` (:class:`sda_core.training.model.SamplerFitting`) the posterior
         means of the unaugmented training chunks (epoch 0's grid, at most SAMPLER_FIT_CHUNKS evenly
         spread), read once through the dataset provider and kept in memory for the run."""
         model = run.model
         if not isinstance(model, SamplerFitting):
             return
         if run.fit_chunks is None:
-            dataset = self.engine.make_dataset(run.train_files, run.config, "train", None, root=run.root)
+            dataset = self.hooks.make_dataset(run.train_files, run.config, "train", None, root=run.root)
             count = len(dataset)
             picks = sorted({round(i * count / SAMPLER_FIT_CHUNKS) for i in range(SAMPLER_FIT_CHUNKS)} & set(range(count)))
             keyed = getattr(dataset, "epoch_keys", False)
@@ -455,13 +436,10 @@ class Trainer:
         directory.mkdir(parents=True, exist_ok=True)
         model = run.model
         model.eval()
-        event = self.engine.host.call_provider(
-            "sda_render_previews", PreviewEvent, model=model, config=run.config, epoch=epoch,
-            directory=str(directory), references=references,
-        )
+        event = self.hooks.render_previews(model, run.config, epoch, str(directory), references)
         model.train()
         if event is not None:
-            self.engine.emit(event)
+            self.hooks.emit(event)
 
     # -- files -----------------------------------------------------------------------------
 
@@ -541,6 +519,11 @@ class _RunState:
     train_files: tuple = ()
     root: str = ""
     fit_chunks: Any = None  # the unaugmented training chunks handed to fit_sampler, read once
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (symbolic links resolved)."""
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 @contextmanager

@@ -34,18 +34,14 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from sda_core.errors import PluginError
+from sda_core.errors import TransformError
+from sda_core.hooks.facade import as_hooks
 
 if TYPE_CHECKING:
     from sda_core.config import TrainingConfig
-    from sda_core.engine import Engine
+    from sda_core.hooks.facade import Hooks
 
 __all__ = ["AugmentationPipeline", "Params", "Transform", "TransformError", "check_transform"]
-
-
-class TransformError(PluginError, TypeError):
-    """A plugin's ``sda_augmentations`` contributed a transform that does not follow
-    :class:`Transform` or does not pickle; the message names the plugin."""
 
 
 #: The parameters of one application of a transform: JSON-compatible scalars (numbers, short
@@ -110,7 +106,7 @@ def check_transform(transform: object) -> None:
     label = f"{type(transform).__module__}.{type(transform).__qualname__}"
     for method in ("sample", "apply"):
         if not callable(getattr(transform, method, None)):
-            raise TypeError(f"augmentation transform {label} has no {method}() method (see sda_core.augment.Transform)")
+            raise TypeError(f"augmentation transform {label} has no {method}() method (see sda_core.data.augmentation.Transform)")
     name = getattr(transform, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"augmentation transform {label} needs a non-empty string attribute 'name'")
@@ -184,7 +180,12 @@ class AugmentationPipeline:
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def from_engine(cls, engine: Engine, config: TrainingConfig) -> AugmentationPipeline:
+    def from_engine(cls, engine: Any, config: TrainingConfig) -> AugmentationPipeline:
+        """:meth:`from_hooks` with an Engine's hooks (``engine.hooks``)."""
+        return cls.from_hooks(engine, config)
+
+    @classmethod
+    def from_hooks(cls, hooks: Hooks, config: TrainingConfig) -> AugmentationPipeline:
         """The pipeline of a run: every plugin's ``sda_augmentations(config)``, composed.
 
         Uses ``config.augmentation_probability``, ``config.seed`` and ``config.sample_rate``.
@@ -192,7 +193,7 @@ class AugmentationPipeline:
         plugins validate their settings). Raises :class:`TransformError` (a ``TypeError``) naming
         the plugin and the transform that does not follow :class:`Transform` or does not pickle.
         """
-        contributed = engine.host.call_collector("sda_augmentations", config=config)
+        contributed = as_hooks(hooks).augmentations(config)
         for plugin, transform in contributed:
             try:
                 check_transform(transform)

@@ -18,17 +18,13 @@ from typing import Any
 from rich.console import Console
 
 from sda_core import __version__
+from sda_core.config.overrides import parse_set_options
 from sda_core.engine import Engine
-from sda_core.errors import ConfigError, DatasetError, PluginError, SdaError
-from sda_core.overrides import parse_set_options
+from sda_core.errors import ConfigError, DatasetError, PluginError, RunExistsError, SdaError, UsageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Epochs `sda demo` trains: a few minutes on 2 CPU cores.
 DEMO_EPOCHS = 60
-
-
-class UsageError(SdaError):
-    """A command-line argument cannot be used (exit code 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("data_dir", metavar="DIR", help="folder of audio files (searched recursively)")
     train.add_argument("--out", metavar="RUN", help="run folder (default: runs/<name of DIR>)")
     train.add_argument("--resume", metavar="RUN", help="continue this run folder from its last checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete the run already in the run folder (all its files, previews included) first")
     train.add_argument("--max-epochs", type=int, metavar="N", help="train up to epoch N (also to extend a resumed run)")
     train.add_argument("--device", metavar="D", help="cpu, cuda, mps or auto (default: the config's, auto)")
     train.add_argument("--seed", type=int, metavar="N", help="seed of initialisation, offsets and augmentation")
@@ -118,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = Console(stderr=True)
     try:
         return args.handler(args, console, errors)
-    except (UsageError, ConfigError) as error:
+    except (UsageError, ConfigError, RunExistsError) as error:
         errors.print(f"sda: error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except (DatasetError, PluginError, SdaError) as error:
@@ -133,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace, console: Console, errors: Console) -> int:
-    from sda_core.report import print_plugins
+    from sda_core.cli.report import print_plugins
 
     engine, caught = _with_warnings(lambda: _engine(args))
     infos = engine.plugin_infos()
@@ -146,8 +144,8 @@ def cmd_plugins(args: argparse.Namespace, console: Console, errors: Console) -> 
 
 
 def cmd_scan(args: argparse.Namespace, console: Console, errors: Console) -> int:
-    from sda_core.report import print_config, print_dataset_warnings, print_scan, scan_to_dict
-    from sda_core.scan import require_usable
+    from sda_core.cli.report import print_config, print_dataset_warnings, print_scan, scan_to_dict
+    from sda_core.data.scan import require_usable
 
     data_dir = _existing_folder(args.data_dir)
     overrides = parse_set_options(args.set)
@@ -158,6 +156,7 @@ def cmd_scan(args: argparse.Namespace, console: Console, errors: Console) -> int
         config = None
         if summary.files:
             config = engine.resolve_config(summary, engine.collect_overrides(data_dir, cli=overrides))
+            engine.check_config(config)  # every plugin may veto the settings (sda_check_config)
         return summary, config
 
     (summary, config), caught = _with_warnings(resolve)
@@ -178,7 +177,7 @@ def cmd_scan(args: argparse.Namespace, console: Console, errors: Console) -> int
 
 def _analyse(summary: Any, config: Any, content: bool, console: Console | None) -> Any:
     """Chunk counts and content checks of the scanned files (a spinner while decoding, on a terminal)."""
-    from sda_core.audio_checks import analyse_dataset
+    from sda_core.data.analysis import analyse_dataset
 
     if content and console is not None and console.is_terminal:
         with console.status(f"checking the audio of {summary.file_count} files ...", spinner="dots"):
@@ -190,6 +189,8 @@ def cmd_train(args: argparse.Namespace, console: Console, errors: Console) -> in
     data_dir = _existing_folder(args.data_dir)
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise UsageError("give the run folder once: --resume RUN (or --out RUN), not two different ones")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues a run and --overwrite deletes it: give one of them")
     overrides = parse_set_options(args.set)
     if args.max_epochs is not None:
         overrides["max_epochs"] = args.max_epochs
@@ -198,15 +199,16 @@ def cmd_train(args: argparse.Namespace, console: Console, errors: Console) -> in
     engine, caught = _with_warnings(lambda: _engine(args))
     _print_warnings(errors, caught)
     result, caught = _with_warnings(lambda: engine.train(
-        data_dir, args.resume or args.out, overrides, resume=bool(args.resume), device=args.device))
+        data_dir, args.resume or args.out, overrides, resume=bool(args.resume), overwrite=args.overwrite,
+        device=args.device))
     _print_warnings(errors, caught)
     _print_result(console, result)
     return 130 if result.interrupted else EXIT_OK
 
 
 def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) -> int:
-    from sda_core.generate import generate_files
-    from sda_core.training import select_device
+    from sda_core.training.generation import generate_files
+    from sda_core.training.trainer import select_device
 
     if args.count < 1:
         raise UsageError("-n must be at least 1")
@@ -225,9 +227,9 @@ def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) ->
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console, errors: Console) -> int:
-    from sda_core.evaluation import evaluate_run
-    from sda_core.report import print_evaluation
-    from sda_core.training import select_device
+    from sda_core.cli.report import print_evaluation
+    from sda_core.training.evaluation import evaluate_run
+    from sda_core.training.trainer import select_device
 
     if args.count < 2:
         raise UsageError("-n must be at least 2")
@@ -249,14 +251,15 @@ def cmd_evaluate(args: argparse.Namespace, console: Console, errors: Console) ->
 
 def _evaluate(evaluate_run: Callable[..., Any], engine: Engine, run_dir: Path, args: argparse.Namespace,
               select_device: Callable[[str], Any]) -> Any:
-    return evaluate_run(run_dir, engine=engine, count=args.count, seed=args.seed, temperature=args.temperature,
+    return evaluate_run(run_dir, hooks=engine, count=args.count, seed=args.seed, temperature=args.temperature,
                         device=select_device(args.device))
 
 
 def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int:
-    from sda_core.demo_data import synthesize_demo_dataset
-    from sda_core.generate import generate_files
-    from sda_core.report import print_config, print_scan
+    from sda_core.cli.report import print_config, print_scan
+    from sda_core.data.demo import synthesize_demo_dataset
+    from sda_core.training.generation import generate_files
+    from sda_core.training.run_folder import RunPaths
 
     out = Path(args.out)
     data_dir = out / "data"
@@ -275,11 +278,12 @@ def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int
     print_config(console, config)
     _print_warnings(errors, caught)
     run_dir = out / "run"
-    resume = (run_dir / "checkpoints" / "last.pt").exists()
+    resume = RunPaths(run_dir).last.exists()
     if resume:
         console.print(f"resuming the demo run in {run_dir}")
+    # the demo owns its run folder: a fresh demo replaces an earlier one
     result, caught = _with_warnings(lambda: engine.train(data_dir, run_dir, overrides, resume=resume,
-                                                         device=args.device))
+                                                         overwrite=not resume, device=args.device))
     _print_warnings(errors, caught)
     _print_result(console, result)
     if result.interrupted:

@@ -1,13 +1,13 @@
 """Content checks of a scanned dataset: clipping, DC offset, silence, NaN/Inf, truncation.
 
-The header scan (:mod:`sda_core.scan`) decodes nothing, so it cannot see what is *in* the files.
+The header scan (:mod:`sda_core.data.scan`) decodes nothing, so it cannot see what is *in* the files.
 This module runs after it: :func:`analyse_file` streams one file through libsndfile in blocks of
 :data:`BLOCK_FRAMES` frames (never the whole file at once, so a long recording costs one block of
 memory) and measures its peak, clipping, DC offset, RMS level, non-finite samples and how many
 frames are really readable. :func:`analyse_dataset` does that for every usable file (in a small
 thread pool: libsndfile is called through cffi, which releases the GIL, and numpy's reductions
 release it too), adds the chunk counts the dataset will build from the headers
-(:func:`sda_core.chunking.file_chunk_count`), the seconds of training audio, and a list of
+(:func:`sda_core.data.chunks.file_chunk_count`), the seconds of training audio, and a list of
 :class:`DatasetWarning` for the report of ``sda scan``.
 
 Warnings (``DatasetWarning.code``):
@@ -39,10 +39,10 @@ import attrs
 import numpy as np
 import soundfile
 
-from sda_core.chunking import chunk_frames, file_chunk_count
+from sda_core.audio.paths import native_path
 from sda_core.config import TrainingConfig
-from sda_core.dataset_info import AudioFileInfo, DatasetSummary
-from sda_core.scan import native_path
+from sda_core.config.dataset import AudioFileInfo, DatasetSummary
+from sda_core.data.chunks import chunk_frames, file_chunk_count
 from sda_core.serialization import from_jsonable, to_jsonable
 
 #: Frames decoded per read; a file is never held in memory whole.

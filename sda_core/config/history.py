@@ -12,9 +12,9 @@ from typing import Any
 import attrs
 
 from sda_core import validators as v
-from sda_core.config import TrainingConfig
+from sda_core.config.events import EpochMetrics, StepMetrics
+from sda_core.config.training_config import TrainingConfig
 from sda_core.errors import ConfigError
-from sda_core.events import EpochMetrics, StepMetrics
 from sda_core.serialization import from_jsonable, to_jsonable
 
 
@@ -219,3 +219,14 @@ class MetricsHistory:
             sample = value(metrics)
             smoothed = sample if smoothed is None else smoothed + self.eta_smoothing * (sample - smoothed)
         return smoothed
+
+
+def format_duration(seconds: float) -> str:
+    """``83.4`` -> ``"1m 23.4s"``; ``5025`` -> ``"1h 23m 45s"``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{int(minutes)}m {secs:04.1f}s"
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}h {minutes:02d}m {int(secs):02d}s"

@@ -56,8 +56,8 @@ import torch
 import torchaudio
 
 from sda_core.atomic import write_atomic
-from sda_core.errors import SdaError
-from sda_core.scan import native_path
+from sda_core.audio.paths import native_path
+from sda_core.errors import AudioReadError, SdaError  # noqa: F401 (AudioReadError: public here too)
 
 __all__ = [
     "AudioReadError",
@@ -95,50 +95,6 @@ _MAX_KERNEL_TAPS = 2**22
 
 _BLOCK_FRAMES = 65536  # frames per read when decoding a whole file
 _SALVAGE_FRAMES = 1024  # frames per read when recovering what a damaged file still holds
-
-
-class AudioReadError(SdaError):
-    """An audio file could not be read, or its audio is unusable (NaN or Inf samples).
-
-    Attributes:
-        path: the file, as it was passed in.
-        reason: what went wrong, without the file name (libsndfile's own words where it has some).
-    """
-
-    def __init__(self, path: str | os.PathLike[str], reason: str, message: str | None = None) -> None:
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(message if message is not None else f"cannot read audio file '{self.path}': {reason}")
-
-    def __reduce__(self) -> tuple[Any, ...]:  # crosses DataLoader worker boundaries intact
-        return (type(self), (self.path, self.reason, str(self)))
-
-    @classmethod
-    def unreadable(cls, path: str | os.PathLike[str], error: BaseException) -> "AudioReadError":
-        """The error for a file libsndfile (or the operating system) refused to open or read."""
-        return cls(path, _reason(path, error))
-
-    @classmethod
-    def non_finite(cls, path: str | os.PathLike[str], frame: int) -> "AudioReadError":
-        """The error for audio holding NaN or Inf samples (``frame``: the first such frame)."""
-        reason = f"the audio contains NaN or Inf samples (first at frame {frame})"
-        message = (f"audio file '{os.fspath(path)}' contains NaN or Inf samples (first at frame {frame}); "
-                   "re-export it as PCM or remove it from the dataset")
-        return cls(path, reason, message)
-
-
-def _reason(path: str | os.PathLike[str], error: BaseException) -> str:
-    """libsndfile's reason, or the operating system's where libsndfile only says 'System error'."""
-    if isinstance(error, OSError):
-        return error.strerror or str(error)
-    text = getattr(error, "error_string", None) or str(error)
-    text = text.strip().rstrip(".") or type(error).__name__
-    if text.lower() == "system error":
-        try:
-            os.stat(path)
-        except OSError as os_error:
-            return os_error.strerror or text
-    return text
 
 
 def needs_decode_cache(format: str | None) -> bool:  # noqa: A002 - soundfile's own word

@@ -11,6 +11,9 @@ Two kinds of hook:
   the plugin. A provider may also be wrapped (``wrapper=True``), typically to adjust the
   config ``sda_resolve_config`` answers; behind a wrapper a wrong-typed answer cannot be
   attributed to one plugin, so the error says so.
+* **Checks** (``sda_check_config``): every implementation is called with the resolved config
+  and may veto it by raising :class:`~sda_core.errors.ConfigError`, which stops the command
+  before anything runs; any other exception is fatal, with the plugin's name.
 * **Collectors** (``sda_augmentations``, ``sda_evaluate_metrics``): every implementation
   contributes (a list of transforms, a dict of metrics); one that raises or answers something of
   the wrong type is fatal, with the plugin's name.
@@ -25,15 +28,17 @@ DataLoader worker; the plugin manager never crosses a process boundary.
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+from sda_core.config.events import EVENT_CLASSES
 
 if TYPE_CHECKING:
-    from sda_core.augment import Transform
+    from numpy import ndarray
+
     from sda_core.config import TrainingConfig
-    from sda_core.dataset_info import AudioFileInfo, DatasetSummary, FileSplit
-    from sda_core.events import (
+    from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit
+    from sda_core.config.events import (
         EpochMetrics,
         OverfittingWarning,
         PreviewEvent,
@@ -41,35 +46,10 @@ if TYPE_CHECKING:
         TrainingCompleteEvent,
         TrainingStartEvent,
     )
-    from sda_core.history import MetricsHistory
-    from numpy import ndarray
+    from sda_core.config.history import MetricsHistory
+    from sda_core.data.augmentation import Transform
 
-PROJECT_NAME = "sda"
-hookspec = pluggy.HookspecMarker(PROJECT_NAME)
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
-
-#: Hooks whose first non-None answer wins.
-PROVIDER_HOOKS = (
-    "sda_resolve_config",
-    "sda_split_files",
-    "sda_make_dataset",
-    "sda_make_model",
-    "sda_check_overfitting",
-    "sda_render_previews",
-    "sda_should_stop",
-)
-#: Hooks every implementation of which contributes a list, concatenated in call order.
-COLLECTOR_HOOKS = ("sda_augmentations", "sda_evaluate_metrics")
-#: Notification hooks, called one implementation at a time with failure isolation.
-CONSUMER_HOOKS = (
-    "sda_on_train_start",
-    "sda_on_step",
-    "sda_on_epoch",
-    "sda_on_preview",
-    "sda_on_overfitting",
-    "sda_on_train_end",
-)
-
+from sda_core.hooks.markers import PROJECT_NAME, hookimpl, hookspec  # noqa: F401 (public here too)
 
 # -- providers ------------------------------------------------------------------------------
 
@@ -95,7 +75,7 @@ def sda_split_files(files: tuple[AudioFileInfo, ...], config: TrainingConfig) ->
 
     :param files: the usable files of the scan, sorted by path.
     :param config: the resolved config (``validation_fraction``, ``split_seed``).
-    :return: a :class:`~sda_core.dataset_info.FileSplit` (no file in both sets), or None.
+    :return: a :class:`~sda_core.config.dataset.FileSplit` (no file in both sets), or None.
 
     firstresult. Reference: ``file_split`` (trylast). Called once per fresh run in the main
     process; a resumed run reuses the split saved in its run folder and does not call it.
@@ -145,7 +125,7 @@ def sda_check_overfitting(history: MetricsHistory, config: TrainingConfig) -> Ov
 
     :param history: the run's history, the just-finished epoch included. Read-only.
     :param config: the resolved config (``overfitting_threshold``, ``overfitting_patience`` ...).
-    :return: an :class:`~sda_core.events.OverfittingWarning`, which the engine then delivers to
+    :return: an :class:`~sda_core.config.events.OverfittingWarning`, which the engine then delivers to
         every ``sda_on_overfitting`` consumer, or None.
 
     firstresult. Reference: ``overfitting_detector`` (trylast). Called once per epoch in the
@@ -165,7 +145,7 @@ def sda_render_previews(
     :param directory: the folder to write into (``previews/epoch_NNNN``), already created.
     :param references: fixed validation chunks (a CPU tensor, batch x channels x samples, the
         same every time) to reconstruct, so successive previews are comparable.
-    :return: a :class:`~sda_core.events.PreviewEvent` naming the files written, or None.
+    :return: a :class:`~sda_core.config.events.PreviewEvent` naming the files written, or None.
 
     firstresult. Reference: ``previews`` (trylast). Called every effective preview interval and
     after the last epoch, in the main process; the engine then calls ``sda_on_preview``.
@@ -221,8 +201,25 @@ def sda_evaluate_metrics(
         that is not a real number is a PluginError naming the plugin.
 
     Not firstresult: every implementation contributes. Called once per ``sda evaluate`` (and
-    :func:`sda_core.evaluation.evaluate_run`) in the main process, after the weights-free figures
+    :func:`sda_core.training.evaluation.evaluate_run`) in the main process, after the weights-free figures
     (resemblance, copying, diversity, 1-NN accuracy, reconstruction), which sda computes itself.
+    """
+
+
+# -- checks -------------------------------------------------------------------------------
+
+
+@hookspec
+def sda_check_config(config: TrainingConfig) -> None:
+    """Check the resolved config (typically the plugin's own ``[plugins.NAME]`` table).
+
+    :param config: the resolved config of the run or scan, user overrides applied.
+    :return: nothing; veto by raising :class:`~sda_core.errors.ConfigError` (the user sees it as a
+        settings error, exit code 2). Any other exception is a plugin fault and names the plugin.
+
+    Not firstresult: every implementation is called, each may veto. Called once in the main
+    process after the config is resolved, before anything is read or written: on fresh and
+    resumed runs of ``sda train`` / ``Engine.train`` and in ``sda scan``.
     """
 
 
@@ -236,7 +233,8 @@ def sda_on_train_start(event: TrainingStartEvent) -> None:
     :param event: run folder, resolved config, file counts, epochs and device.
 
     Consumer: every implementation is called, isolated from the others. Once per invocation of
-    training, in the main process, after data and model are ready.
+    training, in the main process, after data and model are ready. A ConfigError raised here is
+    not isolated: it vetoes the run (check settings in ``sda_check_config``, which runs earlier).
     """
 
 
@@ -290,3 +288,24 @@ def sda_on_train_end(event: TrainingCompleteEvent) -> None:
     Consumer, isolated. Called once per invocation in the main process, after the final
     checkpoint is on disk.
     """
+
+
+# -- the kinds, derived from the specs above and the events ------------------------------------
+
+
+def _specs() -> dict[str, Any]:
+    return {name: fn for name, fn in globals().items()
+            if name.startswith("sda_") and inspect.isfunction(fn) and hasattr(fn, PROJECT_NAME + "_spec")}
+
+
+#: Notification hooks, one per event class (its ``hook`` ClassVar), called one implementation at
+#: a time with failure isolation.
+CONSUMER_HOOKS: tuple[str, ...] = tuple(cls.hook for cls in EVENT_CLASSES)
+#: Hooks whose first non-None answer wins (the ``firstresult`` specs).
+PROVIDER_HOOKS: tuple[str, ...] = tuple(
+    name for name, fn in _specs().items() if getattr(fn, PROJECT_NAME + "_spec")["firstresult"])
+#: Hooks every implementation of which may veto the config by raising ConfigError.
+CHECK_HOOKS: tuple[str, ...] = ("sda_check_config",)
+#: Hooks every implementation of which contributes (a list of transforms, a dict of metrics).
+COLLECTOR_HOOKS: tuple[str, ...] = tuple(
+    name for name in _specs() if name not in PROVIDER_HOOKS + CONSUMER_HOOKS + CHECK_HOOKS)

@@ -72,6 +72,17 @@ def merge_overrides(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
 _STRUCTURED_STARTS = ('"', "'", "[", "{")
 
 
+
+def collect_overrides(
+    data_dir: str | Path | None,
+    api: Mapping[str, Any] | None = None,
+    cli: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Merge overrides: the Python API dict < ``sda.toml`` in ``data_dir`` < ``--set``."""
+    settings = load_settings_file(data_dir) if data_dir is not None else {}
+    return merge_overrides(api, settings, cli)
+
+
 def _parse_value(option: str, raw: str) -> Any:
     try:
         value = tomllib.loads(f"value = {raw}")["value"]

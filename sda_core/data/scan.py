@@ -2,8 +2,8 @@
 
 :func:`scan_folder` walks a folder recursively and reads only the header of each file with
 ``soundfile.info``; no audio is decoded. Every entry found is accounted for: it is either a usable
-:class:`~sda_core.dataset_info.AudioFileInfo` or a :class:`~sda_core.dataset_info.SkippedFile`
-with a reason code from :class:`~sda_core.dataset_info.SkipReason`. The ``sda.toml`` at the top of
+:class:`~sda_core.config.dataset.AudioFileInfo` or a :class:`~sda_core.config.dataset.SkippedFile`
+with a reason code from :class:`~sda_core.config.dataset.SkipReason`. The ``sda.toml`` at the top of
 the folder is reported as the summary's ``settings_file``.
 
 An MP3's length is only a claim (of its Xing/Info tag, or an estimate from its first frame), and a
@@ -25,16 +25,15 @@ import errno
 import os
 import shlex
 import stat
-import sys
 from collections import deque
 from pathlib import Path
 
 import soundfile
 
-from sda_core.dataset_info import AudioFileInfo, DatasetSummary, SkippedFile, SkipReason
+from sda_core.audio.paths import native_path
+from sda_core.config.dataset import AudioFileInfo, DatasetSummary, SkippedFile, SkipReason
+from sda_core.config.overrides import SETTINGS_FILENAME
 from sda_core.errors import DatasetError
-from sda_core.overrides import SETTINGS_FILENAME
-
 
 AUDIO_EXTENSIONS = frozenset(
     {
@@ -136,20 +135,6 @@ def scan_folder(path: str | os.PathLike[str]) -> DatasetSummary:
     )
 
 
-def native_path(path: str | os.PathLike[str]) -> str | bytes:
-    """A path as soundfile should get it: as is, except a name that is not valid in the file
-    system's encoding (Python keeps such bytes as surrogate escapes: Latin-1 names from an old
-    archive, say), which soundfile cannot encode; that one goes as its raw bytes."""
-    path = os.fspath(path)
-    if os.name == "nt" or isinstance(path, bytes):
-        return path
-    try:
-        path.encode(sys.getfilesystemencoding())
-    except UnicodeEncodeError:
-        return os.fsencode(path)
-    return path
-
-
 def require_usable(summary: DatasetSummary) -> None:
     """Raise :class:`DatasetError` unless the summary holds at least one usable audio file.
 
@@ -234,7 +219,7 @@ class _Walk:
         frames = int(header.frames)
         if header.format in CLAIMED_LENGTH_FORMATS and not _plausible_mpeg_length(
                 entry.path, frames, int(header.samplerate), size):
-            from sda_core.audio_io import AudioReadError, decoded_frames  # torch: only when needed
+            from sda_core.audio.reading import AudioReadError, decoded_frames  # torch: only when needed
 
             try:
                 frames = decoded_frames(native_path(entry.path))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from sda_core.config import TrainingConfig
-from sda_core.dataset_info import AudioFileInfo
+from sda_core.config.dataset import AudioFileInfo
 
 #: A last partial chunk is kept (zero-padded) when it holds at least this fraction of a chunk.
 DEFAULT_MIN_PARTIAL_FRACTION = 0.5

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from sda_core.atomic import write_text_atomic
-from sda_core.dataset_info import AudioFileInfo, FileSplit
+from sda_core.config.dataset import AudioFileInfo, FileSplit
 from sda_core.errors import ConfigError, DatasetError
 
 

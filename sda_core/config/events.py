@@ -69,6 +69,8 @@ class TrainingStartEvent:
     """
 
     kind: ClassVar[str] = "train_start"
+    #: The consumer hook that delivers this event (declared once, here; the spec is in hooks.specs).
+    hook: ClassVar[str] = "sda_on_train_start"
     run_dir: str = attrs.field(converter=_path)
     config: dict[str, Any] = attrs.field(factory=dict, converter=_config_dict)
     train_files: int = attrs.field(default=0, validator=v.integer(0))
@@ -100,6 +102,8 @@ class StepMetrics:
     """
 
     kind: ClassVar[str] = "step"
+    #: The consumer hook that delivers this event (declared once, here; the spec is in hooks.specs).
+    hook: ClassVar[str] = "sda_on_step"
     epoch: int = attrs.field(validator=v.integer(1))
     step: int = attrs.field(validator=v.integer(1))
     epoch_step: int = attrs.field(validator=v.integer(1))
@@ -133,6 +137,8 @@ class EpochMetrics:
     """
 
     kind: ClassVar[str] = "epoch"
+    #: The consumer hook that delivers this event (declared once, here; the spec is in hooks.specs).
+    hook: ClassVar[str] = "sda_on_epoch"
     epoch: int = attrs.field(validator=v.integer(1))
     step: int = attrs.field(default=0, validator=v.integer(0))
     train_loss: float = attrs.field(converter=float)
@@ -168,6 +174,8 @@ class PreviewEvent:
     """
 
     kind: ClassVar[str] = "preview"
+    #: The consumer hook that delivers this event (declared once, here; the spec is in hooks.specs).
+    hook: ClassVar[str] = "sda_on_preview"
     epoch: int = attrs.field(validator=v.integer(0))
     directory: str = attrs.field(converter=_path)
     files: tuple[str, ...] = attrs.field(converter=_paths, default=())
@@ -192,6 +200,8 @@ class OverfittingWarning:
     """
 
     kind: ClassVar[str] = "overfitting"
+    #: The consumer hook that delivers this event (declared once, here; the spec is in hooks.specs).
+    hook: ClassVar[str] = "sda_on_overfitting"
     epoch: int = attrs.field(validator=v.integer(1))
     gap: float = attrs.field(converter=float)
     threshold: float = attrs.field(converter=float)
@@ -220,6 +230,8 @@ class TrainingCompleteEvent:
     """
 
     kind: ClassVar[str] = "train_end"
+    #: The consumer hook that delivers this event (declared once, here; the spec is in hooks.specs).
+    hook: ClassVar[str] = "sda_on_train_end"
     reason: str
     epochs_completed: int = attrs.field(validator=v.integer(0))
     steps: int = attrs.field(default=0, validator=v.integer(0))
@@ -242,17 +254,21 @@ Event = (
     | TrainingCompleteEvent
 )
 
-EVENT_TYPES: dict[str, type] = {
-    cls.kind: cls
-    for cls in (
-        TrainingStartEvent,
-        StepMetrics,
-        EpochMetrics,
-        PreviewEvent,
-        OverfittingWarning,
-        TrainingCompleteEvent,
-    )
-}
+#: Every event class, in the order of a run. The callback adapter, the event table and the
+#: consumer hooks (``hooks.specs.CONSUMER_HOOKS``) all derive from this tuple and each class's
+#: ``kind`` and ``hook``: adding an event touches its class, this tuple and its hookspec.
+EVENT_CLASSES: tuple[type, ...] = (
+    TrainingStartEvent,
+    StepMetrics,
+    EpochMetrics,
+    PreviewEvent,
+    OverfittingWarning,
+    TrainingCompleteEvent,
+)
+
+EVENT_TYPES: dict[str, type] = {cls.kind: cls for cls in EVENT_CLASSES}
+#: Event class -> the consumer hook that delivers it.
+EVENT_HOOKS: dict[type, str] = {cls: cls.hook for cls in EVENT_CLASSES}
 
 
 @runtime_checkable

@@ -22,24 +22,44 @@ from typing import Any
 import attrs
 import pluggy
 
-from sda_core import hookspecs
-from sda_core.errors import ConfigError, PluginError
-from sda_core.tracing import HookTracer
+from sda_core.errors import ConfigError, PluginError, PluginLoadWarning, PluginRuntimeWarning
+from sda_core.hooks import specs as hookspecs
+from sda_core.hooks.tracing import HookTracer
 
 ENTRYPOINT_GROUP = "sda"
+#: Distribution whose entry points are the reference plugins.
+REFERENCE_DISTRIBUTION = "small-dataset-audio"
+#: The reference plugins: entry-point name -> target, as pyproject.toml registers them. The
+#: testing kit loads them from here, and the host falls back to this list when sda runs from a
+#: source tree that was never installed (no entry points of its own are found).
+REFERENCE_PLUGINS: dict[str, str] = {
+    "adaptive_presets": "sda_plugins.adaptive_presets",
+    "augmentations": "sda_plugins.augmentations",
+    "chunk_dataset": "sda_plugins.lazy:ChunkDatasetPlugin",
+    "file_split": "sda_plugins.file_split",
+    "mel_vae": "sda_plugins.lazy:MelVAEPlugin",
+    "overfitting_detector": "sda_plugins.overfitting_detector",
+    "previews": "sda_plugins.lazy:PreviewsPlugin",
+    "progress": "sda_plugins.progress:ProgressDisplay",
+    "wave_vae": "sda_plugins.lazy:WaveVAEPlugin",
+}
+
+
+def reference_entry_points() -> list[importlib.metadata.EntryPoint]:
+    """:data:`REFERENCE_PLUGINS` as entry points (without a distribution)."""
+    return [importlib.metadata.EntryPoint(name, target, ENTRYPOINT_GROUP) for name, target in REFERENCE_PLUGINS.items()]
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    found = list(importlib.metadata.entry_points(group=ENTRYPOINT_GROUP))
+    if not any(ep.dist is not None and ep.dist.name == REFERENCE_DISTRIBUTION for ep in found):
+        found += [ep for ep in reference_entry_points() if ep.name not in {other.name for other in found}]
+    return found
 
 LOADED = "loaded"
 EXPLICIT = "explicit"
 BLOCKED = "blocked"
 FAILED = "failed"
-
-
-class PluginLoadWarning(UserWarning):
-    """A plugin was skipped because it failed to import, register or validate."""
-
-
-class PluginRuntimeWarning(UserWarning):
-    """A consumer plugin raised; it was isolated and the run went on."""
 
 
 def _names(value: str | None) -> frozenset[str]:
@@ -48,6 +68,10 @@ def _names(value: str | None) -> frozenset[str]:
 
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+#: Consumer hooks in which a ConfigError is a veto of the run (it propagates), not an isolated fault.
+VETO_CONSUMER_HOOKS = frozenset({"sda_on_train_start"})
 
 
 @attrs.frozen(kw_only=True)
@@ -138,7 +162,7 @@ class PluginHost:
         which is instantiated (without arguments) once per Engine so that per-run state never
         lives in a module global.
         """
-        for entry_point in sorted(importlib.metadata.entry_points(group=ENTRYPOINT_GROUP), key=lambda ep: ep.name):
+        for entry_point in sorted(_entry_points(), key=lambda ep: ep.name):
             dist = entry_point.dist
             dist_name = dist.name if dist is not None else None
             version = dist.version if dist is not None else None
@@ -191,7 +215,7 @@ class PluginHost:
                 self._reject(self.pm.get_name(error.plugin) or "?", str(error))
                 continue
             break
-        for hook_name in hookspecs.CONSUMER_HOOKS + hookspecs.COLLECTOR_HOOKS:
+        for hook_name in hookspecs.CONSUMER_HOOKS + hookspecs.COLLECTOR_HOOKS + hookspecs.CHECK_HOOKS:
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 if impl.wrapper or impl.hookwrapper:
                     self._reject(impl.plugin_name, f"{hook_name} is a notification hook and takes no wrappers")
@@ -306,6 +330,23 @@ class PluginHost:
                 answers.append((impl.plugin_name, answer))
         return answers
 
+    def call_check(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation of a check hook: a ConfigError vetoes (it propagates as it is),
+        any other exception is a :class:`PluginError` naming the plugin; answers are ignored."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        self._trace_before(hook_name, impls, kwargs)
+        for impl in reversed(impls):
+            try:
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except (ConfigError, PluginError):
+                raise  # the user's settings are wrong (a veto), or a plugin already named
+            except Exception as error:
+                raise PluginError(impl.plugin_name, f"plugin {impl.plugin_name!r} failed in {hook_name}: "
+                                  f"{type(error).__name__}: {error}") from error
+        self._trace_after(hook_name, impls, kwargs, None)
+        if self._observers:
+            self._observed(hook_name, kwargs, None)
+
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of a consumer hook, isolating each from the others."""
         if self._observers:
@@ -319,6 +360,8 @@ class PluginHost:
             try:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
             except Exception as error:
+                if isinstance(error, ConfigError) and hook_name in VETO_CONSUMER_HOOKS:
+                    raise  # a plugin rejecting the user's settings as the run starts vetoes the run
                 self._consumer_failed(impl.plugin_name, hook_name, error)
         if self._tracer is not None:
             self._trace_after(hook_name, impls, kwargs, None)

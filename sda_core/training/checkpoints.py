@@ -15,15 +15,11 @@ from typing import Any
 import torch
 
 from sda_core.atomic import write_atomic
-from sda_core.errors import SdaError
+from sda_core.errors import CheckpointError, SdaError  # noqa: F401 (CheckpointError: public here too)
+from sda_core.training.run_folder import BEST, LAST  # noqa: F401 (public here too)
 
 FORMAT = "sda-checkpoint"
 VERSION = 1
-LAST, BEST = "last.pt", "best.pt"
-
-
-class CheckpointError(SdaError):
-    """A checkpoint is missing, unreadable, not an sda checkpoint, or carries untrusted objects."""
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:

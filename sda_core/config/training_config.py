@@ -195,6 +195,21 @@ def setting_names() -> tuple[str, ...]:
     return tuple(field.name for field in attrs.fields(TrainingConfig))
 
 
+#: The model every run saved before the ``model`` setting existed was trained with.
+MODEL_BEFORE_SETTING = "mel_vae"
+
+
+def stored_config(data: Mapping[str, Any]) -> TrainingConfig:
+    """A run's saved config (``config.json``, a checkpoint's ``"config"``) as a TrainingConfig.
+
+    Runs saved before the ``model`` setting existed were all trained with the mel-VAE, so a
+    saved config without ``model`` names it (not today's default) and its weights still load.
+    """
+    if "model" not in data:
+        data = {**data, "model": MODEL_BEFORE_SETTING}
+    return TrainingConfig.from_dict(data)
+
+
 def apply_overrides(config: TrainingConfig, overrides: Mapping[str, Any] | None) -> TrainingConfig:
     """Return ``config`` with nested ``overrides`` applied; validation errors name the key.
 

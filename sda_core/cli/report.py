@@ -10,8 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from sda_core.config import TrainingConfig, get_effective_preview_interval
-from sda_core.dataset_info import DatasetSummary
-from sda_core.plugin_host import PluginInfo
+from sda_core.config.dataset import DatasetSummary
+from sda_core.config.history import format_duration
+from sda_core.hooks.host import PluginInfo
 
 #: Above this many usable files the terminal report lists the first ones only (``--all`` lists all).
 FILE_LIST_LIMIT = 40
@@ -19,7 +20,7 @@ FILE_LIST_LIMIT = 40
 _CHANNEL_NAMES = {1: "mono", 2: "stereo"}
 
 if TYPE_CHECKING:
-    from sda_core.audio_checks import DatasetAnalysis
+    from sda_core.data.analysis import DatasetAnalysis
 
 # How the "notes" column of the usable-files table names each per-file finding.
 _FLAG_NOTES = {
@@ -32,22 +33,11 @@ _FLAG_NOTES = {
 }
 
 
-def format_duration(seconds: float) -> str:
-    """``83.4`` -> ``"1m 23.4s"``; ``5025`` -> ``"1h 23m 45s"``."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{int(minutes)}m {secs:04.1f}s"
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}h {minutes:02d}m {int(secs):02d}s"
-
-
 def scan_to_dict(summary: DatasetSummary, config: TrainingConfig | None, warnings: list[str],
                  analysis: "DatasetAnalysis | None" = None) -> dict[str, Any]:
     """The machine-readable scan report of ``sda scan --json``.
 
-    With an ``analysis`` (see :func:`sda_core.audio_checks.analyse_dataset`), every entry of
+    With an ``analysis`` (see :func:`sda_core.data.analysis.analyse_dataset`), every entry of
     ``files`` gains ``chunks``, and the report gains ``chunk_seconds``, ``chunk_count``,
     ``training_seconds``, ``dataset_warnings`` (``{code, message, paths}`` each) and ``analysis``:
     the content analysis of each file keyed by its path, with its ``chunks`` and its ``flags``
@@ -218,7 +208,7 @@ _QUALITY_ROWS = (
 
 
 def print_evaluation(console: Console, result: Any) -> None:
-    """The figures of an :class:`~sda_core.evaluation.EvaluationResult`, each beside what good
+    """The figures of an :class:`~sda_core.training.evaluation.EvaluationResult`, each beside what good
     looks like; the validation column when the run has validation chunks."""
     epoch = f", epoch {result.epoch}" if result.epoch is not None else ""
     table = Table(

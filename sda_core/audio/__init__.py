@@ -1,0 +1,1 @@
+"""Audio services that know nothing of plugins: paths, reading and decoding, resampling, WAV writing."""

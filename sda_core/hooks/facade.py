@@ -1,0 +1,192 @@
+"""The typed hook facade: the one way a run calls its plugins (the tox pattern).
+
+:class:`Hooks` wraps a :class:`~sda_core.hooks.host.PluginHost` with one typed method per hook.
+Each method calls the hook the way its kind requires (provider, check, collector, consumer) and
+checks the answer, naming the plugin at fault. The training loop, the data loaders and the
+augmentation pipeline receive a ``Hooks`` (``engine.hooks``), never an Engine, and never build one.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sda_core.config.dataset import DatasetSummary, FileSplit
+from sda_core.config.events import EVENT_HOOKS, OverfittingWarning, PreviewEvent
+from sda_core.config.history import MetricsHistory
+from sda_core.config.training_config import TrainingConfig, apply_overrides
+from sda_core.errors import PluginError
+from sda_core.hooks.host import PluginHost, PluginPolicy
+
+#: Providers a run cannot do without: an Engine refuses, at construction, a plugin set that
+#: leaves one of them unanswered (the others have a default: no answer is an answer).
+REQUIRED_PROVIDERS: tuple[str, ...] = ("sda_split_files", "sda_make_dataset", "sda_make_model")
+
+
+class Hooks:
+    """Typed calls of every hook of one plugin host.
+
+    Args:
+        host: the plugin host whose plugins answer.
+    """
+
+    def __init__(self, host: PluginHost) -> None:
+        self.host = host
+
+    @classmethod
+    def from_entrypoints(cls, environ: Mapping[str, str] | None = None) -> Hooks:
+        """A facade over a fresh host that loaded the ``sda`` entry points (the default plugin set)."""
+        host = PluginHost(PluginPolicy.from_environment(environ))
+        host.load_entrypoints()
+        host.check_pending()
+        return cls(host)
+
+    def unanswered_providers(self, names: Iterable[str] = REQUIRED_PROVIDERS) -> list[str]:
+        """The provider hooks among ``names`` that no registered plugin implements."""
+        return [name for name in names if not getattr(self.host.pm.hook, name).get_hookimpls()]
+
+    def answered_by(self, hook_name: str) -> str | None:
+        """The plugin whose answer the last call of a provider hook returned."""
+        return self.host.answered_by(hook_name)
+
+    # -- providers -------------------------------------------------------------------------
+
+    def resolve_config(self, summary: DatasetSummary, overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
+        """``sda_resolve_config`` (default: ``TrainingConfig()``), then the user's overrides re-applied."""
+        overrides = copy.deepcopy(dict(overrides or {}))
+        config = self.host.call_provider("sda_resolve_config", TrainingConfig, summary=summary, overrides=overrides)
+        if config is None:
+            config = TrainingConfig()
+        return apply_overrides(config, overrides)
+
+    def split_files(self, files: Iterable[Any], config: TrainingConfig) -> FileSplit:
+        """``sda_split_files``: the file-level split (a FileSplit)."""
+        return self._require("sda_split_files", FileSplit, files=tuple(files), config=config)
+
+    def make_dataset(
+        self, files: Iterable[Any], config: TrainingConfig, role: str, augment: Any = None, root: str = ""
+    ) -> Any:
+        """``sda_make_dataset``: a map-style dataset (``__len__`` and ``__getitem__``) for one side."""
+        dataset = self._require(
+            "sda_make_dataset", None, files=tuple(files), config=config, role=role, augment=augment, root=str(root)
+        )
+        kind = type(dataset)
+        if hasattr(kind, "__getitem__") and hasattr(kind, "__len__") and not isinstance(dataset, (str, bytes, Mapping)):
+            return dataset
+        plugin = self.answered_by("sda_make_dataset") or "?"
+        raise PluginError(plugin, f"plugin {plugin!r} answered sda_make_dataset with {kind.__name__}, expected a "
+                          "map-style torch.utils.data.Dataset (with __len__ and __getitem__)")
+
+    def make_model(self, config: TrainingConfig, *, check: bool = False) -> Any:
+        """``sda_make_model``: the model; with ``check``, it must be a ``torch.nn.Module``."""
+        model = self._require("sda_make_model", None, config=config)
+        if check:
+            import torch  # the loop that asks for the check has imported it already
+
+            if not isinstance(model, torch.nn.Module):
+                plugin = self.answered_by("sda_make_model") or "?"
+                raise PluginError(plugin, f"plugin {plugin!r} answered sda_make_model with {type(model).__name__}, "
+                                  "expected a torch.nn.Module")
+        return model
+
+    def check_overfitting(self, history: MetricsHistory, config: TrainingConfig) -> OverfittingWarning | None:
+        """``sda_check_overfitting``: an OverfittingWarning for the epoch just finished, or None."""
+        return self.host.call_provider("sda_check_overfitting", OverfittingWarning, history=history, config=config)
+
+    def render_previews(
+        self, model: Any, config: TrainingConfig, epoch: int, directory: str, references: Any
+    ) -> PreviewEvent | None:
+        """``sda_render_previews``: a PreviewEvent naming the files written, or None."""
+        return self.host.call_provider("sda_render_previews", PreviewEvent, model=model, config=config,
+                                       epoch=epoch, directory=str(directory), references=references)
+
+    def should_stop(self, history: MetricsHistory, config: TrainingConfig) -> str | None:
+        """``sda_should_stop``: a reason string to stop early, or None."""
+        return self.host.call_provider("sda_should_stop", str, history=history, config=config)
+
+    # -- checks and collectors -------------------------------------------------------------
+
+    def check_config(self, config: TrainingConfig) -> None:
+        """``sda_check_config``: every plugin may veto the config by raising ConfigError."""
+        self.host.call_check("sda_check_config", config=config)
+
+    def augmentations(self, config: TrainingConfig) -> list[tuple[str, Any]]:
+        """``sda_augmentations``: (plugin name, transform) pairs, in call order."""
+        return self.host.call_collector("sda_augmentations", config=config)
+
+    def evaluate_metrics(self, generated: Any, real: Any, sample_rate: int, config: TrainingConfig) -> dict[str, float]:
+        """``sda_evaluate_metrics``: every plugin's answer merged into one dict of floats.
+
+        A name answered by two plugins, an answer that is not a dict, or a value that is not a real
+        number is a PluginError naming the plugin(s).
+        """
+        merged: dict[str, float] = {}
+        owner: dict[str, str] = {}
+        answers = self.host.call_each(
+            "sda_evaluate_metrics", generated=generated, real=real, sample_rate=sample_rate, config=config
+        )
+        for plugin, answer in answers:
+            if not isinstance(answer, Mapping):
+                raise PluginError(plugin, f"plugin {plugin!r} answered sda_evaluate_metrics with "
+                                  f"{type(answer).__name__}, expected a dict of metric name -> number")
+            for name, value in answer.items():
+                if name in owner:
+                    raise PluginError(plugin, f"plugins {owner[name]!r} and {plugin!r} both answered the metric "
+                                      f"{name!r} in sda_evaluate_metrics; one of them must rename it")
+                number = _real_number(value)
+                if number is None:
+                    raise PluginError(plugin, f"plugin {plugin!r} answered the metric {name!r} with "
+                                      f"{type(value).__name__}, expected a number")
+                owner[str(name)] = plugin
+                merged[str(name)] = number
+        return merged
+
+    # -- consumers -------------------------------------------------------------------------
+
+    def emit(self, event: Any, history: MetricsHistory | None = None) -> None:
+        """Deliver an event to every consumer of its hook (``type(event).hook``), each isolated.
+
+        ``history`` accompanies an EpochMetrics (the training loop always passes the run's).
+        """
+        hook_name = EVENT_HOOKS.get(type(event))
+        if hook_name is None:
+            raise TypeError(f"not an sda event: {type(event).__name__}")
+        if hook_name == "sda_on_epoch":
+            if history is None:  # a host emitting a lone epoch: consumers still get a history
+                history = MetricsHistory(epochs=[event])
+            self.host.notify(hook_name, event=event, history=history)
+        else:
+            self.host.notify(hook_name, event=event)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _require(self, hook_name: str, expected: type | None, **kwargs: Any) -> Any:
+        result = self.host.call_provider(hook_name, expected, **kwargs)
+        if result is None:
+            raise PluginError(
+                hook_name,
+                f"no plugin answered {hook_name}; is its reference plugin disabled? (see `sda plugins`)",
+            )
+        return result
+
+
+def as_hooks(hooks: Any) -> Hooks:
+    """A :class:`Hooks` from a Hooks or anything holding one as ``.hooks`` (an Engine)."""
+    if isinstance(hooks, Hooks):
+        return hooks
+    inner = getattr(hooks, "hooks", None)
+    if isinstance(inner, Hooks):
+        return inner
+    raise TypeError(f"expected sda hooks (engine.hooks) or an Engine, got {type(hooks).__name__}")
+
+
+def _real_number(value: Any) -> float | None:
+    """``value`` as a float when it is a real number (a Python or numpy scalar, not a bool or a
+    string), else None."""
+    if isinstance(value, (bool, str, bytes)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
