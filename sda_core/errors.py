@@ -35,6 +35,26 @@ class ConfigError(SdaError, ValueError):
         return error
 
 
+class RunDataError(SdaError, ValueError):
+    """Data sda stored and reads back is damaged: a run's split, history, scan report or events.
+
+    The rule: what a user wrote (``sda.toml``, ``--set``, the Python overrides, ``[plugins.NAME]``
+    tables, a TrainingConfig) is configuration, and a bad value there is a :class:`ConfigError`;
+    what sda or a plugin wrote to a file and rebuilds with ``from_dict`` / ``event_from_dict`` /
+    ``load_split`` is run data, and a mismatch there is a RunDataError (the ``sda`` command exits
+    with code 1, as for a damaged checkpoint).
+
+    Attributes:
+        what: the data that is damaged (a type name, or a file).
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"damaged {what}: {reason}")
+
+
 class PluginError(SdaError):
     """A plugin failed to load, was invalid, or a provider hook raised or answered wrongly."""
 

@@ -3,7 +3,9 @@
 ``to_jsonable`` turns an attrs instance into plain dicts, lists, strings and numbers;
 ``from_jsonable`` rebuilds it from the field types, so ``from_jsonable(T, to_jsonable(x)) == x``
 for every type in ``sda_core``. Unknown keys are an error naming the type and the allowed keys;
-a value of the wrong shape is a :class:`ConfigError` naming the (dotted) field.
+a value of the wrong shape is a :class:`ConfigError` naming the (dotted) field: configuration.
+``from_stored`` is the same for data sda stored and reads back (run files, events), where a
+mismatch is a :class:`RunDataError` instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from sda_core.errors import ConfigError
+from sda_core.errors import ConfigError, RunDataError
 from sda_core.validators import enum_converter
 
 _NONE_TYPE = type(None)
@@ -76,6 +78,15 @@ def from_jsonable(cls: Any, data: Any, name: str | None = None) -> Any:
     if cls is float and isinstance(data, int) and not isinstance(data, bool):
         return float(data)
     return data
+
+
+def from_stored(cls: Any, data: Any, what: str | None = None) -> Any:
+    """:func:`from_jsonable` for data sda stored (a run's files, events): any mismatch, an unknown
+    key or a bad value, is a :class:`RunDataError` naming ``what`` (default: the type's name)."""
+    try:
+        return from_jsonable(cls, data)
+    except ConfigError as error:
+        raise RunDataError(what or _type_name(cls), str(error)) from error
 
 
 def _attrs_from_dict(cls: type, data: Any, name: str | None = None) -> Any:

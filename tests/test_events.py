@@ -25,7 +25,7 @@ from sda_core.config.events import (
     event_from_dict,
     event_to_dict,
 )
-from sda_core.errors import ConfigError
+from sda_core.errors import ConfigError, RunDataError
 
 ALL_EVENTS = (TrainingStartEvent, StepMetrics, EpochMetrics, PreviewEvent, OverfittingWarning, TrainingCompleteEvent)
 
@@ -187,23 +187,24 @@ def test_event_from_dict_does_not_mutate_its_input():
     assert data == copy
 
 
-def test_unknown_event_kind_is_a_config_error_listing_kinds():
-    with pytest.raises(ConfigError) as info:
+def test_unknown_event_kind_is_a_run_data_error_listing_kinds():
+    with pytest.raises(RunDataError) as info:
         event_from_dict({"event": "epoc", "epoch": 1})
     message = str(info.value)
     for kind in EVENT_TYPES:
         assert kind in message
 
 
-def test_missing_event_kind_is_a_config_error():
-    with pytest.raises(ConfigError, match="event"):
+def test_missing_event_kind_is_a_run_data_error():
+    with pytest.raises(RunDataError, match="event"):
         event_from_dict({"epoch": 1, "train_loss": 1.0})
 
 
-def test_unknown_field_is_a_config_error():
+def test_unknown_field_is_a_run_data_error():
+    """Stored events are run data: damaged ones are a RunDataError, not a ConfigError."""
     data = event_to_dict(minimal(EpochMetrics))
     data["trian_loss"] = 3.0
-    with pytest.raises(ConfigError, match="did you mean 'train_loss'"):
+    with pytest.raises(RunDataError, match="damaged epoch event: .*did you mean 'train_loss'"):
         event_from_dict(data)
 
 

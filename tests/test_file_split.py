@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sda_core.atomic
-from sda_core import ConfigError, DatasetError, Engine, FileSplit, PluginError, TrainingConfig
+from sda_core import ConfigError, DatasetError, Engine, FileSplit, PluginError, RunDataError, TrainingConfig
 from sda_core.config.dataset import AudioFileInfo
 from sda_plugins import file_split as fs
 from sda_plugins.file_split import (
@@ -398,14 +398,14 @@ def test_load_accepts_the_split_entry_of_a_dataset_file_and_rejects_garbage(tmp_
     dataset.write_text(json.dumps({"scan": {}, "split": SAVED.to_dict()}))
     assert load_split(dataset) == SAVED
     bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    with pytest.raises(ConfigError):
+    bad.write_text("{not json")  # a damaged stored split is run data, not configuration
+    with pytest.raises(RunDataError, match="split file"):
         load_split(bad)
     bad.write_text("[1, 2]")
-    with pytest.raises(ConfigError):
+    with pytest.raises(RunDataError, match="split file"):
         load_split(bad)
     bad.write_text(json.dumps({"train": ["a.wav"], "validation": ["a.wav"], "seed": 42}))
-    with pytest.raises(ConfigError):
+    with pytest.raises(RunDataError, match="a file that is not also in the training set"):
         load_split(bad)
 
 

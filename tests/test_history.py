@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sda_core.config import TrainingConfig
 from sda_core.config.events import EpochMetrics, StepMetrics
 from sda_core.config.history import MetricsHistory
-from sda_core.errors import ConfigError
+from sda_core.errors import ConfigError, RunDataError
 
 
 def epoch(n, train=1.0, val=None, duration=10.0, val_duration=0.0, step=0, **kwargs):
@@ -322,21 +322,21 @@ def test_from_dict_restores_recording_rules():
 
 
 def test_from_dict_rejects_unknown_keys_and_corrupt_data():
-    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+    with pytest.raises(RunDataError, match="did you mean 'epochs'"):
         MetricsHistory.from_dict({"epoch": []})
-    with pytest.raises(ConfigError, match="epochs"):
+    with pytest.raises(RunDataError, match="epochs"):
         MetricsHistory.from_dict({"epochs": 3})
     bad = history_of(epoch(1)).to_dict()
     bad["epochs"].append({**bad["epochs"][0], "epoch": 3})
-    with pytest.raises(ConfigError, match="epochs"):
+    with pytest.raises(RunDataError, match="epochs"):
         MetricsHistory.from_dict(bad)
     bad = MetricsHistory().to_dict()
     bad["steps"] = [_step_dict(2), _step_dict(2)]
-    with pytest.raises(ConfigError, match="steps"):
+    with pytest.raises(RunDataError, match="steps"):
         MetricsHistory.from_dict(bad)
     bad = history_of(epoch(1)).to_dict()
     bad["epochs"][0]["epoch"] = 0
-    with pytest.raises(ConfigError, match="epoch"):
+    with pytest.raises(RunDataError, match="epoch"):
         MetricsHistory.from_dict(bad)
 
 

@@ -15,7 +15,7 @@ import attrs
 
 from sda_core import validators as v
 from sda_core.errors import ConfigError
-from sda_core.serialization import from_jsonable, to_jsonable
+from sda_core.serialization import from_stored, to_jsonable
 
 
 class _JsonMixin:
@@ -25,8 +25,8 @@ class _JsonMixin:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
-        """Rebuild the value from :meth:`to_dict` output."""
-        return from_jsonable(cls, data)
+        """Rebuild the value from :meth:`to_dict` output; damaged data raises RunDataError."""
+        return from_stored(cls, data)
 
 
 @attrs.frozen(kw_only=True)

@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 
 from sda_core import validators as v
-from sda_core.errors import ConfigError
-from sda_core.serialization import from_jsonable, to_jsonable
+from sda_core.errors import RunDataError
+from sda_core.serialization import from_stored, to_jsonable
 
 
 def _now() -> float:
@@ -291,12 +291,13 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 def event_from_dict(data: Mapping[str, Any]) -> Event:
     """Rebuild an event from :func:`event_to_dict` output.
 
-    Raises :class:`ConfigError` for data without a known ``"event"`` kind or with unknown fields.
+    Raises :class:`RunDataError` for data without a known ``"event"`` kind, with unknown fields
+    or with bad values (stored events are run data, not configuration).
     """
     if not isinstance(data, Mapping):
-        raise ConfigError("event", data, "a table with an 'event' key")
+        raise RunDataError("event", f"{data!r} is not a table with an 'event' key")
     payload = dict(data)
     kind = payload.pop("event", None)
     if not isinstance(kind, str) or kind not in EVENT_TYPES:
-        raise ConfigError("event", kind, "one of " + ", ".join(EVENT_TYPES))
-    return from_jsonable(EVENT_TYPES[kind], payload)
+        raise RunDataError("event", f"the kind {kind!r} is not one of " + ", ".join(EVENT_TYPES))
+    return from_stored(EVENT_TYPES[kind], payload, f"{kind} event")

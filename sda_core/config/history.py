@@ -15,7 +15,7 @@ from sda_core import validators as v
 from sda_core.config.events import EpochMetrics, StepMetrics
 from sda_core.config.training_config import TrainingConfig
 from sda_core.errors import ConfigError
-from sda_core.serialization import from_jsonable, to_jsonable
+from sda_core.serialization import from_stored, to_jsonable
 
 
 def _increasing_steps(_instance: Any, attribute: Any, steps: list[StepMetrics]) -> None:
@@ -186,7 +186,8 @@ class MetricsHistory:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MetricsHistory":
-        return from_jsonable(cls, data)
+        """Rebuild a stored history (``history.json``, a checkpoint's); damaged data raises RunDataError."""
+        return from_stored(cls, data)
 
     # -- internals -------------------------------------------------------------------------
 

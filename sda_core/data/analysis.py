@@ -43,7 +43,7 @@ from sda_core.audio.paths import native_path
 from sda_core.config import TrainingConfig
 from sda_core.config.dataset import AudioFileInfo, DatasetSummary
 from sda_core.data.chunks import chunk_frames, file_chunk_count
-from sda_core.serialization import from_jsonable, to_jsonable
+from sda_core.serialization import from_stored, to_jsonable
 
 #: Frames decoded per read; a file is never held in memory whole.
 BLOCK_FRAMES = 65536
@@ -88,8 +88,8 @@ class _Json:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
-        """Rebuild the value from :meth:`to_dict` output; unknown keys raise a ConfigError."""
-        return from_jsonable(cls, data)
+        """Rebuild the value from :meth:`to_dict` output; damaged data raises RunDataError."""
+        return from_stored(cls, data)
 
 
 class WarningCode:

@@ -18,7 +18,8 @@ import attrs
 
 from sda_core.atomic import write_text_atomic
 from sda_core.config.dataset import AudioFileInfo, FileSplit
-from sda_core.errors import ConfigError, DatasetError
+from sda_core.errors import DatasetError, RunDataError
+from sda_core.serialization import from_stored
 
 
 @attrs.frozen(kw_only=True)
@@ -114,11 +115,10 @@ def load_split(path: str | os.PathLike[str]) -> FileSplit:
     try:
         data: Any = json.loads(source.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ConfigError(
-            str(source), f"invalid JSON ({error})", "a split file written by save_split"
-        ) from error
+        raise RunDataError(f"split file '{source}'", f"invalid JSON ({error})") from error
     if isinstance(data, dict) and "train" not in data and isinstance(data.get("split"), dict):
         data = data["split"]
     if not isinstance(data, dict):
-        raise ConfigError(str(source), type(data).__name__, "a JSON object with train, validation and seed")
-    return FileSplit.from_dict(data)
+        raise RunDataError(f"split file '{source}'",
+                           f"a JSON {type(data).__name__}, not an object with train, validation and seed")
+    return from_stored(FileSplit, data, f"split file '{source}'")
