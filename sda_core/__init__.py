@@ -18,6 +18,7 @@ from sda_core.config import (
 from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit, SkippedFile, SkipReason
 from sda_core.config.events import (
     EpochMetrics,
+    EvaluationEvent,
     Event,
     MetricsCallback,
     OverfittingWarning,
@@ -91,6 +92,7 @@ __all__ = [
     "DatasetSummary",
     "Engine",
     "EpochMetrics",
+    "EvaluationEvent",
     "Event",
     "FileSplit",
     "MetricsCallback",

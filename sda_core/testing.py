@@ -6,7 +6,7 @@ Installed with sda, it gives every test suite these fixtures:
     ``sda_engine(*plugins, strict=True, **engine_kwargs) -> Engine``: an Engine with exactly the
     given plugins (no entry points are loaded), a :class:`HookRecorder` attached as
     ``engine.recorder``, and strict mode on so a failing consumer fails the test instead of being
-    isolated. Pass ``reference=True`` to add sda's reference plugins (the ones registered under
+    isolated. Its runs end without the automatic evaluation (``evaluation=True`` to keep it). Pass ``reference=True`` to add sda's reference plugins (the ones registered under
     the ``sda`` entry points of small-dataset-audio itself).
 
 ``sda_audio_folder``
@@ -116,11 +116,18 @@ def reference_plugins() -> list[tuple[str, object]]:
 
 
 def make_engine(*plugins: object, reference: bool = False, strict: bool = True,
-                disable: Sequence[str] = ("progress",), **kwargs: Any) -> Engine:
-    """An Engine with exactly ``plugins`` (plus the reference ones when asked) and a recorder."""
+                disable: Sequence[str] = ("progress",), evaluation: bool = False, **kwargs: Any) -> Engine:
+    """An Engine with exactly ``plugins`` (plus the reference ones when asked) and a recorder.
+
+    Its runs end without the automatic evaluation (``evaluation_sounds = 0`` beneath the
+    overrides passed to ``engine.train``), so tests stay fast and see only the hook calls of
+    training; pass ``evaluation=True``, or ``evaluation_sounds`` in the overrides, to have it.
+    """
     from sda_core.engine import Engine
 
     engine = Engine(load_entrypoints=False, strict=strict, environ={}, **kwargs)
+    if not evaluation:
+        engine.train = _without_evaluation(engine.train)
     if reference:
         for name, plugin in reference_plugins():
             if name not in disable:
@@ -129,6 +136,17 @@ def make_engine(*plugins: object, reference: bool = False, strict: bool = True,
         engine.register(plugin)
     engine.recorder = HookRecorder().attach(engine)
     return engine
+
+
+def _without_evaluation(train: Callable[..., Any]) -> Callable[..., Any]:
+    """``engine.train`` with ``evaluation_sounds = 0`` unless the overrides say otherwise."""
+
+    def train_without_evaluation(data_dir: Any, out_dir: Any = None, overrides: Any = None,
+                                 *args: Any, **kwargs: Any) -> Any:
+        return train(data_dir, out_dir, {"evaluation_sounds": 0, **dict(overrides or {})}, *args, **kwargs)
+
+    train_without_evaluation.__doc__ = train.__doc__
+    return train_without_evaluation
 
 
 def write_audio_folder(

@@ -290,7 +290,7 @@ def display(path: str) -> str:
 # -- running sda on it ---------------------------------------------------------------------------
 
 #: The fast settings of every `sda train` of the reliability tests.
-FAST = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0}
+FAST = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0, "evaluation_sounds": 0}
 TESTS = Path(__file__).resolve().parent
 
 

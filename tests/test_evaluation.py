@@ -20,7 +20,8 @@ from sda_core.testing import write_audio_folder
 from sda_core.training.evaluation import EVALUATION_FILE, EvaluationError, _generate, evaluate_run
 
 SDA = [sys.executable, "-m", "sda_core"]
-FAST = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 16, "num_workers": 0, "max_epochs": 1}
+FAST = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 16, "num_workers": 0, "max_epochs": 1,
+        "evaluation_sounds": 0}
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from sda_core.config import TrainingConfig
 from sda_core.config.events import (
     EVENT_TYPES,
     EpochMetrics,
+    EvaluationEvent,
     MetricsCallback,
     OverfittingWarning,
     PreviewEvent,
@@ -27,7 +28,8 @@ from sda_core.config.events import (
 )
 from sda_core.errors import ConfigError, RunDataError
 
-ALL_EVENTS = (TrainingStartEvent, StepMetrics, EpochMetrics, PreviewEvent, OverfittingWarning, TrainingCompleteEvent)
+ALL_EVENTS = (TrainingStartEvent, StepMetrics, EpochMetrics, PreviewEvent, OverfittingWarning, EvaluationEvent,
+              TrainingCompleteEvent)
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 positive = st.floats(0.0, 1e9)
@@ -120,7 +122,30 @@ complete_events = st.builds(
     duration=positive,
     timestamp=timestamps,
 )
-any_event = st.one_of(start_events, step_events, epoch_events, preview_events, overfitting_events, complete_events)
+evaluation_events = st.builds(
+    EvaluationEvent,
+    run_dir=st.text(max_size=20),
+    epoch=st.none() | st.integers(0, 10_000),
+    checkpoint=st.text(max_size=20),
+    count=st.integers(0, 10_000),
+    seed=st.integers(0, 2**31),
+    resemblance=optional_finite,
+    copying=optional_finite,
+    diversity=optional_finite,
+    nn_accuracy=st.none() | st.floats(0.0, 1.0),
+    validation_resemblance=optional_finite,
+    validation_copying=optional_finite,
+    validation_diversity=optional_finite,
+    validation_nn_accuracy=st.none() | st.floats(0.0, 1.0),
+    reconstruction=optional_finite,
+    reconstruction_source=st.sampled_from(["validation", "training"]),
+    metrics=loss_dicts,
+    duration=positive,
+    path=st.text(max_size=20),
+    timestamp=timestamps,
+)
+any_event = st.one_of(start_events, step_events, epoch_events, preview_events, overfitting_events, evaluation_events,
+                      complete_events)
 
 
 def minimal(cls):
@@ -131,6 +156,7 @@ def minimal(cls):
         EpochMetrics: lambda: EpochMetrics(epoch=1, train_loss=1.0, val_loss=1.1),
         PreviewEvent: lambda: PreviewEvent(epoch=5, directory="previews/epoch_0005", files=("a.wav",), kinds=("sample",)),
         OverfittingWarning: lambda: OverfittingWarning(epoch=4, gap=0.3, threshold=0.2),
+        EvaluationEvent: lambda: EvaluationEvent(run_dir="runs/x", epoch=3, count=32, resemblance=0.4, nn_accuracy=0.9),
         TrainingCompleteEvent: lambda: TrainingCompleteEvent(reason="max_epochs", epochs_completed=3),
     }[cls]()
 
@@ -336,3 +362,12 @@ def test_plain_callables_are_metrics_callbacks():
     callback(minimal(StepMetrics))
     assert received and received[0].kind == "step"
     assert not isinstance(3, MetricsCallback)
+
+
+def test_evaluation_event_undefined_figures_are_none_and_figures_lists_the_present_ones():
+    event = EvaluationEvent(run_dir=Path("runs/x"), resemblance=float("nan"), copying=math.inf, diversity=0.5,
+                            nn_accuracy=np.float64(0.75), reconstruction=2.0, metrics={"fad": 3})
+    assert event.run_dir == "runs/x" and event.resemblance is None and event.copying is None
+    assert type(event.nn_accuracy) is float
+    assert event.figures() == {"diversity": 0.5, "nn_accuracy": 0.75, "reconstruction": 2.0, "plugins/fad": 3.0}
+    assert event_from_dict(json.loads(json.dumps(event_to_dict(event), allow_nan=False))) == event

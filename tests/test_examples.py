@@ -31,7 +31,7 @@ from sda_core.cli import build_parser
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EMBED = ROOT / "examples" / "embed.py"
-FAST = ("sample_rate=8000", "batch_size=4", "samples_per_epoch=8", "num_workers=0")
+FAST = ("sample_rate=8000", "batch_size=4", "samples_per_epoch=8", "num_workers=0", "evaluation_sounds=0")
 SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<", "2>", "2>&1", "&"}
 
 

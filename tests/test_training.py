@@ -21,7 +21,7 @@ from sda_core.errors import ConfigError
 from sda_core.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from sda_core.training.trainer import TrainingError
 
-FAST = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 16, "num_workers": 0}
+FAST = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 16, "num_workers": 0, "evaluation_sounds": 0}
 FAST_SET = [arg for key, value in FAST.items() for arg in ("--set", f"{key}={value}")]
 
 

@@ -7,6 +7,7 @@ WAV files it wrote), so they can be logged, sent over a socket or stored as JSON
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -25,6 +26,14 @@ def _now() -> float:
 
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """A finite float, or None (for None, NaN and infinities: an undefined figure)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _float_dict(value: Mapping[str, Any] | None) -> dict[str, float]:
@@ -245,12 +254,73 @@ class TrainingCompleteEvent:
     timestamp: float = attrs.field(factory=_now)
 
 
+@attrs.frozen(kw_only=True)
+class EvaluationEvent:
+    """A finished run was evaluated (``sda evaluate``'s figures, measured at the end of training).
+
+    The figures are those of :func:`sda_core.training.evaluation.evaluate_run` (docs/evaluation.md):
+    generated sounds against the training chunks, and against the validation chunks where the
+    run has at least two. A figure that cannot be computed (too few chunks, an undefined ratio) is
+    None.
+
+    Attributes:
+        run_dir: the run folder.
+        epoch: the epoch of the checkpoint evaluated (None when it does not say).
+        checkpoint: the checkpoint evaluated (``best.pt``, else ``last.pt``).
+        count: sounds generated.
+        seed: seed of generation, the noise baseline and subsampling.
+        resemblance: 0 = as close to the training chunks as their own halves, 1 = shaped noise.
+        copying: nearest-real distance over the real chunks' own (well under 1: replaying).
+        diversity: spread of the generated sounds over that of the real chunks.
+        nn_accuracy: 1-NN two-sample accuracy (0.5 indistinguishable, 1.0 told apart).
+        validation_resemblance, validation_copying, validation_diversity, validation_nn_accuracy:
+            the same against the validation chunks (None without at least two).
+        reconstruction: multi-resolution STFT distance of reconstructions (lower is better).
+        reconstruction_source: ``"validation"`` or ``"training"`` chunks reconstructed.
+        metrics: figures added by ``sda_evaluate_metrics`` plugins.
+        duration: seconds the evaluation took.
+        path: the ``evaluation.json`` written ("" when none was).
+        timestamp: wall-clock time when the evaluation finished.
+    """
+
+    kind: ClassVar[str] = "evaluation"
+    #: The consumer hook that delivers this event (declared once, here; the spec is in hooks.specs).
+    hook: ClassVar[str] = "sda_on_evaluation"
+    run_dir: str = attrs.field(converter=_path)
+    epoch: int | None = attrs.field(default=None, validator=v.integer(0, optional=True))
+    checkpoint: str = attrs.field(default="", converter=_path)
+    count: int = attrs.field(default=0, validator=v.integer(0))
+    seed: int = attrs.field(default=0, validator=v.integer(0))
+    resemblance: float | None = attrs.field(default=None, converter=_finite_or_none)
+    copying: float | None = attrs.field(default=None, converter=_finite_or_none)
+    diversity: float | None = attrs.field(default=None, converter=_finite_or_none)
+    nn_accuracy: float | None = attrs.field(default=None, converter=_finite_or_none)
+    validation_resemblance: float | None = attrs.field(default=None, converter=_finite_or_none)
+    validation_copying: float | None = attrs.field(default=None, converter=_finite_or_none)
+    validation_diversity: float | None = attrs.field(default=None, converter=_finite_or_none)
+    validation_nn_accuracy: float | None = attrs.field(default=None, converter=_finite_or_none)
+    reconstruction: float | None = attrs.field(default=None, converter=_finite_or_none)
+    reconstruction_source: str = ""
+    metrics: dict[str, float] = attrs.field(factory=dict, converter=_float_dict)
+    duration: float = attrs.field(default=0.0, converter=float)
+    path: str = attrs.field(default="", converter=_path)
+    timestamp: float = attrs.field(factory=_now)
+
+    def figures(self) -> dict[str, float]:
+        """Every figure that is present, by name (``validation_...`` and plugin metrics included)."""
+        names = ("resemblance", "copying", "diversity", "nn_accuracy", "validation_resemblance",
+                 "validation_copying", "validation_diversity", "validation_nn_accuracy", "reconstruction")
+        present = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        return {**present, **{f"plugins/{name}": value for name, value in self.metrics.items()}}
+
+
 Event = (
     TrainingStartEvent
     | StepMetrics
     | EpochMetrics
     | PreviewEvent
     | OverfittingWarning
+    | EvaluationEvent
     | TrainingCompleteEvent
 )
 
@@ -263,6 +333,7 @@ EVENT_CLASSES: tuple[type, ...] = (
     EpochMetrics,
     PreviewEvent,
     OverfittingWarning,
+    EvaluationEvent,
     TrainingCompleteEvent,
 )
 

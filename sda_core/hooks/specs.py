@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit
     from sda_core.config.events import (
         EpochMetrics,
+        EvaluationEvent,
         OverfittingWarning,
         PreviewEvent,
         StepMetrics,
@@ -276,6 +277,23 @@ def sda_on_overfitting(event: OverfittingWarning) -> None:
     :param event: the gap, the threshold, how many epochs in a row, and advice.
 
     Consumer, isolated. Called in the main process after the epoch that triggered it.
+    """
+
+
+@hookspec
+def sda_on_evaluation(event: EvaluationEvent) -> None:
+    """A run that finished training was evaluated: how close its generated sounds are to its data.
+
+    :param event: the figures of ``sda evaluate`` (resemblance, copying, diversity, 1-NN accuracy
+        against the training chunks and, where present, the validation chunks; reconstruction;
+        plugin metrics), the checkpoint and its epoch, the sounds generated, the seconds it took
+        and the ``evaluation.json`` written.
+
+    Consumer, isolated. Called at most once per invocation of training, in the main process, after
+    the final checkpoint is on disk and before ``sda_on_train_end``: only when the run completed
+    at least one epoch and ended by ``max_epochs`` or an early stop (not interrupted, not asked to
+    stop), ``evaluation_sounds`` is above 0 and the evaluation succeeded (a failure is a warning
+    and no event). Hosts that call ``evaluate_run`` themselves may emit it too.
     """
 
 

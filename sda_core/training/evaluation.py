@@ -18,6 +18,8 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from sda_core.atomic import write_text_atomic
 from sda_core.audio.quality import QualityFigures, compare_sets, mrstft_distance
 from sda_core.config import TrainingConfig
 from sda_core.config.dataset import DatasetSummary, FileSplit
+from sda_core.config.events import EvaluationEvent
 from sda_core.errors import DatasetError, SdaError
 from sda_core.hooks.facade import Hooks, as_hooks
 from sda_core.training.run_folder import RunLock, RunPaths
@@ -45,6 +48,10 @@ _BATCH = 16
 
 class EvaluationError(SdaError):
     """A run cannot be evaluated (its data folder is gone, its model cannot take an argument ...)."""
+
+
+class EvaluationStopped(EvaluationError):
+    """``evaluate_run`` was asked to stop (its ``stop`` callable answered True); nothing was written."""
 
 
 @attrs.frozen(kw_only=True)
@@ -95,6 +102,21 @@ class EvaluationResult:
         data["validation"] = None if self.validation is None else self.validation.to_dict()
         return _finite_or_none(data)
 
+    def to_event(self) -> EvaluationEvent:
+        """The figures as an :class:`~sda_core.config.events.EvaluationEvent` (``sda_on_evaluation``)."""
+        validation = self.validation
+        return EvaluationEvent(
+            run_dir=self.run_dir, epoch=self.epoch, checkpoint=self.checkpoint, count=self.count, seed=self.seed,
+            resemblance=self.training.resemblance, copying=self.training.copying,
+            diversity=self.training.diversity, nn_accuracy=self.training.nn_accuracy,
+            validation_resemblance=None if validation is None else validation.resemblance,
+            validation_copying=None if validation is None else validation.copying,
+            validation_diversity=None if validation is None else validation.diversity,
+            validation_nn_accuracy=None if validation is None else validation.nn_accuracy,
+            reconstruction=self.reconstruction, reconstruction_source=self.reconstruction_source,
+            metrics=self.plugins, duration=self.duration, path=self.path,
+        )
+
 
 def evaluate_run(
     run_dir: str | Path,
@@ -105,6 +127,8 @@ def evaluate_run(
     temperature: float | None = None,
     device: Any = "cpu",
     write: bool = True,
+    lock: RunLock | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> EvaluationResult:
     """Generate ``count`` sounds from a run's best checkpoint and measure them against its data.
 
@@ -118,6 +142,14 @@ def evaluate_run(
         device: torch device for the model.
         write: write ``evaluation.json`` in the run folder (atomically, holding the run's lock, so
             it is refused while the run trains; ``write=False`` needs no lock).
+        lock: for the holder of the run folder's lock (the training loop evaluating the run it has
+            just trained): that held :class:`RunLock` of ``run_dir``, so ``evaluation.json`` is
+            written under it rather than under a second lock, which the holder could not take.
+            A lock that is not held, or is on another folder, is a ValueError; without it the lock
+            is taken as usual, so nobody else writes into a folder that a run holds.
+        stop: called between the stages (reading, generating, reconstructing, measuring, writing);
+            when it answers True the evaluation ends with :class:`EvaluationStopped` and writes
+            nothing (the training loop passes its stop request).
 
     Raises:
         CheckpointError: no run folder, or no checkpoint in it.
@@ -130,9 +162,18 @@ def evaluate_run(
 
     if count < 2:
         raise ValueError(f"count must be at least 2 to measure spread, got {count}")
+    folder = Path(run_dir)
+    if lock is not None and not (lock.held and lock.folder.resolve() == folder.resolve()):
+        raise ValueError(f"lock must be the held lock of '{folder}', not one of '{lock.folder}' "
+                         f"({'held' if lock.held else 'not held'})")
+
+    def check_stop() -> None:
+        if stop is not None and stop():
+            raise EvaluationStopped("the evaluation was asked to stop")
+
     started = time.perf_counter()
     hooks = Hooks.from_entrypoints() if hooks is None else as_hooks(hooks)
-    folder = Path(run_dir)
+    check_stop()
     model, config, checkpoint = load_trained_model(hooks, folder, device)
     train_set, validation_set = _run_datasets(hooks, folder, config)
     rng = np.random.default_rng(seed)
@@ -140,16 +181,19 @@ def evaluate_run(
     validation_audio = _chunks(validation_set, rng, MAX_REAL_CHUNKS) if len(validation_set) else None
     validation_real = None if validation_audio is None else _mono(validation_audio)
 
+    check_stop()
     generated = _mono(_generate(model, config, count, seed, temperature, torch))
 
     if validation_audio is not None:
         source, originals = "validation", validation_audio[:MAX_RECONSTRUCTED_CHUNKS]
     else:
         source, originals = "training", _chunks(train_set, np.random.default_rng(seed), MAX_RECONSTRUCTED_CHUNKS)
+    check_stop()
     reconstructions = _reconstruct(model, originals, torch)
     samples = min(originals.shape[-1], reconstructions.shape[-1])
     reconstruction = mrstft_distance(_mono(originals)[:, :samples], _mono(reconstructions)[:, :samples], config.sample_rate)
 
+    check_stop()
     training = compare_sets(generated, training_real, config.sample_rate, seed=seed)
     validation = None
     if validation_real is not None and len(validation_real) >= 2:
@@ -175,10 +219,11 @@ def evaluate_run(
         plugins=plugins,
         duration=time.perf_counter() - started,
     )
+    check_stop()
     if write:
         path = RunPaths(folder).evaluation
         result = attrs.evolve(result, path=str(path))
-        with RunLock(folder, action="evaluating"):
+        with nullcontext() if lock is not None else RunLock(folder, action="evaluating"):
             write_text_atomic(path, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
     return result
 

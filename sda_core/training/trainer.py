@@ -28,6 +28,7 @@ from sda_core.config import TrainingConfig, apply_overrides, get_effective_previ
 from sda_core.config.dataset import DatasetSummary, FileSplit
 from sda_core.config.events import (
     EpochMetrics,
+    EvaluationEvent,
     StepMetrics,
     TrainingCompleteEvent,
     TrainingStartEvent,
@@ -70,6 +71,9 @@ class TrainingResult:
         final_val_loss: validation loss of the last epoch.
         checkpoints: "last" / "best" -> path.
         duration: seconds this call took.
+        evaluation: the figures of the short evaluation that ended the run (the
+            :class:`~sda_core.config.events.EvaluationEvent` sent to ``sda_on_evaluation``), or None
+            when none ran (``evaluation_sounds = 0``, an interrupted run, a failed evaluation).
     """
 
     run_dir: str
@@ -83,6 +87,7 @@ class TrainingResult:
     final_val_loss: float | None
     checkpoints: dict[str, str]
     duration: float
+    evaluation: EvaluationEvent | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -185,6 +190,7 @@ class Trainer:
         self.stop_event = stop_event or threading.Event()
         self.stop_reason = "stop_requested"
         self.validation_unreadable = False
+        self._lock: RunLock | None = None
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -201,7 +207,11 @@ class Trainer:
             raise TrainingError(f"cannot write to the run folder '{self.paths.root}': "
                                 f"{error.strerror or error}") from None
         with lock:
-            return self._run()
+            self._lock = lock
+            try:
+                return self._run()
+            finally:
+                self._lock = None
 
     def _prepare_fresh_folder(self) -> None:
         """Refuse a folder holding another run, or empty it with ``overwrite``; called once the
@@ -297,6 +307,13 @@ class Trainer:
             raise
         if not self.paths.last.exists() or reason == self.stop_reason:
             self._save_last(run)  # an interrupted epoch keeps its weights, not its steps
+        evaluation = None
+        if ran and history.last_epoch and reason != self.stop_reason and not self.stop_event.is_set():
+            try:
+                evaluation = self._evaluate(run, device)
+            except BaseException:  # a second Ctrl-C: the checkpoints are on disk, the run ended
+                self.hooks.emit(self._complete_event(run, reason, started))
+                raise
         event = self._complete_event(run, reason, started)
         self.hooks.emit(event)
         return TrainingResult(
@@ -304,7 +321,32 @@ class Trainer:
             steps=event.steps, best_epoch=event.best_epoch, best_val_loss=event.best_val_loss,
             initial_val_loss=run.initial_val_loss, final_train_loss=event.final_train_loss,
             final_val_loss=event.final_val_loss, checkpoints=event.checkpoints, duration=event.duration,
+            evaluation=evaluation,
         )
+
+    def _evaluate(self, run: "_RunState", device: torch.device) -> EvaluationEvent | None:
+        """The short evaluation that ends a finished run: ``evaluation_sounds`` sounds from best.pt
+        (``sda evaluate RUN -n COUNT``, seed 0), ``evaluation.json`` written under the lock this
+        run holds, then an EvaluationEvent. A stop request skips it; a failure is a warning."""
+        count = run.config.evaluation_sounds
+        if count == 0:
+            return None
+        from sda_core.training.evaluation import EvaluationStopped, evaluate_run
+
+        try:
+            result = evaluate_run(self.paths.root, hooks=self.hooks, count=count, device=device,
+                                  lock=self._lock, stop=self.stop_event.is_set)
+        except EvaluationStopped:
+            return None
+        except Exception as error:  # the run is complete and saved: its evaluation must not fail it
+            warnings.warn(
+                f"the evaluation at the end of the run failed ({type(error).__name__}: {error}); the run "
+                f"itself is complete. Measure it later with `sda evaluate {self.paths.root}`, or set "
+                "evaluation_sounds = 0 to skip it", UserWarning, stacklevel=2)
+            return None
+        event = result.to_event()
+        self.hooks.emit(event)
+        return event
 
     # -- one epoch -------------------------------------------------------------------------
 

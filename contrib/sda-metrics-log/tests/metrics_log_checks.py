@@ -10,7 +10,8 @@ from pathlib import Path
 from sda_core import MetricsHistory
 
 #: A real but tiny training run: 2 optimiser steps per epoch on 8 kHz audio, no worker processes.
-FAST = {"max_epochs": 2, "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0}
+FAST = {"max_epochs": 2, "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0,
+        "evaluation_sounds": 0}
 STEPS_PER_EPOCH = 2
 
 

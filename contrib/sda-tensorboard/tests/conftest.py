@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 #: A short real training: two steps per epoch at 8 kHz with a small model.
 FAST = {
     "max_epochs": 2, "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0,
+    "evaluation_sounds": 0,
     "plugins": {"mel_vae": {"hidden_channels": 16, "griffin_lim_iters": 4}},
 }
 
