@@ -30,6 +30,7 @@ from sda_core import validators as v
 from sda_core.config import format_duration
 from sda_core.config.events import (
     EpochMetrics,
+    EvaluationEvent,
     OverfittingWarning,
     PreviewEvent,
     StepMetrics,
@@ -289,6 +290,11 @@ class ProgressDisplay:
             self.console.print(Text(line, style="cyan"))
 
     @hookimpl
+    def sda_on_evaluation(self, event: EvaluationEvent) -> None:
+        """Kept for the end-of-run summary, which shows it in two lines."""
+        self._evaluation = event
+
+    @hookimpl
     def sda_on_train_end(self, event: TrainingCompleteEvent) -> None:
         self._stop_live()
         mode = self._active_mode
@@ -305,6 +311,9 @@ class ProgressDisplay:
             rows.append((f"{name} checkpoint", path))
         if event.run_dir:
             rows.append(("run", event.run_dir))
+        evaluation, self._evaluation = self._evaluation, None
+        if evaluation is not None:
+            rows += evaluation_rows(evaluation)
         if mode == _PLAIN:
             self._plain(f"training ended ({event.reason})")
             for key, value in rows:
@@ -458,6 +467,7 @@ class ProgressDisplay:
         self._best_epoch: int | None = None
         self._threshold = 0.20
         self._epoch_task = self._step_task = None
+        self._evaluation: EvaluationEvent | None = None
 
     def _resolve(self, mode: str) -> str:
         if mode == "auto":
@@ -471,6 +481,23 @@ class ProgressDisplay:
 
     def _star(self) -> str:
         return "\u2605" if (self.console.encoding or "").lower().startswith("utf") else "*"
+
+
+def evaluation_rows(event: EvaluationEvent) -> list[tuple[str, str]]:
+    """The end-of-run evaluation in two summary rows: the figures, then where they came from."""
+
+    def figure(value: float | None, digits: int = 2) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    figures = (f"resemblance {figure(event.resemblance)}, 1-NN accuracy "
+               f"{figure(event.nn_accuracy)}, copying {figure(event.copying)}, diversity {figure(event.diversity)}, "
+               f"reconstruction {figure(event.reconstruction)}")
+    figures += "".join(f", {name} {value:.4g}" for name, value in event.metrics.items())
+    source = f"{event.count} sounds from epoch {event.epoch}" if event.epoch is not None else f"{event.count} sounds"
+    where = f"{source} vs the training chunks, in {format_duration(event.duration)}"
+    if event.path:
+        where += f"; {event.path}"
+    return [("evaluation", figures), ("evaluated", where)]
 
 
 def _is_number(value: Any) -> bool:

@@ -14,6 +14,7 @@ from rich.console import Console
 from sda_core import ConfigError, TrainingConfig, hookimpl
 from sda_core.config.events import (
     EpochMetrics,
+    EvaluationEvent,
     OverfittingWarning,
     PreviewEvent,
     StepMetrics,
@@ -149,6 +150,34 @@ def test_plain_mode_writes_the_expected_log_lines():
     ]
     # the order of a run: start, steps and epochs interleaved, the end last
     assert text.index("epoch 1/10 step") < text.index("epoch  1/10 |") < text.index("epoch 2/10 step")
+
+
+EVALUATION = EvaluationEvent(run_dir="runs/demo", epoch=2, checkpoint="runs/demo/checkpoints/best.pt", count=32,
+                             resemblance=0.587, copying=1.96, diversity=0.27, nn_accuracy=1.0,
+                             validation_nn_accuracy=1.0, reconstruction=4.02, metrics={"fad": 3.25},
+                             duration=6.5, path="runs/demo/evaluation.json")
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_end_of_run_evaluation_is_shown_in_two_summary_lines(terminal):
+    console, buffer = make_console(terminal=terminal)
+    engine = make_engine(ProgressDisplay(console=console))
+    feed_run(engine, end=False)
+    engine.emit(EVALUATION)
+    engine.emit(TrainingCompleteEvent(reason="max_epochs", epochs_completed=3, run_dir="runs/demo"))
+    plain = strip_ansi(buffer.getvalue())
+    figures = "resemblance 0.59, 1-NN accuracy 1.00, copying 1.96, diversity 0.27, reconstruction 4.02, fad 3.25"
+    where = "32 sounds from epoch 2 vs the training chunks, in 6.5s; runs/demo/evaluation.json"
+    if terminal:
+        words = " ".join(plain.split())  # the grid may wrap a long row
+        assert f"evaluation {figures}" in words and f"evaluated {where}" in words
+    else:
+        lines = plain.splitlines()
+        assert lines[-2:] == [f"  evaluation: {figures}", f"  evaluated: {where}"]
+    # the next run on the same display does not repeat it
+    buffer.truncate(0)
+    feed_run(engine, epochs=1)
+    assert "resemblance" not in buffer.getvalue()
 
 
 def test_an_overfitting_warning_without_a_message_is_described():

@@ -87,6 +87,18 @@ def test_a_training_run_writes_every_event_and_one_row_per_epoch(engine_with, da
     assert read_events(run_dir / "events.jsonl") == events
 
 
+def test_the_end_of_run_evaluation_is_one_line_before_the_end(engine_with, data_dir, tmp_path):
+    engine = engine_with(MetricsLog())
+    run_dir = tmp_path / "run"
+    result = engine.train(data_dir, run_dir, {**FAST, "max_epochs": 1, "evaluation_sounds": 4})
+
+    events = read_jsonl(run_dir / "events.jsonl")
+    assert [event["event"] for event in events][-3:] == ["epoch", "evaluation", "train_end"]
+    (line,) = [event for event in events if event["event"] == "evaluation"]
+    assert event_from_dict(line) == result.evaluation == engine.recorder.events("evaluation")[0]
+    assert line["count"] == 4 and line["path"] == str(run_dir / "evaluation.json")
+
+
 def test_settings_from_sda_toml_and_overrides(engine_with, data_dir, tmp_path):
     (data_dir / "sda.toml").write_text('[plugins.metrics_log]\nfilename = "logs/run.jsonl"\n')
     engine = engine_with(MetricsLog())

@@ -16,7 +16,7 @@ from sda_core.testing import REFERENCE_DISTRIBUTION
 
 DISTRIBUTION = "sda-metrics-log"
 #: the settings check, then the consumer hooks
-HOOKS = ("sda_check_config", "sda_on_epoch", "sda_on_overfitting", "sda_on_preview", "sda_on_step",
+HOOKS = ("sda_check_config", "sda_on_epoch", "sda_on_evaluation", "sda_on_overfitting", "sda_on_preview", "sda_on_step",
          "sda_on_train_end", "sda_on_train_start")
 
 # Other plugin distributions may be installed beside this one (and be broken while being written):

@@ -21,6 +21,7 @@ from sda_core import TrainingConfig, hookimpl, plugin_settings, write_text_atomi
 from sda_core import validators as v
 from sda_core.config.events import (
     EpochMetrics,
+    EvaluationEvent,
     OverfittingWarning,
     PreviewEvent,
     StepMetrics,
@@ -104,8 +105,9 @@ class MetricsLog:
     lines of every epoch the resumed run will (re-)run (an epoch that was interrupted, or killed
     before its checkpoint was written) are dropped first, as is a torn last line left by a run
     killed mid-write; the files are rewritten atomically (temporary file, then ``os.replace``)
-    only when something has to go. ``train_start`` and ``train_end`` lines are kept: they record
-    each invocation. A CSV row missing for an epoch the run's history holds (a torn row, or the
+    only when something has to go. ``train_start``, ``evaluation`` and ``train_end`` lines are
+    kept: they record each invocation (the ``evaluation`` line is the short evaluation that ends a
+    finished run, ``sda_on_evaluation``). A CSV row missing for an epoch the run's history holds (a torn row, or the
     plugin installed in the middle of a run) is rebuilt from the history at the next epoch.
 
     The cut-off is the epoch of the first step (or epoch event) the resumed run emits, which is
@@ -210,6 +212,15 @@ class MetricsLog:
     @hookimpl
     def sda_on_overfitting(self, event: OverfittingWarning) -> None:
         self._log(event, event.epoch)
+
+    @hookimpl
+    def sda_on_evaluation(self, event: EvaluationEvent) -> None:
+        """The end-of-run evaluation: one ``"evaluation"`` line, after the last epoch's lines."""
+        if not self._active:
+            return
+        # it follows at least one epoch of this invocation, so a resumed log is settled already
+        self._buffer.append(event)
+        self._write_events()
 
     @hookimpl
     def sda_on_train_end(self, event: TrainingCompleteEvent) -> None:
