@@ -22,6 +22,10 @@ tag                                x axis                   what
 ``preview/<kind>/<file>`` (audio)  epoch                    each preview WAV (mono mix)
 ``spectrogram/<kind>/<file>``      epoch                    its mel spectrogram (image)
 ``run/config`` (text), hparams     0 (resumed: first step)  the resolved config
+``evaluation/<figure>``             last epoch               the short evaluation that ends a finished
+                                                            run: resemblance, nn_accuracy, copying,
+                                                            diversity, reconstruction, validation_...,
+                                                            plugins/<metric>
 ``run/end`` (text)                 last epoch               why the run ended, best epoch, checkpoints
 =================================  =======================  ==========================================
 """
@@ -49,6 +53,7 @@ if TYPE_CHECKING:  # torch, tensorboard and numpy load when a run starts writing
 
     from sda_core.config.events import (
         EpochMetrics,
+        EvaluationEvent,
         OverfittingWarning,
         PreviewEvent,
         StepMetrics,
@@ -192,6 +197,7 @@ class TensorBoardLogger:
             return
         self._drain()
         epoch, walltime = event.epoch, event.timestamp
+        self._last_epoch = epoch
         values = {
             "epoch/train_loss": event.train_loss,
             "epoch/val_loss": event.val_loss,
@@ -247,6 +253,17 @@ class TensorBoardLogger:
                              walltime=event.timestamp)
             writer.add_image(f"spectrogram/{tag}", mel_image(clipped, rate), global_step=event.epoch,
                              walltime=event.timestamp, dataformats="CHW")
+        writer.flush()
+
+    @hookimpl
+    def sda_on_evaluation(self, event: EvaluationEvent) -> None:
+        """The end-of-run evaluation's figures as ``evaluation/<name>`` scalars at the run's last epoch."""
+        writer = self._writer()
+        if writer is None:
+            return
+        step = self._last_epoch if self._last_epoch is not None else (event.epoch or 0)
+        for name, value in event.figures().items():
+            writer.add_scalar(f"evaluation/{name}", value, global_step=step, walltime=event.timestamp)
         writer.flush()
 
     @hookimpl
@@ -357,6 +374,7 @@ class TensorBoardLogger:
         self._config: dict[str, Any] = {}
         self._originals_logged = False
         self._awaiting_first_step = False
+        self._last_epoch: int | None = None
 
 
 def _wait_for_a_later_file_name(log_dir: Path) -> None:

@@ -16,6 +16,7 @@ from sda_tensorboard import logger as logger_module
 from sda_core import Engine, TrainingConfig
 from sda_core.config.events import (
     EpochMetrics,
+    EvaluationEvent,
     OverfittingWarning,
     PreviewEvent,
     StepMetrics,
@@ -148,6 +149,23 @@ def test_the_settings_check_vetoes_a_bad_table():
 
 
 # -- what gets written ---------------------------------------------------------------------
+
+
+def test_the_end_of_run_evaluation_becomes_scalars_at_the_last_epoch(tmp_path, tb_events):
+    logger = TensorBoardLogger()
+    start(logger, tmp_path)
+    run_epochs(logger, 1, 3)
+    logger.sda_on_evaluation(EvaluationEvent(
+        run_dir=str(tmp_path), epoch=2, count=32, resemblance=0.5, nn_accuracy=0.75, copying=1.5, diversity=0.25,
+        validation_nn_accuracy=1.0, reconstruction=4.0, metrics={"fad": 3.0}))
+    logger.sda_on_train_end(end(epochs=3))
+    events = tb_events(tmp_path / "tensorboard")
+    found = {tag: [(scalar.step, scalar.value) for scalar in events.Scalars(tag)]
+             for tag in events.Tags()["scalars"] if tag.startswith("evaluation/")}
+    assert found == {"evaluation/resemblance": [(3, 0.5)], "evaluation/nn_accuracy": [(3, 0.75)],
+                     "evaluation/copying": [(3, 1.5)], "evaluation/diversity": [(3, 0.25)],
+                     "evaluation/validation_nn_accuracy": [(3, 1.0)], "evaluation/reconstruction": [(3, 4.0)],
+                     "evaluation/plugins/fad": [(3, 3.0)]}
 
 
 def test_overfitting_warnings_become_text(tmp_path, tb_events):
