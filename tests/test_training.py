@@ -112,6 +112,68 @@ def test_events_reach_a_host_callback_in_order(data: Path, tmp_path: Path):
     epochs = [event for event in events if event.kind == "epoch"]
     assert epochs[-1].eta_seconds == 0.0 and epochs[0].eta_seconds > 0
     assert all(event.val_loss is not None for event in epochs)
+    assert "evaluation" not in kinds and result.evaluation is None  # evaluation_sounds = 0: off
+    assert not (tmp_path / "run" / "evaluation.json").exists()
+
+
+def test_a_finished_run_ends_with_a_short_evaluation_shown_by_the_progress_display(data: Path, tmp_path: Path):
+    import io
+
+    from rich.console import Console
+
+    from sda_plugins.progress import ProgressDisplay
+
+    buffer = io.StringIO()
+    events = []
+    engine = Engine(plugins=[ProgressDisplay(console=Console(file=buffer, width=200), mode="plain")],
+                    disable=["progress"], callbacks=[events.append])
+    result = engine.train(data, tmp_path / "run", {**FAST, "max_epochs": 1, "evaluation_sounds": 4})
+
+    kinds = [event.kind for event in events]
+    assert kinds.count("evaluation") == 1
+    assert kinds.index("evaluation") > max(i for i, kind in enumerate(kinds) if kind in ("epoch", "preview"))
+    assert kinds[-2:] == ["evaluation", "train_end"]
+    (event,) = [event for event in events if event.kind == "evaluation"]
+    assert event == result.evaluation and event.count == 4 and event.epoch == 1
+    assert event.checkpoint.endswith("best.pt") and event.nn_accuracy is not None
+    stored = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert event.path == str(tmp_path / "run" / "evaluation.json") and stored["count"] == 4
+    assert stored["training"]["nn_accuracy"] == event.nn_accuracy
+    text = buffer.getvalue()
+    assert "  evaluation: resemblance " in text and "1-NN accuracy" in text
+    assert text.index("  evaluation: ") > text.index("training ended (max_epochs)")
+
+
+class _EvaluationTrouble:
+    """An sda_evaluate_metrics plugin that fails, or asks the run to stop, during the evaluation."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine
+
+    @hookimpl
+    def sda_evaluate_metrics(self, generated, real, sample_rate, config):
+        if self.engine is None:
+            raise RuntimeError("no weights for this metric")
+        self.engine.request_stop()
+        return {"stopped": 1.0}
+
+
+@pytest.mark.parametrize("trouble", ["failure", "stop"])
+def test_a_failed_or_stopped_evaluation_leaves_the_run_complete_without_an_event(trouble, data: Path,
+                                                                                  tmp_path: Path):
+    engine = Engine(disable=["progress"], strict=False)
+    engine.register(_EvaluationTrouble(engine if trouble == "stop" else None), name="trouble")
+    events = []
+    if trouble == "failure":
+        with pytest.warns(UserWarning, match="evaluation at the end of the run failed.*no weights"):
+            result = engine.train(data, tmp_path / "run", {**FAST, "max_epochs": 1, "evaluation_sounds": 4},
+                                  callback=events.append)
+    else:
+        result = engine.train(data, tmp_path / "run", {**FAST, "max_epochs": 1, "evaluation_sounds": 4},
+                              callback=events.append)
+    assert result.reason == "max_epochs" and result.evaluation is None
+    assert [event.kind for event in events][-1] == "train_end" and "evaluation" not in [e.kind for e in events]
+    assert not (tmp_path / "run" / "evaluation.json").exists()
 
 
 def test_a_host_can_stop_a_run_from_its_own_thread(data: Path, tmp_path: Path):
@@ -123,13 +185,15 @@ def test_a_host_can_stop_a_run_from_its_own_thread(data: Path, tmp_path: Path):
             engine.request_stop()
 
     def work():
-        outcome["result"] = engine.train(data, tmp_path / "run", {**FAST, "max_epochs": 50}, callback=on_event)
+        outcome["result"] = engine.train(data, tmp_path / "run", {**FAST, "max_epochs": 50, "evaluation_sounds": 4},
+                                         callback=on_event)
 
     thread = threading.Thread(target=work)
     thread.start()
     thread.join(timeout=240)
     result = outcome["result"]
     assert result.reason == "stop_requested" and result.epochs_completed == 1
+    assert result.evaluation is None and not (tmp_path / "run" / "evaluation.json").exists()  # not interrupted runs
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1
 
 
