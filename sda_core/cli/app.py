@@ -303,6 +303,12 @@ def _print_result(console: Console, result: Any) -> None:
         f"validation loss: first {loss(result.initial_val_loss)} (untrained), final {loss(result.final_val_loss)}, "
         f"best {loss(result.best_val_loss)} at epoch {result.best_epoch or '-'}"
     )
+    evaluation = getattr(result, "evaluation", None)
+    if evaluation is not None:
+        shown = ("resemblance", "nn_accuracy", "copying", "diversity", "reconstruction")
+        figures = ", ".join(f"{name} {value:.2f}" for name, value in evaluation.figures().items() if name in shown)
+        console.print(f"evaluation of {evaluation.count} sounds from epoch {evaluation.epoch}: {figures} "
+                      f"(sda evaluate {result.run_dir} for the full table)", markup=False, highlight=False)
     for name, path in sorted(result.checkpoints.items()):
         console.print(f"  {name}: {path}", markup=False, highlight=False)
     if not result.interrupted:
