@@ -186,6 +186,14 @@ class Engine:
 
         return evaluate_run(run_dir, hooks=self.hooks, **options)
 
+    def export(self, run_dir: str | Path, format: str = "onnx", out: str | Path | None = None,  # noqa: A002
+               **options: Any) -> list[Path]:
+        """``sda export`` from Python: :func:`sda_core.training.export.export_run` with this engine's
+        plugins; returns the paths written (the generator first, the sidecar JSON last)."""
+        from sda_core.training.export import export_run
+
+        return export_run(run_dir, format, out, hooks=self.hooks, **options)
+
     def make_model(self, config: TrainingConfig) -> Any:
         """Ask the ``sda_make_model`` provider for the model."""
         return self.hooks.make_model(config)

@@ -84,6 +84,14 @@ class CheckpointError(SdaError):
     """A checkpoint is missing, unreadable, not an sda checkpoint, or carries untrusted objects."""
 
 
+class GenerationError(SdaError):
+    """Sounds cannot be generated as asked (the model takes no temperature, cannot encode ...)."""
+
+
+class ExportError(SdaError):
+    """A run's model cannot be exported (an op the format lacks, a failed check of the files)."""
+
+
 class AudioReadError(SdaError):
     """An audio file could not be read, or its audio is unusable (NaN or Inf samples).
 

@@ -73,3 +73,23 @@ def real_sounds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if result.returncode != 0:
         pytest.skip(f"could not fetch the real corpus: {result.stderr.strip()[-200:]}")
     return dest
+
+
+#: A tiny, quick run of the default model (a narrow wave_vae): one epoch at 8 kHz.
+TINY_RUN_SETTINGS = {
+    "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 16, "num_workers": 0, "max_epochs": 1,
+    "plugins": {"wave_vae": {"hidden_channels": 16, "decoder_channels": 16, "decoder_layers": 1}},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_wave_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of the default model trained one epoch on 8 short synthesised sounds (for the
+    generation and export tests; treat it as read-only, write generated files elsewhere)."""
+    from sda_core.engine import Engine
+    from sda_core.testing import write_audio_folder
+
+    root = tmp_path_factory.mktemp("tiny_wave_run")
+    data = write_audio_folder(root / "data", count=8, durations=(1.0, 2.2, 1.5, 3.1))
+    Engine(disable=["progress"]).train(data, root / "run", TINY_RUN_SETTINGS)
+    return root / "run"

@@ -80,7 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", metavar="DIR", help="where to write them (default: RUN/generated)")
     generate.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default 0)")
     generate.add_argument("--device", default="auto", metavar="D", help="cpu, cuda, mps or auto")
+    generate.add_argument("--temperature", type=float, metavar="T",
+                          help="sampling spread, for models that take one (default: the model's); with --like, "
+                          "how far variations stray (default 1)")
+    mode = generate.add_mutually_exclusive_group()
+    mode.add_argument("--like", metavar="FILE", help="variations of the sound in FILE (its loudest chunk)")
+    mode.add_argument("--morph", nargs=2, metavar=("A", "B"),
+                      help="a path from the sound in file A to the one in file B, and the path joined")
+    generate.add_argument("--steps", type=int, metavar="K", help="sounds on a --morph path, A and B included (default 8)")
+    generate.add_argument("--slerp", action="store_true", help="--morph along the great circle instead of a line")
+    generate.add_argument("--trim", action="store_true",
+                          help="cut leading and trailing silence of one-shots (with short fades)")
     generate.set_defaults(handler=cmd_generate)
+
+    export = commands.add_parser(
+        "export", parents=[common], help="write a trained run's generator and encoder for use without sda")
+    export.add_argument("run_dir", metavar="RUN", help="a run folder written by `sda train`")
+    export.add_argument("--format", default="onnx", metavar="F", help="onnx or torchscript (default onnx)")
+    export.add_argument("--out", metavar="FILE",
+                        help="the generator's file (default: RUN/export/generator.onnx or .pt); the encoder and "
+                        "FILE.json go beside it")
+    export.set_defaults(handler=cmd_export)
 
     evaluate = commands.add_parser(
         "evaluate", parents=[common], help="measure how close a trained run's generated sounds are to its data")
@@ -207,20 +227,71 @@ def cmd_train(args: argparse.Namespace, console: Console, errors: Console) -> in
 
 
 def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) -> int:
-    from sda_core.training.generation import generate_files
+    from sda_core.training import generation
     from sda_core.training.trainer import select_device
 
     if args.count < 1:
         raise UsageError("-n must be at least 1")
     if args.seconds is not None and not 0 < args.seconds <= 600:
         raise UsageError("--seconds must be above 0 and at most 600")
+    if args.temperature is not None and not 0 <= args.temperature <= 10:
+        raise UsageError("--temperature must be from 0 to 10")
+    if (args.steps is not None or args.slerp) and not args.morph:
+        raise UsageError("--steps and --slerp go with --morph A B")
+    if (args.like or args.morph) and args.seconds is not None:
+        raise UsageError("--seconds applies to new sounds; --like and --morph make sounds of one chunk")
+    if args.morph and (args.temperature is not None or args.trim):
+        raise UsageError("--temperature and --trim do not apply to --morph")
+    steps = 8 if args.steps is None else args.steps
+    if args.morph and steps < 2:
+        raise UsageError("--steps must be at least 2 (A and B)")
+    for path in ([args.like] if args.like else []) + list(args.morph or []):
+        if not Path(path).exists():
+            raise UsageError(f"sound file '{path}' does not exist")
+        if Path(path).is_dir():
+            raise UsageError(f"'{path}' is a folder; pass one sound file")
+    _existing_folder(args.run_dir, what="run folder")
     engine, caught = _with_warnings(lambda: _engine(args))
     _print_warnings(errors, caught)
-    paths, caught = _with_warnings(lambda: generate_files(
-        engine, args.run_dir, args.out, count=args.count, seconds=args.seconds, seed=args.seed,
-        device=select_device(args.device)))
+    device = select_device(args.device)
+    if args.like:
+        what = f"variations of {args.like}"
+        action = lambda: generation.like_files(  # noqa: E731
+            engine, args.run_dir, args.like, args.out, count=args.count, seed=args.seed,
+            temperature=args.temperature, trim=args.trim, device=device)
+    elif args.morph:
+        what = f"steps of a morph from {args.morph[0]} to {args.morph[1]} and the joined path"
+        action = lambda: generation.morph_files(  # noqa: E731
+            engine, args.run_dir, args.morph[0], args.morph[1], args.out, steps=steps, spherical=args.slerp,
+            device=device)
+    else:
+        what = "sounds"
+        action = lambda: generation.generate_files(  # noqa: E731
+            engine, args.run_dir, args.out, count=args.count, seconds=args.seconds, seed=args.seed,
+            temperature=args.temperature, trim=args.trim, device=device)
+    paths, caught = _with_warnings(action)
     _print_warnings(errors, caught)
-    console.print(f"wrote {len(paths)} sounds to {paths[0].parent}")
+    count = len(paths) - 1 if args.morph else len(paths)
+    console.print(f"wrote {count} {what} to {paths[0].parent}", markup=False, highlight=False)
+    for path in paths:
+        console.print(f"  {path}", markup=False, highlight=False)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    from sda_core.training.export import FORMATS, export_run
+
+    if args.format not in FORMATS:
+        raise UsageError(f"unknown export format '{args.format}'; use one of: {', '.join(FORMATS)}")
+    run_dir = _existing_folder(args.run_dir, what="run folder")
+    if args.out is not None and Path(args.out).is_dir():
+        raise UsageError(f"--out '{args.out}' is a folder; give the file to write, e.g. {Path(args.out) / 'generator'}"
+                         f"{'.onnx' if args.format == 'onnx' else '.pt'}")
+    engine, caught = _with_warnings(lambda: _engine(args))
+    _print_warnings(errors, caught)
+    paths, caught = _with_warnings(lambda: export_run(run_dir, args.format, args.out, hooks=engine))
+    _print_warnings(errors, caught)
+    console.print(f"exported {run_dir} as {args.format} to {paths[0].parent}", markup=False, highlight=False)
     for path in paths:
         console.print(f"  {path}", markup=False, highlight=False)
     return EXIT_OK

@@ -51,13 +51,18 @@ class GenerativeModel(Protocol):
         ...
 
     def generate(self, count: int, *, seconds: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``count`` new sounds of ``seconds`` each, drawn from the prior: (count, channels, samples)."""
+        """``count`` new sounds of ``seconds`` each, drawn from the prior: (count, channels, samples).
+
+        A model may also take a keyword ``temperature: float | None`` (the spread of its
+        sampling); ``sda generate --temperature`` and ``sda evaluate --temperature`` pass it only
+        to a ``generate`` that accepts it and refuse otherwise.
+        """
         ...
 
 
 @runtime_checkable
 class SamplerFitting(Protocol):
-    """The one optional model method: fit where ``generate`` draws to the training data.
+    """An optional model method: fit where ``generate`` draws to the training data.
 
     A model that has ``fit_sampler`` (for example a VAE that samples from a density fitted to its
     training codes instead of from the prior) is handed the posterior means of the training
@@ -69,6 +74,27 @@ class SamplerFitting(Protocol):
 
     def fit_sampler(self, latents: torch.Tensor) -> None:
         """Fit the sampler to ``latents`` (count, latent...), the codes of the training chunks."""
+        ...
+
+
+@runtime_checkable
+class LatentSampling(Protocol):
+    """An optional model method: draw latent codes from where ``generate`` samples.
+
+    ``sda generate --like FILE`` moves a sound's code toward such draws to make variations of it.
+    A model without ``sample_latents`` gets the generic fallback of
+    :func:`sda_core.training.generation.sample_codes`: N(0, I) shaped like ``encode``'s codes
+    (the isotropic prior of a VAE). ``sda export`` describes the sampler in its sidecar JSON: a
+    model that keeps a diagonal Gaussian mixture in buffers named ``sampler_weights`` (K,),
+    ``sampler_means`` and ``sampler_stds`` (K, latent...) (weights all 0: not fitted) has the
+    mixture written there, any other the N(0, I) prior.
+    """
+
+    def sample_latents(self, count: int, *, generator: torch.Generator | None = None,
+                       temperature: float | None = None) -> torch.Tensor:
+        """``count`` codes (count, latent...) as ``decode`` takes them, drawn with ``generator``
+        (seeded: same generator state, same codes); ``temperature`` None: the model's default
+        spread. ``temperature`` is optional: a model may leave it out of its signature."""
         ...
 
 
