@@ -23,6 +23,9 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp makes the file private (0600); a replaced file keeps its mode, a new one gets the
+        # usual 0644 less the umask, like any file the user's programs write
+        os.chmod(temporary, _mode_for(target))
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
@@ -35,6 +38,25 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             pass
         raise
     return target
+
+
+def _mode_for(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the platform tells (Linux), else 022."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str], names: tuple[str, ...]) -> list[Path]:

@@ -254,3 +254,19 @@ def test_a_lock_file_does_not_make_a_folder_hold_a_run(tmp_path: Path):
     assert prepare_run_folder(folder) == []
     lock.release()
     assert not folder.exists()  # the lock made the folder and nothing else was written
+
+
+def test_run_files_are_readable_by_others_like_any_file_the_user_writes(tmp_path: Path):
+    from sda_core import write_text_atomic
+
+    path = write_text_atomic(tmp_path / "config.json", "{}")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    path.chmod(0o600)  # a file the user made private stays private when replaced
+    write_text_atomic(path, "{}\n")
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
