@@ -68,6 +68,17 @@ KL_NORMALISER = 512.0
 CROSSFADE_SECONDS = 0.05
 #: Output peaks are kept at or below -1 dBFS.
 PEAK_LIMIT = 10 ** (-1 / 20)
+#: The loss's log-magnitude floor in raw (unscaled Hann) STFT magnitudes: the floor of
+#: ``sda_core.quality.mrstft_distance`` (1e-5), about -150 dB re full scale. With the encoder's
+#: -80 dB floor instead, the loss did not see a noise floor 60 dB down that filled the silences
+#: (digital zeros) of reconstructions and samples, which the metric and the ear both do.
+LOSS_RAW_FLOOR = 1e-5
+#: Bands of the decoder's direct envelope path (latent -> log-magnitude per band and frame).
+ENVELOPE_BANDS = 24
+#: Output multiplier of the envelope path (its weights start at 0): under Adam it learns this
+#: many times faster than a plain linear layer would, so the latent shapes loudness over time and
+#: the coarse spectrum within the first epochs instead of after a hundred.
+ENVELOPE_GAIN = 4.0
 #: Mel bands of the multi-scale mel loss, per FFT size relative to the model's (1/2, 1, 2).
 MEL_BANDS = (40, 80, 128)
 
@@ -264,6 +275,19 @@ class WaveDecoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, self.channels * 2 * self.bins)
         nn.init.normal_(self.head.weight, std=0.01)
+        # the envelope path: latent -> (frames, bands) log-magnitude, spread over the bins by fixed
+        # overlapping mel-spaced triangles (each bin's weights sum to 1), added to the head's
+        self.envelope_bands = ENVELOPE_BANDS
+        self.to_envelope = nn.Linear(latent_dim, self.frames * ENVELOPE_BANDS)
+        nn.init.zeros_(self.to_envelope.weight)
+        nn.init.zeros_(self.to_envelope.bias)
+        sample_rate = float(n_fft * REFERENCE_RATE / REFERENCE_N_FFT)  # only the shape of the bands matters
+        bank = torchaudio.functional.melscale_fbanks(self.bins, 0.0, sample_rate / 2, ENVELOPE_BANDS + 2,
+                                                     sample_rate, norm=None, mel_scale="htk")[:, 1:-1]
+        bank[: int(bank[:, 0].argmax()) + 1, 0] = 1.0  # bins below the first band's peak and above the last's
+        bank[int(bank[:, -1].argmax()) :, -1] = 1.0
+        bank = bank / bank.sum(dim=1, keepdim=True).clamp_min(1e-8)
+        self.register_buffer("envelope_basis", bank.T.contiguous(), persistent=False)  # (bands, bins)
         with torch.no_grad():  # start quiet (-40 dB per bin) with small random phases
             self.head.bias.zero_()
             self.head.bias.view(self.channels, 2, self.bins)[:, 0] = -4.6
@@ -274,7 +298,9 @@ class WaveDecoder(nn.Module):
         x = self.blocks(self.embed(x))
         x = self.head(self.norm(x.transpose(1, 2)))  # (batch, frames, channels * 2 * bins)
         x = x.view(batch, self.frames, self.channels, 2, self.bins).permute(0, 2, 3, 4, 1)  # (b, ch, 2, bins, frames)
-        log_magnitude = x[:, :, 0].clamp(max=MAX_LOG_MAGNITUDE)  # (batch, channels, bins, frames)
+        envelope = (ENVELOPE_GAIN * self.to_envelope(latent)).view(batch, self.frames, self.envelope_bands)
+        envelope = (envelope @ self.envelope_basis).transpose(1, 2).unsqueeze(1)  # (batch, 1, bins, frames)
+        log_magnitude = (x[:, :, 0] + envelope).clamp(max=MAX_LOG_MAGNITUDE)  # (batch, channels, bins, frames)
         phase = x[:, :, 1]
         magnitude = torch.exp(log_magnitude) * self.amplitude_scale
         real = (magnitude * torch.cos(phase)).reshape(batch * self.channels, self.bins, self.frames)
@@ -454,7 +480,8 @@ class WaveVAE(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         """Sampler buffers saved with another ``components`` setting load too: padded with unused
-        components (weight 0) or cut to the largest components, so a checkpoint stays usable."""
+        components (weight 0) or cut to the largest components, and a checkpoint saved before the
+        decoder's envelope path gets it at 0 (its start), so a checkpoint stays usable."""
         size = self.sampler_weights.shape[0]
         weights = state_dict.get(prefix + "sampler_weights")
         if weights is not None and weights.shape[0] != size:
@@ -463,6 +490,10 @@ class WaveVAE(nn.Module):
                 value = state_dict[prefix + name][order]
                 padding = value.new_full((size - value.shape[0], *value.shape[1:]), fill)
                 state_dict[prefix + name] = torch.cat([value, padding])
+        for name in ("weight", "bias"):  # saved before the envelope path: it starts at 0, as then
+            key = f"{prefix}decoder.to_envelope.{name}"
+            if key not in state_dict:
+                state_dict[key] = torch.zeros_like(getattr(self.decoder.to_envelope, name))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @classmethod
@@ -637,8 +668,8 @@ class WaveVAE(nn.Module):
 class _LossSpectra(nn.Module):
     """Multi-resolution STFT loss and multi-scale log-mel L1 at FFT sizes n/2, n and 2n (hop n/4).
 
-    Magnitudes are normalised so a full-scale sine reads about 1 and logs are floored at -80 dB,
-    so nothing chases noise below the floor. Spectral convergence is taken over the whole batch
+    Magnitudes are normalised so a full-scale sine reads about 1; logs are floored at
+    :data:`LOSS_RAW_FLOOR` in raw magnitudes (about -150 dB), so silence must come out silent. Spectral convergence is taken over the whole batch
     (a silent chunk cannot blow it up).
     """
 
@@ -649,7 +680,7 @@ class _LossSpectra(nn.Module):
         for size, bands in zip(self.sizes, MEL_BANDS):
             window = torch.hann_window(size)
             self.register_buffer(f"window_{size}", window / (window.sum() / 2), persistent=False)
-            self.floors[size] = LOG_FLOOR
+            self.floors[size] = LOSS_RAW_FLOOR / float(window.sum() / 2)
             bank = torchaudio.functional.melscale_fbanks(size // 2 + 1, 0.0, sample_rate / 2, bands, sample_rate,
                                                          norm=None, mel_scale="htk")
             self.register_buffer(f"mel_{size}", bank, persistent=False)
