@@ -15,7 +15,9 @@ from sda_plugins.wave_vae import (
     PEAK_LIMIT,
     BasisISTFT,
     BasisSTFT,
+    CODE_CAPACITY,
     WaveVAE,
+    code_kernels,
     fit_diagonal_mixture,
     hann_window,
     mixture_components_for,
@@ -206,11 +208,27 @@ def test_model_setting_selects_the_reference_model():
 
 
 def test_a_checkpoint_with_another_component_count_loads():
-    small = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "components": 2}}))
+    small = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "sampler": "mixture", "components": 2}}))
     small.fit_sampler(torch.randn(40, 8))
-    large = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "components": 6}}))
+    large = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "sampler": "mixture", "components": 6}}))
     large.load_state_dict(small.state_dict())
     assert large.sampler_weights.shape == (6,) and torch.equal(large.sampler_weights[2:], torch.zeros(4))
-    tiny = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "components": 1}}))
+    tiny = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "sampler": "mixture", "components": 1}}))
     tiny.load_state_dict(small.state_dict())
     assert tiny.sampler_fitted
+
+
+def test_code_kernels_sit_on_the_training_codes():
+    """The default sampler: one kernel per training code, width = bandwidth x the codes' spread."""
+    codes = torch.randn(30, 8, generator=torch.Generator().manual_seed(0)) * torch.arange(1, 9)
+    model = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "bandwidth": 0.5}}))
+    assert model.sampler == "codes"
+    model.fit_sampler(codes)
+    assert int((model.sampler_weights > 0).sum()) == 30
+    assert torch.equal(model.sampler_means[:30], codes)
+    assert torch.allclose(model.sampler_stds[0], 0.5 * codes.std(0, unbiased=False) + 1e-4)
+    cold = model.sample_latents(50, generator=torch.Generator().manual_seed(1), temperature=0.0)
+    assert all(any(torch.equal(row, code) for code in codes) for row in cold)
+    weights, means, _stds = code_kernels(torch.randn(CODE_CAPACITY + 40, 8), 0.3)
+    assert weights.shape == (CODE_CAPACITY,) and means.shape == (CODE_CAPACITY, 8)
+    assert abs(float(weights.sum()) - 1) < 1e-5
