@@ -82,6 +82,20 @@ def test_light_commands_never_import_torch(argv, plugin_set, tmp_path):
     assert not any(loaded[name] for name in HEAVY), f"`sda {' '.join(argv)}` imported torch"
 
 
+@pytest.mark.parametrize("argv", [["--version"], ["plugins"], ["plugins", "--json"]], ids=" ".join)
+def test_commands_without_audio_never_import_numpy(argv):
+    """Loading the plugins costs no numpy: the reference and contrib plugins import it when a hook
+    needs it; `sda --version` does not even build an Engine."""
+    code = ("import contextlib, io, sys\nfrom sda_core.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    try:\n        code = main({argv!r})\n    except SystemExit as stop:\n        code = stop.code or 0\n"
+            "assert code == 0, code")
+    loaded = loaded_modules(code, DEFAULT_SET)
+    assert not loaded["numpy"], f"`sda {' '.join(argv)}` imported numpy"
+    if argv == ["--version"]:
+        assert not loaded["sda_core.engine"]
+
+
 def test_reference_plugins_list_the_entry_points_of_pyproject():
     assert REFERENCE_PLUGINS == PYPROJECT["project"]["entry-points"]["sda"]
 
