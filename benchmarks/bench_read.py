@@ -16,7 +16,7 @@ synthesised once per run, and the same list of random 1-second offsets is read b
 
 The three variants of a format run interleaved in one process (see ``timing.py``); one sample of
 the item variants reads ``ITEMS`` items. An informational row shows the same for a resampled read
-(48 kHz file to 22.05 kHz) and for MP3 through a warm :class:`~sda_core.audio.reading.DecodeCache`.
+(48 kHz file to 22.05 kHz) and for MP3 through a warm :class:`~sda_core.audio.decode_cache.DecodeCache`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import numpy as np
 import soundfile
 
 from benchmarks.timing import Comparison, Result, compare, describe, format_seconds
-from sda_core.audio.reading import DecodeCache, read_segment
+from sda_core.audio.decode_cache import DecodeCache
+from sda_core.audio.reading import read_segment
 
 NAME = "read"
 TARGET = 1.5

@@ -43,16 +43,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import numpy as np
 
 from sda_core import hookimpl, plugin_settings
 from sda_core import validators as v
 from sda_core.config import TrainingConfig
-from sda_core.data.augmentation import Params
 from sda_core.errors import ConfigError
+
+if TYPE_CHECKING:  # numpy is imported where a transform runs: loading the plugin stays light
+    import numpy as np
+
+    from sda_core.data.augmentation import Params
 
 #: The plugin's entry-point name, and so the key of its settings table.
 PLUGIN_NAME = "augmentations"
@@ -112,6 +115,7 @@ class Gain:
 
     def apply(self, audio: np.ndarray, params: Params, sample_rate: int) -> np.ndarray:
         """Scale ``audio`` in place by ``10 ** (gain_db / 20)``."""
+        import numpy as np
         audio *= np.float32(10.0 ** (params["gain_db"] / 20.0))
         return audio
 
@@ -129,6 +133,7 @@ class PolarityFlip:
 
     def apply(self, audio: np.ndarray, params: Params, sample_rate: int) -> np.ndarray:
         """Negate ``audio`` in place."""
+        import numpy as np
         np.negative(audio, out=audio)
         return audio
 
@@ -158,6 +163,7 @@ class AddNoise:
 
     def apply(self, audio: np.ndarray, params: Params, sample_rate: int) -> np.ndarray:
         """Add the noise in place."""
+        import numpy as np
         flat = audio.reshape(-1)
         power = float(np.dot(flat, flat)) / max(flat.size, 1)
         if not power > 1e-12:  # silence (or nothing): nothing to be relative to
@@ -251,6 +257,7 @@ class TimeShift:
 
     def apply(self, audio: np.ndarray, params: Params, sample_rate: int) -> np.ndarray:
         """Shift ``audio`` (a new array unless the shift is 0)."""
+        import numpy as np
         shift = int(params["shift_samples"])
         length = audio.shape[-1]
         if shift == 0 or length == 0:
@@ -297,6 +304,7 @@ class SpeedPitch:
 
     def apply(self, audio: np.ndarray, params: Params, sample_rate: int) -> np.ndarray:
         """Resample by the ratio and fit back to the original length (a new array)."""
+        import numpy as np
         source, target = int(params["resample_from"]), int(params["resample_to"])
         length = audio.shape[-1]
         if source == target or length == 0:
@@ -340,6 +348,7 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 @lru_cache(maxsize=16)
 def _fade_out(length: int) -> np.ndarray:
+    import numpy as np
     return np.linspace(1.0, 0.0, length, dtype=np.float32)
 
 
@@ -350,6 +359,7 @@ def _sinc_kernel(source: int, target: int, zero_crossings: int = 6, rolloff: flo
     The same kernel as ``torchaudio.functional.resample(..., lowpass_filter_width=6,
     rolloff=0.99, resampling_method="sinc_interp_hann")``; cached per process.
     """
+    import numpy as np
     base = min(source, target) * rolloff
     width = math.ceil(zero_crossings * source / base)
     positions = np.arange(-width, width + source, dtype=np.float64)[np.newaxis, :] / source
@@ -368,6 +378,7 @@ def resample_poly(audio: np.ndarray, source: int, target: int) -> np.ndarray:
     Returns ``ceil(samples * target / source)`` samples per channel, float32, matching
     ``torchaudio.functional.resample(audio, source, target)``.
     """
+    import numpy as np
     channels, length = audio.shape
     kernel, width = _sinc_kernel(source, target)
     taps = kernel.shape[0]
@@ -433,6 +444,7 @@ def _decay_length(a: Sequence[float], floor: float = 1e-5) -> int:
 @lru_cache(maxsize=1)
 def _smooth_numbers(limit: int = 1 << 26) -> np.ndarray:
     """Every 5-smooth number (2^a 3^b 5^c) up to ``limit``, sorted: the fast FFT sizes."""
+    import numpy as np
     values = []
     power5 = 1
     while power5 <= limit:
@@ -449,6 +461,7 @@ def _smooth_numbers(limit: int = 1 << 26) -> np.ndarray:
 
 def _fast_length(minimum: int) -> int:
     """The smallest 5-smooth number >= ``minimum``: a fast FFT size."""
+    import numpy as np
     smooth = _smooth_numbers()
     position = int(np.searchsorted(smooth, max(minimum, 1)))
     return int(smooth[position]) if position < smooth.size else int(minimum)
@@ -457,6 +470,7 @@ def _fast_length(minimum: int) -> int:
 @lru_cache(maxsize=32)
 def _delay(size: int) -> np.ndarray:
     """``z^-1`` on the unit circle at the rfft bins of a ``size``-point FFT (complex64)."""
+    import numpy as np
     omega = np.arange(size // 2 + 1, dtype=np.float64) * (2.0 * math.pi / size)
     return np.exp(-1j * omega).astype(np.complex64)
 
@@ -474,6 +488,7 @@ def _response(b: Sequence[float], a: Sequence[float], size: int) -> np.ndarray:
     is well conditioned in single precision even with poles or zeros close to ``z = 1``, where the
     expanded polynomials lose every digit to cancellation.
     """
+    import numpy as np
     z1 = _delay(size)
     if b[0] == 0.0:  # no factored form: evaluate the polynomials in double precision
         z = z1.astype(np.complex128)
@@ -495,6 +510,7 @@ def apply_biquad(audio: np.ndarray, b: Sequence[float], a: Sequence[float]) -> n
     its impulse response has decayed by 100 dB, so the result equals the recursive filter's to
     float32 precision, at the cost of one real FFT pair (no per-sample Python or torch loop).
     """
+    import numpy as np
     length = audio.shape[-1]
     size = _fast_length(length + _decay_length(a))
     spectrum = np.fft.rfft(audio, n=size, axis=-1)
@@ -505,6 +521,7 @@ def apply_biquad(audio: np.ndarray, b: Sequence[float], a: Sequence[float]) -> n
 @lru_cache(maxsize=16)
 def _pink_weights(length: int, sample_rate: int) -> np.ndarray:
     """Amplitude weights 1/sqrt(f) of an rfft of ``length`` points, zero below 20 Hz."""
+    import numpy as np
     frequencies = np.fft.rfftfreq(length, 1.0 / sample_rate)
     weights = np.zeros(frequencies.shape, dtype=np.float32)
     audible = frequencies >= HIGHPASS_MIN_HZ
@@ -514,6 +531,7 @@ def _pink_weights(length: int, sample_rate: int) -> np.ndarray:
 
 def _pink_noise(rng: np.random.Generator, shape: tuple[int, ...], sample_rate: int) -> np.ndarray:
     """Pink noise of ``shape`` (channels, samples): a random spectrum shaped 1/f in power."""
+    import numpy as np
     channels, length = shape
     bins = length // 2 + 1
     spectrum = rng.standard_normal((channels, bins, 2), dtype=np.float32).view(np.complex64)[..., 0]

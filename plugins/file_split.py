@@ -71,14 +71,16 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from sda_core import hookimpl
 from sda_core.config import TrainingConfig
 from sda_core.config.dataset import AudioFileInfo, FileSplit
 from sda_core.data.splits import SplitReconciliation, load_split, reconcile_split, save_split  # noqa: F401 (public here too)
 from sda_core.errors import ConfigError
+
+if TYPE_CHECKING:  # numpy is imported where a split is computed: loading the plugin stays light
+    import numpy as np
 
 #: Durations are compared in integer units of this many per second (microseconds).
 UNITS_PER_SECOND = 1_000_000
@@ -114,6 +116,7 @@ def _check_fraction(validation_fraction: float) -> float:
 
 
 def _check_seed(seed: int) -> int:
+    import numpy as np
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError("split_seed", seed, "an integer >= 0")
     return int(seed)
@@ -182,6 +185,7 @@ def _best_move(durations: np.ndarray, in_val: np.ndarray, error: int) -> list[in
 
     Keeps a file on each side. Returns the indices whose side flips, or None.
     """
+    import numpy as np
     val_idx = np.flatnonzero(in_val)
     train_idx = np.flatnonzero(~in_val)
     best_abs, best = abs(error), None
@@ -236,6 +240,7 @@ def split_files(
     Raises:
         ConfigError: a fraction outside ``[0, 1)``, a negative seed, or a path given twice.
     """
+    import numpy as np
     fraction = _check_fraction(validation_fraction)
     seed = _check_seed(seed)
     ordered = _unique_sorted(files)

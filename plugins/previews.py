@@ -23,7 +23,7 @@ import torch
 
 from sda_core import hookimpl, plugin_settings
 from sda_core import validators as v
-from sda_core.audio.reading import write_wav
+from sda_core.audio.wav import write_wav
 from sda_core.config import TrainingConfig
 from sda_core.config.events import PreviewEvent
 

@@ -8,20 +8,13 @@ pipe, a log file, CI) it writes plain, throttled log lines. See :class:`Progress
 from __future__ import annotations
 
 import atexit
+import functools
 import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-)
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -39,6 +32,8 @@ from sda_core.config.events import (
 )
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, Task
+
     from sda_core.config.history import MetricsHistory
 
 #: The name this plugin registers under (and reads its ``[plugins.progress]`` settings from).
@@ -93,21 +88,29 @@ def _format_eta(seconds: float | None) -> str:
     return "?" if seconds is None else format_duration(max(seconds, 0.0))
 
 
-class _InfoColumn(ProgressColumn):
-    """The text right of each bar, built from the display's state at render time.
+@functools.cache
+def _info_column_class() -> type:
+    """The column class of the text right of each bar (rich.progress loads with the first live
+    display, not with the plugin: `sda plugins` and `sda scan` never draw one)."""
+    from rich.progress import ProgressColumn
 
-    Rendering happens on rich's refresh thread, so the training thread pays nothing for it.
-    """
+    class _InfoColumn(ProgressColumn):
+        """The text right of each bar, built from the display's state at render time.
 
-    def __init__(self, display: ProgressDisplay) -> None:
-        super().__init__(table_column=Column(no_wrap=True, overflow="ellipsis"))
-        self.display = display
+        Rendering happens on rich's refresh thread, so the training thread pays nothing for it.
+        """
 
-    def render(self, task: Task) -> Text:
-        try:
-            return self.display._render_info(task)
-        except Exception:  # noqa: BLE001 - a rendering fault must never kill the refresh thread
-            return Text("")
+        def __init__(self, display: ProgressDisplay) -> None:
+            super().__init__(table_column=Column(no_wrap=True, overflow="ellipsis"))
+            self.display = display
+
+        def render(self, task: Task) -> Text:
+            try:
+                return self.display._render_info(task)
+            except Exception:  # noqa: BLE001 - a rendering fault must never kill the refresh thread
+                return Text("")
+
+    return _InfoColumn
 
 
 class ProgressDisplay:
@@ -378,11 +381,13 @@ class ProgressDisplay:
     # -- live display ----------------------------------------------------------------------
 
     def _start_live(self, event: TrainingStartEvent) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
         progress = Progress(
             TextColumn("{task.description}", style="bold"),
             BarColumn(bar_width=BAR_WIDTH),
             MofNCompleteColumn(),
-            _InfoColumn(self),
+            _info_column_class()(self),
             console=self.console,
             transient=True,
             refresh_per_second=REFRESH_PER_SECOND,

@@ -82,6 +82,20 @@ def test_light_commands_never_import_torch(argv, plugin_set, tmp_path):
     assert not any(loaded[name] for name in HEAVY), f"`sda {' '.join(argv)}` imported torch"
 
 
+@pytest.mark.parametrize("argv", [["--version"], ["plugins"], ["plugins", "--json"]], ids=" ".join)
+def test_commands_without_audio_never_import_numpy(argv):
+    """Loading the plugins costs no numpy: the reference and contrib plugins import it when a hook
+    needs it; `sda --version` does not even build an Engine."""
+    code = ("import contextlib, io, sys\nfrom sda_core.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    try:\n        code = main({argv!r})\n    except SystemExit as stop:\n        code = stop.code or 0\n"
+            "assert code == 0, code")
+    loaded = loaded_modules(code, DEFAULT_SET)
+    assert not loaded["numpy"], f"`sda {' '.join(argv)}` imported numpy"
+    if argv == ["--version"]:
+        assert not loaded["sda_core.engine"]
+
+
 def test_reference_plugins_list_the_entry_points_of_pyproject():
     assert REFERENCE_PLUGINS == PYPROJECT["project"]["entry-points"]["sda"]
 
@@ -164,3 +178,30 @@ def test_an_engine_can_refuse_an_unanswered_provider_at_construction():
     with pytest.raises(PluginError, match="sda_make_model"):
         Engine(disable=["mel_vae", "wave_vae"], require_providers=True)
     Engine(disable=["mel_vae", "wave_vae"])  # a partial engine (a host that only scans) stays legitimate
+
+
+# -- the audio layer ----------------------------------------------------------------------------
+
+
+def test_what_is_special_about_mp3_is_decided_in_one_module():
+    """Only sda_core.audio.formats names MPEG containers or extensions in code; the rest asks it."""
+    import ast
+
+    names = {"mp3", "mpeg", ".mp3", ".mp2", ".mp1", ".mpga"}
+    sources = [*(ROOT / "sda_core").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]
+    deciding = sorted(str(path.relative_to(ROOT)) for path in sources
+                      if any(isinstance(node, ast.Constant) and isinstance(node.value, str)
+                             and node.value.lower() in names
+                             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))))
+    assert deciding == ["sda_core/audio/formats.py"]
+
+
+def test_write_wav_is_still_importable_from_reading_for_one_release():
+    from sda_core.audio import reading, wav
+
+    assert reading.write_wav is wav.write_wav
+
+
+def test_writing_wav_and_the_decode_cache_import_no_torch():
+    loaded = loaded_modules("import sda_core.audio.wav, sda_core.audio.decode_cache, sda_core.audio.formats")
+    assert not any(loaded[name] for name in HEAVY), loaded

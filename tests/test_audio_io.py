@@ -1,4 +1,4 @@
-"""sda_core.audio.reading: segment reads, resampling alignment, channel mapping, errors, the MP3 cache."""
+"""sda_core.audio: segment reads, resampling alignment, channel mapping, errors, the MP3 cache."""
 
 from __future__ import annotations
 
@@ -17,17 +17,12 @@ import torchaudio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sda_core.audio.reading as audio_io
-from sda_core.audio.reading import (
-    AudioReadError,
-    DecodeCache,
-    default_cache_directory,
-    default_decode_cache,
-    needs_decode_cache,
-    read_file,
-    read_segment,
-    resampled_length,
-)
+import sda_core.audio.decoding as decoding
+import sda_core.audio.resampling as resampling
+from sda_core.audio.decode_cache import DecodeCache, default_cache_directory, default_decode_cache
+from sda_core.audio.formats import needs_decode_cache
+from sda_core.audio.reading import AudioReadError, read_file, read_segment
+from sda_core.audio.resampling import resampled_length
 from sda_core.errors import SdaError
 
 TARGET = 22050
@@ -180,24 +175,24 @@ def test_read_file_equals_torchaudio_resampling_of_the_whole_file(resampling_fil
 
 def test_rates_with_huge_kernels_use_the_direct_sinc(resampling_files, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fallback for awkward rate pairs computes the same values as the polyphase kernel."""
-    monkeypatch.setattr(audio_io, "_MAX_KERNEL_TAPS", 0)
-    audio_io._plan.cache_clear()
+    monkeypatch.setattr(resampling, "_MAX_KERNEL_TAPS", 0)
+    resampling._plan.cache_clear()
     try:
         for rate in (48000, 8000):
             path, reference = resampling_files[rate]
-            assert audio_io._plan(rate, TARGET).kernel is None
+            assert resampling._plan(rate, TARGET).kernel is None
             for start in (-30, 0, 777, reference.shape[1] - 1000):
                 out = read_segment(path, start, 2000, target_rate=TARGET, channels=2)
                 np.testing.assert_allclose(out, expected_slice(reference, start, 2000), atol=1e-4, rtol=0)
     finally:
-        audio_io._plan.cache_clear()
+        resampling._plan.cache_clear()
 
 
 def test_an_awkward_rate_pair_works_without_a_giant_kernel(tmp_path: Path) -> None:
     # 44056 -> 22050 reduces to 22028:11025: the polyphase kernel would hold ~243 million taps.
     tone = (0.5 * np.sin(2 * np.pi * 110.0 * np.arange(44056) / 44056)).astype(np.float32)[:, None]
     path = write(tmp_path / "odd.wav", tone, 44056, "FLOAT")
-    assert audio_io._plan(44056, TARGET).kernel is None
+    assert resampling._plan(44056, TARGET).kernel is None
     full = read_file(path, target_rate=TARGET, channels=1)
     assert full.shape == (1, TARGET)
     segment = read_segment(path, 5000, 3000, target_rate=TARGET, channels=1)
@@ -208,8 +203,8 @@ def test_an_awkward_rate_pair_works_without_a_giant_kernel(tmp_path: Path) -> No
 
 
 def test_resampling_kernels_are_cached_per_pair_of_rates() -> None:
-    assert audio_io._plan(48000, TARGET) is audio_io._plan(48000, TARGET)
-    plan = audio_io._plan(48000, TARGET)
+    assert resampling._plan(48000, TARGET) is resampling._plan(48000, TARGET)
+    plan = resampling._plan(48000, TARGET)
     assert (plan.down, plan.up) == (320, 147)
     expected = torchaudio.transforms.Resample(48000, TARGET)
     torch.testing.assert_close(plan.kernel, expected.kernel)
@@ -400,7 +395,7 @@ def test_only_the_needed_frames_are_read(
     recorder.frames.clear()
     read_segment(path, 7 * TARGET, TARGET, target_rate=TARGET, channels=1)
     (asked,) = recorder.frames
-    plan = audio_io._plan(rate, TARGET)
+    plan = resampling._plan(rate, TARGET)
     assert rate <= asked <= rate + 2 * plan.width + 2 * plan.down  # one second plus the filter's context
     assert asked < rate * seconds / 10
 
@@ -417,13 +412,13 @@ def test_needs_decode_cache() -> None:
 class DecodeCounter:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        original = audio_io._decode_all
+        original = decoding.decode_all
 
         def counting(handle, path):
             self.calls += 1
             return original(handle, path)
 
-        monkeypatch.setattr(audio_io, "_decode_all", counting)
+        monkeypatch.setattr(decoding, "decode_all", counting)
 
 
 def test_mp3_is_decoded_once_into_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

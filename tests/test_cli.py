@@ -203,3 +203,21 @@ def test_demo_synthesises_trains_and_generates(tmp_path: Path):
     assert (tmp_path / "demo" / "run" / "checkpoints" / "best.pt").is_file()
     generated = sorted((tmp_path / "demo" / "generated").glob("*.wav"))
     assert len(generated) == 4 and all(sf.info(p).duration == pytest.approx(2.0) for p in generated)
+
+
+def test_a_config_error_in_train_start_makes_train_exit_2_with_one_sentence(
+        sounds: Path, tmp_path: Path, make_distribution):
+    """A plugin installed through entry points vetoes the run in ``sda_on_train_start``."""
+    make_distribution("sda-start-veto", {"start_veto": "sda_cli_start_veto"}, {"sda_cli_start_veto": """
+        from sda_core import ConfigError, hookimpl
+
+        @hookimpl
+        def sda_on_train_start(event):
+            raise ConfigError("plugins.start_veto.mode", "loud", "'quiet' or 'off'")
+    """})
+    result = run("train", str(sounds), "--out", str(tmp_path / "run"), "--max-epochs", "1", "--device", "cpu")
+    assert result.returncode == 2, result.stderr
+    assert "plugins.start_veto.mode" in result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr

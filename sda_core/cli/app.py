@@ -13,14 +13,16 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from sda_core import __version__
 from sda_core.config.overrides import parse_set_options
-from sda_core.engine import Engine
 from sda_core.errors import ConfigError, DatasetError, PluginError, RunExistsError, SdaError, UsageError
+
+if TYPE_CHECKING:  # rich and the Engine load after the arguments parse: `sda --version` stays light
+    from rich.console import Console
+
+    from sda_core.engine import Engine
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Epochs `sda demo` trains: a few minutes on 2 CPU cores.
@@ -130,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return EXIT_USAGE
+    from rich.console import Console
+
     console = Console()
     if not console.is_terminal:  # piped or logged: wide enough that tables do not truncate paths
         console = Console(width=160)
@@ -400,6 +404,8 @@ def _add_set_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _engine(args: argparse.Namespace) -> Engine:
+    from sda_core.engine import Engine
+
     return Engine(disable=[*args.disable_before, *getattr(args, "disable_after", [])])
 
 

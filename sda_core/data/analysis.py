@@ -39,6 +39,8 @@ import attrs
 import numpy as np
 import soundfile
 
+from sda_core.audio.decoding import SALVAGE_FRAMES, surviving_blocks
+from sda_core.audio.formats import frame_count_tolerance
 from sda_core.audio.paths import native_path
 from sda_core.config import TrainingConfig
 from sda_core.config.dataset import AudioFileInfo, DatasetSummary
@@ -48,7 +50,7 @@ from sda_core.serialization import from_stored, to_jsonable
 #: Frames decoded per read; a file is never held in memory whole.
 BLOCK_FRAMES = 65536
 #: Frames per read when reading on after a decoder error, to locate where the damage starts.
-RETRY_FRAMES = 1024
+RETRY_FRAMES = SALVAGE_FRAMES
 #: A sample at or above this magnitude counts as clipped (integer formats: their full scale, if lower).
 CLIP_LEVEL = 0.999
 #: A file clips when more than this fraction of its samples are clipped.
@@ -72,8 +74,6 @@ MAX_WORKERS = 8
 _FULL_SCALE = {"PCM_S8": 127 / 128, "PCM_U8": 127 / 128, "ULAW": 32124 / 32768, "ALAW": 32256 / 32768}
 _BYTES_PER_SAMPLE = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4,
                      "DOUBLE": 8, "ULAW": 1, "ALAW": 1}
-# Decoders of MPEG audio may report a frame count one or two MPEG frames off.
-_FRAME_TOLERANCE = {"MP3": 2304, "MPEG": 2304}
 # libsndfile logs "data : 88200 (should be 44078)" when a chunk claims more bytes than the file holds.
 _SHOULD_BE = re.compile(r"^\s*(?P<chunk>[A-Za-z0-9 ]+?)\s*:\s*(?P<claimed>\d+)\s*\(should be (?P<actual>\d+)\)")
 _DATA_CHUNKS = frozenset({"data", "SSND", "Data Size"})
@@ -281,7 +281,7 @@ def analyse_file(root: str | os.PathLike[str], info: AudioFileInfo, block_frames
         error = _error_message(exc)
         if stats.frames or block_frames > RETRY_FRAMES:
             _retry(path, stats, min(block_frames, RETRY_FRAMES))
-    if error is None and expected - _FRAME_TOLERANCE.get(info.format, 0) <= stats.frames < expected:
+    if error is None and expected - frame_count_tolerance(info.format) <= stats.frames < expected:
         expected = stats.frames  # an MPEG length estimate, not missing audio
     return stats.result(info.path, expected, error)
 
@@ -299,16 +299,9 @@ def _stream(audio: soundfile.SoundFile, stats: _Stats, block_frames: int) -> Non
 
 
 def _retry(path: str, stats: _Stats, block_frames: int) -> None:
-    """After a failed read: reopen, skip what ``stats`` holds, and read on in small blocks."""
-    try:
-        with soundfile.SoundFile(native_path(path)) as audio:
-            if audio.channels != len(stats.sums):
-                return
-            if stats.frames:
-                audio.seek(stats.frames)
-            _stream(audio, stats, block_frames)
-    except Exception:  # noqa: BLE001 - the first error is the one reported
-        return
+    """After a failed read: read on from what ``stats`` holds, through what survives of the file."""
+    for block in surviving_blocks(path, stats.frames, block_frames=block_frames, channels=len(stats.sums)):
+        stats.add(block)
 
 
 class _Stats:

@@ -30,30 +30,23 @@ from pathlib import Path
 
 import soundfile
 
+from sda_core.audio.decoding import decoded_frames
+from sda_core.audio.formats import MPEG_EXTENSIONS, length_is_a_claim, plausible_mpeg_length
 from sda_core.audio.paths import native_path
 from sda_core.config.dataset import AudioFileInfo, DatasetSummary, SkippedFile, SkipReason
 from sda_core.config.overrides import SETTINGS_FILENAME
-from sda_core.errors import DatasetError
+from sda_core.errors import AudioReadError, DatasetError
 
 AUDIO_EXTENSIONS = frozenset(
     {
         ".wav", ".wave", ".bwf", ".rf64", ".w64",
         ".flac", ".ogg", ".oga", ".opus",
-        ".mp3", ".mp2", ".mpga",
         ".aif", ".aiff", ".aifc",
         ".au", ".snd", ".caf", ".voc", ".wv", ".sd2", ".sf", ".ircam",
         ".paf", ".svx", ".nist", ".sph", ".mat", ".pvf", ".xi", ".htk", ".avr", ".mpc",
     }
-)
+) | MPEG_EXTENSIONS
 """Extensions of audio formats; a file with one of them that libsndfile cannot open is "unreadable"."""
-
-#: Containers whose header length is a claim that a damaged or cut file can get wildly wrong.
-CLAIMED_LENGTH_FORMATS = frozenset({"MP3"})
-#: The lowest bitrate of MPEG audio (MPEG-2.5 layer III): no MP3 holds more seconds than its bytes
-#: allow at this rate.
-MIN_MPEG_BITRATE = 8000
-_XING_TAGS = (b"Xing", b"Info")
-_XING_WITHIN = 64  # the tag sits 13 to 36 bytes into the first MPEG frame
 
 _NOT_AUDIO_DETAIL = "not an audio format libsndfile can open"
 _ALREADY_SCANNED_DETAIL = "link to a folder that is already scanned (a loop or a second route to it)"
@@ -217,10 +210,8 @@ class _Walk:
             self.skip(relative, SkipReason.NO_FRAMES, "the header reports no audio frames")
             return
         frames = int(header.frames)
-        if header.format in CLAIMED_LENGTH_FORMATS and not _plausible_mpeg_length(
+        if length_is_a_claim(header.format) and not plausible_mpeg_length(
                 entry.path, frames, int(header.samplerate), size):
-            from sda_core.audio.reading import AudioReadError, decoded_frames  # torch: only when needed
-
             try:
                 frames = decoded_frames(native_path(entry.path))
             except AudioReadError as error:
@@ -253,44 +244,6 @@ class _Walk:
             self.skip(relative, SkipReason.UNREADABLE, f"libsndfile cannot open it: {message}")
         else:
             self.skip(relative, SkipReason.NOT_AUDIO, _NOT_AUDIO_DETAIL)
-
-
-def _plausible_mpeg_length(path: str, frames: int, rate: int, size: int) -> bool:
-    """Whether an MP3's claimed length can be right, judged from its size and its Xing/Info tag.
-
-    Impossible: more seconds than the file's bytes hold at MPEG's lowest bitrate, or fewer bytes
-    than the tag says the stream has (the file was cut after the tag was written).
-    """
-    if frames / rate * MIN_MPEG_BITRATE / 8 > size:
-        return False
-    stream_bytes, start = _xing_stream_bytes(path)
-    return stream_bytes is None or size - start >= 0.99 * stream_bytes
-
-
-def _xing_stream_bytes(path: str) -> tuple[int | None, int]:
-    """The stream size an MP3's Xing/Info tag claims (None: no tag or no size), and where the
-    MPEG stream starts (after an ID3v2 tag)."""
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(10)
-            start = 0
-            if len(head) == 10 and head[:3] == b"ID3":
-                start = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | head[9] & 0x7F)
-                start += 10 if head[5] & 0x10 else 0  # a footer
-            stream.seek(start)
-            frame = stream.read(_XING_WITHIN + 16)
-    except OSError:
-        return None, 0
-    for tag in _XING_TAGS:
-        at = frame.find(tag, 4, _XING_WITHIN)
-        if at < 0 or len(frame) < at + 16:
-            continue
-        flags = int.from_bytes(frame[at + 4:at + 8], "big")
-        if not flags & 2:
-            return None, start
-        field = at + 8 + (4 if flags & 1 else 0)
-        return int.from_bytes(frame[field:field + 4], "big"), start
-    return None, start
 
 
 def _link_target(path: str) -> str:
