@@ -12,10 +12,10 @@ from sda_core.errors import ConfigError
 from sda_core.training.model import GenerativeModel, SamplerFitting
 from sda_plugins import mel_vae, wave_vae
 from sda_plugins.wave_vae import (
+    CODE_CAPACITY,
     PEAK_LIMIT,
     BasisISTFT,
     BasisSTFT,
-    CODE_CAPACITY,
     WaveVAE,
     code_kernels,
     fit_diagonal_mixture,

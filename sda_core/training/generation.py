@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sda_core.audio.reading import read_file, write_wav
+from sda_core.audio.reading import read_file
+from sda_core.audio.wav import write_wav
 from sda_core.config import TrainingConfig
 from sda_core.config.training_config import stored_config
 from sda_core.data.chunks import chunk_frames
