@@ -232,3 +232,18 @@ def test_code_kernels_sit_on_the_training_codes():
     weights, means, _stds = code_kernels(torch.randn(CODE_CAPACITY + 40, 8), 0.3)
     assert weights.shape == (CODE_CAPACITY,) and means.shape == (CODE_CAPACITY, 8)
     assert abs(float(weights.sum()) - 1) < 1e-5
+
+
+def test_a_checkpoint_from_before_the_envelope_path_loads():
+    """State dicts saved before the decoder's envelope path load with the path at 0 (its start)."""
+    model = WaveVAE.from_config(config())
+    with torch.no_grad():
+        model.decoder.to_envelope.weight.normal_()
+    state = {key: value for key, value in model.state_dict().items() if "to_envelope" not in key}
+    other = WaveVAE.from_config(config())
+    other.load_state_dict(state)
+    assert torch.equal(other.decoder.to_envelope.weight, torch.zeros_like(other.decoder.to_envelope.weight))
+    latent = torch.randn(2, 8)
+    with torch.no_grad():
+        model.decoder.to_envelope.weight.zero_()
+    assert torch.allclose(model.decode(latent), other.decode(latent), atol=1e-6)
