@@ -37,15 +37,16 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import torch
 import torchaudio
 from torch import nn
 from torch.nn import functional as F
 
-from sda_core import hookimpl
+from sda_core import hookimpl, plugin_settings
+from sda_core import validators as v
 from sda_core.config import TrainingConfig
 from sda_core.data.chunks import chunk_frames
-from sda_core.errors import ConfigError
 
 #: The plugin's name: its entry point, its ``model`` name and its ``[plugins.wave_vae]`` table.
 PLUGIN_NAME = "wave_vae"
@@ -94,8 +95,11 @@ DEFAULTS: dict[str, Any] = {
     "temperature": 1.0,
     "components": 16,
 }
-INTEGER_SETTINGS = {"hidden_channels": (8, 2048), "decoder_channels": (8, 2048), "decoder_layers": (1, 32),
-                    "components": (1, 64)}
+
+
+def _as_float(value: Any) -> Any:
+    """An int setting given for a float one becomes a float; anything else is left to the validator."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def fft_size_for(sample_rate: int) -> int:
@@ -110,25 +114,35 @@ def kl_weight_at(epoch: int, kl_weight: float, warmup_epochs: int) -> float:
     return float(kl_weight) * min(1.0, max(0, epoch) / warmup_epochs)
 
 
+@attrs.frozen
+class WaveVAESettings:
+    """The ``[plugins.wave_vae]`` settings (read through ``sda_core.plugin_settings``).
+
+    Attributes:
+        hidden_channels: channels of the encoder's convolutions.
+        decoder_channels: channels of the decoder's ConvNeXt blocks.
+        decoder_layers: ConvNeXt blocks in the decoder.
+        sampler: where ``generate`` draws codes: ``"codes"`` (a kernel density on the training
+            codes), ``"mixture"`` (a diagonal Gaussian mixture fitted by EM) or ``"prior"`` (N(0, I)).
+        bandwidth: the ``codes`` sampler's width, in units of the codes' per-dimension spread.
+        temperature: scales the sampler's spread (0: the training codes / component means).
+        components: the most components of the ``mixture`` sampler.
+    """
+
+    hidden_channels: int = attrs.field(default=DEFAULTS["hidden_channels"], validator=v.integer(8, 2048))
+    decoder_channels: int = attrs.field(default=DEFAULTS["decoder_channels"], validator=v.integer(8, 2048))
+    decoder_layers: int = attrs.field(default=DEFAULTS["decoder_layers"], validator=v.integer(1, 32))
+    sampler: str = attrs.field(default=DEFAULTS["sampler"], validator=v.one_of(SAMPLERS))
+    bandwidth: float = attrs.field(default=DEFAULTS["bandwidth"], converter=_as_float, validator=v.number(0, 10))
+    temperature: float = attrs.field(default=DEFAULTS["temperature"], converter=_as_float,
+                                     validator=v.number(0, 10))
+    components: int = attrs.field(default=DEFAULTS["components"], validator=v.integer(1, 64))
+
+
 def _settings(config: TrainingConfig) -> dict[str, Any]:
-    """The ``[plugins.wave_vae]`` table, validated: unknown keys and bad values raise ConfigError."""
-    values = dict(DEFAULTS)
-    for key, value in config.plugin_settings(PLUGIN_NAME).items():
-        if key not in DEFAULTS:
-            raise ConfigError.unknown_key(str(key), DEFAULTS, owner=f"[plugins.{PLUGIN_NAME}]")
-        if key in INTEGER_SETTINGS:
-            low, high = INTEGER_SETTINGS[key]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigError(f"plugins.{PLUGIN_NAME}.{key}", value, f"an integer from {low} to {high}")
-        elif key == "sampler":
-            if value not in SAMPLERS:
-                raise ConfigError(f"plugins.{PLUGIN_NAME}.{key}", value, "one of " + ", ".join(SAMPLERS))
-        elif key in ("temperature", "bandwidth"):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10:
-                raise ConfigError(f"plugins.{PLUGIN_NAME}.{key}", value, "a number from 0 to 10")
-            value = float(value)
-        values[key] = value
-    return values
+    """The ``[plugins.wave_vae]`` table through ``plugin_settings``: unknown keys and bad values raise
+    ConfigError naming ``plugins.wave_vae.KEY``."""
+    return attrs.asdict(plugin_settings(config, PLUGIN_NAME, WaveVAESettings))
 
 
 def hann_window(size: int) -> torch.Tensor:
