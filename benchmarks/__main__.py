@@ -36,7 +36,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (noisier, a few seconds)")
     parser.add_argument(
-        "--only", action="append", metavar="NAME", choices=sorted(BENCHMARKS),
+        "--only",
+        action="append",
+        metavar="NAME",
+        choices=sorted(BENCHMARKS),
         help=f"run only this benchmark (repeatable): {', '.join(sorted(BENCHMARKS))}",
     )
     return parser.parse_args(argv)
@@ -46,8 +49,10 @@ def _versions() -> str:
     import pluggy
     import soundfile
 
-    return (f"Python {platform.python_version()}, pluggy {pluggy.__version__}, "
-            f"libsndfile {soundfile.__libsndfile_version__}, {platform.machine()}")
+    return (
+        f"Python {platform.python_version()}, pluggy {pluggy.__version__}, "
+        f"libsndfile {soundfile.__libsndfile_version__}, {platform.machine()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, message in errors:
         table.add_row(name, "-", "-", f"[{styles['ERROR']}]ERROR[/]", message)
     console.print(table)
-    console.print(f"[dim]{_versions()}; ratio = median(measured) / median(baseline), "
-                  f"variants interleaved in one process; {elapsed:.1f} s[/]")
+    console.print(
+        f"[dim]{_versions()}; ratio = median(measured) / median(baseline), "
+        f"variants interleaved in one process; {elapsed:.1f} s[/]"
+    )
 
     failed = [result.name for result in results if not result.passed]
     if failed or errors:

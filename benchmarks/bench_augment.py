@@ -83,16 +83,34 @@ def their_compose(config):
     return am.Compose(
         [
             am.PitchShift(min_semitones=-speed.max_semitones, max_semitones=speed.max_semitones, p=speed.probability),
-            am.Shift(min_shift=-shift.max_seconds, max_shift=shift.max_seconds, shift_unit="seconds",
-                     rollover=True, fade_duration=0.0, p=shift.probability),
+            am.Shift(
+                min_shift=-shift.max_seconds,
+                max_shift=shift.max_seconds,
+                shift_unit="seconds",
+                rollover=True,
+                fade_duration=0.0,
+                p=shift.probability,
+            ),
             am.OneOf(
                 [
-                    am.LowPassFilter(min_cutoff_freq=lowpass_high * 2.0 ** -filt.lowpass_octaves,
-                                     max_cutoff_freq=lowpass_high, min_rolloff=12, max_rolloff=12),
-                    am.HighPassFilter(min_cutoff_freq=filt.highpass_min_hz, max_cutoff_freq=filt.highpass_max_hz,
-                                      min_rolloff=12, max_rolloff=12),
-                    am.HighShelfFilter(min_center_freq=filt.tilt_pivot_hz, max_center_freq=filt.tilt_pivot_hz,
-                                       min_gain_db=-filt.max_tilt_db, max_gain_db=filt.max_tilt_db),
+                    am.LowPassFilter(
+                        min_cutoff_freq=lowpass_high * 2.0**-filt.lowpass_octaves,
+                        max_cutoff_freq=lowpass_high,
+                        min_rolloff=12,
+                        max_rolloff=12,
+                    ),
+                    am.HighPassFilter(
+                        min_cutoff_freq=filt.highpass_min_hz,
+                        max_cutoff_freq=filt.highpass_max_hz,
+                        min_rolloff=12,
+                        max_rolloff=12,
+                    ),
+                    am.HighShelfFilter(
+                        min_center_freq=filt.tilt_pivot_hz,
+                        max_center_freq=filt.tilt_pivot_hz,
+                        min_gain_db=-filt.max_tilt_db,
+                        max_gain_db=filt.max_tilt_db,
+                    ),
                 ],
                 p=filt.probability,
             ),
@@ -111,8 +129,12 @@ def _pipeline_row(quick: bool) -> Result:
     try:
         compose = their_compose(config)
     except ImportError as error:
-        return Result(f"{name}: skipped, audiomentations not importable ({error}); pip install -e .[bench]",
-                      float("nan"), None, "skipped")
+        return Result(
+            f"{name}: skipped, audiomentations not importable ({error}); pip install -e .[bench]",
+            float("nan"),
+            None,
+            "skipped",
+        )
     pipeline = our_pipeline(config)
     chunks = make_chunks()
     random.seed(1234)
@@ -167,16 +189,26 @@ def _pitch_rows(quick: bool) -> list[Result]:
     # pitch_shift's one-time start-up (STFT window, dispatch) on its cheapest case, untimed.
     taf.pitch_shift(torch.zeros(1, SAMPLE_RATE), SAMPLE_RATE, n_steps=LUCKY_SEMITONES)
     rows = []
-    for semitones, repeats, target in ((PITCH_SEMITONES, 2 if quick else 3, PITCH_TARGET),
-                                       (LUCKY_SEMITONES, 3 if quick else 9, None)):
+    for semitones, repeats, target in (
+        (PITCH_SEMITONES, 2 if quick else 3, PITCH_TARGET),
+        (LUCKY_SEMITONES, 3 if quick else 9, None),
+    ):
         ours_each, theirs_each, params = _pitch_comparison(semitones, repeats)
         ratio = 1000.0 * ours_each / theirs_each
-        detail = (f"SpeedPitch {format_seconds(ours_each)}, pitch_shift {format_seconds(theirs_each)} "
-                  f"({params['semitones']:+.4f} vs {semitones:+d} semitones): {theirs_each / ours_each:,.0f}x faster; "
-                  f"n={repeats}")
+        detail = (
+            f"SpeedPitch {format_seconds(ours_each)}, pitch_shift {format_seconds(theirs_each)} "
+            f"({params['semitones']:+.4f} vs {semitones:+d} semitones): {theirs_each / ours_each:,.0f}x faster; "
+            f"n={repeats}"
+        )
         label = "" if target is not None else ", pitch_shift's cheapest case (ratio 55/49)"
-        rows.append(Result(f"augment: speed/pitch {semitones:+d} st vs torchaudio pitch_shift{label} (ratio x 1000)",
-                           ratio, target, detail))
+        rows.append(
+            Result(
+                f"augment: speed/pitch {semitones:+d} st vs torchaudio pitch_shift{label} (ratio x 1000)",
+                ratio,
+                target,
+                detail,
+            )
+        )
     return rows
 
 

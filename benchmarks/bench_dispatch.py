@@ -43,9 +43,16 @@ class StepCounter:
 
 def make_event() -> StepMetrics:
     return StepMetrics(
-        epoch=1, step=1, epoch_step=1, steps_per_epoch=100, loss=0.5,
-        losses={"reconstruction": 0.4, "kl": 0.1}, learning_rate=1e-3,
-        items_per_second=250.0, duration=0.02, data_wait=0.001,
+        epoch=1,
+        step=1,
+        epoch_step=1,
+        steps_per_epoch=100,
+        loss=0.5,
+        losses={"reconstruction": 0.4, "kl": 0.1},
+        learning_rate=1e-3,
+        items_per_second=250.0,
+        duration=0.02,
+        data_wait=0.001,
     )
 
 

@@ -50,17 +50,32 @@ def _index_row(repeats: int) -> Result:
 
         comparison = compare({"scan+index": index, "soundfile.info": bare_info}, repeats=repeats, warmup=2)
     detail = describe(comparison, "scan+index", "soundfile.info", per=FILE_COUNT, unit="file")
-    return Result(f"chunk index: {FILE_COUNT} files", comparison.ratio("scan+index", "soundfile.info"),
-                  INDEX_TARGET, detail)
+    return Result(
+        f"chunk index: {FILE_COUNT} files", comparison.ratio("scan+index", "soundfile.info"), INDEX_TARGET, detail
+    )
 
 
 def _memory_row() -> Result:
-    files = [AudioFileInfo(path=f"f{i:03d}.wav", format="WAV", subtype="PCM_16", sample_rate=44100,
-                           channels=2, frames=60 * 44100, size_bytes=60 * 44100 * 4) for i in range(500)]
+    files = [
+        AudioFileInfo(
+            path=f"f{i:03d}.wav",
+            format="WAV",
+            subtype="PCM_16",
+            sample_rate=44100,
+            channels=2,
+            frames=60 * 44100,
+            size_bytes=60 * 44100 * 4,
+        )
+        for i in range(500)
+    ]
     dataset = AudioTrainingDataset(files, "/data", TrainingConfig(), "train")
     used = dataset.index_nbytes()
-    return Result("chunk index memory: 500 one-minute files", used / INDEX_MEMORY_LIMIT, 1.0,
-                  f"{used / 2**20:.2f} MB for {len(dataset)} chunks (limit 20 MB)")
+    return Result(
+        "chunk index memory: 500 one-minute files",
+        used / INDEX_MEMORY_LIMIT,
+        1.0,
+        f"{used / 2**20:.2f} MB for {len(dataset)} chunks (limit 20 MB)",
+    )
 
 
 def _loader_row(quick: bool) -> Result:
@@ -72,8 +87,11 @@ def _loader_row(quick: bool) -> Result:
             audio = 0.3 * np.sin(2 * np.pi * rng.uniform(80, 800) * t) + 0.02 * rng.standard_normal(len(t))
             soundfile.write(Path(temp) / f"take_{index:02d}.wav", audio.astype(np.float32), 44100)
         summary = scan_folder(temp)
-        config = TrainingConfig(batch_size=16, samples_per_epoch=16 * (8 if quick else 24),
-                                plugins={"chunk_dataset": {"memory_cache_mb": 0}})
+        config = TrainingConfig(
+            batch_size=16,
+            samples_per_epoch=16 * (8 if quick else 24),
+            plugins={"chunk_dataset": {"memory_cache_mb": 0}},
+        )
         train, _val, _split = create_data_loaders(summary, config, Engine())
         train.sampler.set_epoch(0)
         for _batch in train:  # start the persistent workers
@@ -87,9 +105,13 @@ def _loader_row(quick: bool) -> Result:
         del train
     workers = default_num_workers()
     best = float(np.median(rates))
-    return Result(f"loader: batches of 16 x 1 s, {workers} worker(s)", best, None,
-                  f"{best:.1f} batches/s = {best * 16:.0f} items/s (lazy reads, resampling, augmentation); "
-                  "the ratio column is batches per second")
+    return Result(
+        f"loader: batches of 16 x 1 s, {workers} worker(s)",
+        best,
+        None,
+        f"{best:.1f} batches/s = {best * 16:.0f} items/s (lazy reads, resampling, augmentation); "
+        "the ratio column is batches per second",
+    )
 
 
 def run(quick: bool = False) -> list[Result]:

@@ -61,8 +61,7 @@ def _real_sounds(scratch: Path) -> Path | None:
     if not REAL_SOUNDS_SCRIPT.is_file():
         return None
     target = scratch / "real-sounds"
-    result = subprocess.run(["bash", str(REAL_SOUNDS_SCRIPT), str(target)], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(["bash", str(REAL_SOUNDS_SCRIPT), str(target)], capture_output=True, text=True, timeout=600)
     return target if result.returncode == 0 and target.is_dir() else None
 
 
@@ -79,8 +78,10 @@ def _number(value: float | None) -> str:
 
 def _figures(evaluation: Any) -> str:
     figures = evaluation.training
-    return (f"1-NN {figures.nn_accuracy:.3f}, resemblance {_number(figures.resemblance)}, diversity {figures.diversity:.3f}, "
-            f"copying {figures.copying:.3f}, reconstruction {evaluation.reconstruction:.3f}")
+    return (
+        f"1-NN {figures.nn_accuracy:.3f}, resemblance {_number(figures.resemblance)}, diversity {figures.diversity:.3f}, "
+        f"copying {figures.copying:.3f}, reconstruction {evaluation.reconstruction:.3f}"
+    )
 
 
 def _rows(dataset: str, default: Any, default_seconds: float, reference: Any, reference_seconds: float) -> list[Result]:
@@ -88,23 +89,49 @@ def _rows(dataset: str, default: Any, default_seconds: float, reference: Any, re
     ours, theirs = default.training, reference.training
     beside = f"(mel-VAE: {_figures(reference)}; {reference_seconds:.0f} s)"
     rows = [
-        Result(f"quality {dataset}: 1-NN accuracy", ours.nn_accuracy, 0.75,
-               f"{ours.nn_accuracy:.3f} vs mel-VAE {theirs.nn_accuracy:.3f}; 0.5 = indistinguishable"),
+        Result(
+            f"quality {dataset}: 1-NN accuracy",
+            ours.nn_accuracy,
+            0.75,
+            f"{ours.nn_accuracy:.3f} vs mel-VAE {theirs.nn_accuracy:.3f}; 0.5 = indistinguishable",
+        ),
     ]
     if ours.resemblance is not None:
-        rows.append(Result(f"quality {dataset}: resemblance", ours.resemblance, 0.25,
-                           f"{ours.resemblance:.3f} vs mel-VAE {_number(theirs.resemblance)}; 0 = as real chunks, 1 = shaped noise"))
+        rows.append(
+            Result(
+                f"quality {dataset}: resemblance",
+                ours.resemblance,
+                0.25,
+                f"{ours.resemblance:.3f} vs mel-VAE {_number(theirs.resemblance)}; 0 = as real chunks, 1 = shaped noise",
+            )
+        )
     else:
         rows.append(Result(f"quality {dataset}: resemblance", float("nan"), None, ours.resemblance_note or ""))
     rows += [
-        Result(f"quality {dataset}: 1/diversity (diversity >= 0.7)", 1.0 / max(ours.diversity, 1e-9), 1.0 / 0.7,
-               f"diversity {ours.diversity:.3f} vs mel-VAE {theirs.diversity:.3f}"),
-        Result(f"quality {dataset}: 1/copying (copying >= 0.5)", 1.0 / max(ours.copying, 1e-9), 2.0,
-               f"copying {ours.copying:.3f} vs mel-VAE {theirs.copying:.3f}"),
-        Result(f"quality {dataset}: reconstruction / mel-VAE's", default.reconstruction / reference.reconstruction, 0.7,
-               f"{default.reconstruction:.3f} vs mel-VAE {reference.reconstruction:.3f} (MR-STFT, lower is better)"),
-        Result(f"quality {dataset}: default run / 10 min", default_seconds / FULL_RUN_SECONDS, 1.0,
-               f"{default_seconds:.0f} s of training, {default.duration:.0f} s of evaluation {beside}"),
+        Result(
+            f"quality {dataset}: 1/diversity (diversity >= 0.7)",
+            1.0 / max(ours.diversity, 1e-9),
+            1.0 / 0.7,
+            f"diversity {ours.diversity:.3f} vs mel-VAE {theirs.diversity:.3f}",
+        ),
+        Result(
+            f"quality {dataset}: 1/copying (copying >= 0.5)",
+            1.0 / max(ours.copying, 1e-9),
+            2.0,
+            f"copying {ours.copying:.3f} vs mel-VAE {theirs.copying:.3f}",
+        ),
+        Result(
+            f"quality {dataset}: reconstruction / mel-VAE's",
+            default.reconstruction / reference.reconstruction,
+            0.7,
+            f"{default.reconstruction:.3f} vs mel-VAE {reference.reconstruction:.3f} (MR-STFT, lower is better)",
+        ),
+        Result(
+            f"quality {dataset}: default run / 10 min",
+            default_seconds / FULL_RUN_SECONDS,
+            1.0,
+            f"{default_seconds:.0f} s of training, {default.duration:.0f} s of evaluation {beside}",
+        ),
     ]
     return rows
 
@@ -125,14 +152,21 @@ def run(quick: bool = False) -> list[Result]:
         datasets.append(("demo", demo))
         results: list[Result] = []
         if real is None:
-            results.append(Result("quality real sounds", float("nan"), None,
-                                  "skipped: set SDA_REAL_SOUNDS or put ../shared/corpus/real-sounds.sh beside the repo"))
+            results.append(
+                Result(
+                    "quality real sounds",
+                    float("nan"),
+                    None,
+                    "skipped: set SDA_REAL_SOUNDS or put ../shared/corpus/real-sounds.sh beside the repo",
+                )
+            )
         for label, data in datasets:
             slug = label.replace(" ", "-")
             default, default_seconds = _train_and_evaluate(data, scratch / f"{slug}-default", dict(base), count)
             if separate_reference:
                 reference, reference_seconds = _train_and_evaluate(
-                    data, scratch / f"{slug}-{REFERENCE_MODEL}", {**base, "model": REFERENCE_MODEL}, count)
+                    data, scratch / f"{slug}-{REFERENCE_MODEL}", {**base, "model": REFERENCE_MODEL}, count
+                )
             else:
                 reference, reference_seconds = default, default_seconds
             results += _rows(label, default, default_seconds, reference, reference_seconds)

@@ -57,7 +57,7 @@ def synthesise(path: Path, container: str, subtype: str | None, rate: int = RATE
     data = data.astype(np.float32)
     with soundfile.SoundFile(path, "w", rate, CHANNELS, subtype=subtype, format=container) as out:
         for start in range(0, frames, _BLOCK):
-            out.write(data[start:start + _BLOCK])
+            out.write(data[start : start + _BLOCK])
     return path
 
 
@@ -67,8 +67,9 @@ def offsets(count: int, rate: int = RATE, seed: int = 99) -> list[int]:
     return [int(value) for value in rng.integers(0, rate * (SECONDS - 1), size=count)]
 
 
-def make_variants(path: Path, starts: list[int], *, rate: int = RATE, target_rate: int = RATE,
-                  cache: DecodeCache | None = None):
+def make_variants(
+    path: Path, starts: list[int], *, rate: int = RATE, target_rate: int = RATE, cache: DecodeCache | None = None
+):
     """The callables timed for one file: ``read_segment``, bare ``soundfile.read``, whole decode."""
     name = str(path)
     read = soundfile.read
@@ -101,8 +102,10 @@ def check_same_frames(path: Path, starts: list[int]) -> None:
 def _whole_detail(comparison: Comparison) -> str:
     per_item = comparison.median("read_segment") / ITEMS
     whole = comparison.median("whole decode")
-    return (f"read_segment {format_seconds(per_item)}/item, whole decode {format_seconds(whole)}; "
-            f"{whole / per_item:.0f}x faster, n={len(comparison.samples['whole decode'])}")
+    return (
+        f"read_segment {format_seconds(per_item)}/item, whole decode {format_seconds(whole)}; "
+        f"{whole / per_item:.0f}x faster, n={len(comparison.samples['whole decode'])}"
+    )
 
 
 def run(quick: bool = False) -> list[Result]:
@@ -117,27 +120,35 @@ def run(quick: bool = False) -> list[Result]:
             sda_items, bare_items, whole = make_variants(path, starts)
             comparison = compare(
                 {"read_segment": sda_items, "soundfile.read": bare_items, "whole decode": whole},
-                repeats=repeats, warmup=2,
+                repeats=repeats,
+                warmup=2,
             )
             ratio = comparison.ratio("read_segment", "soundfile.read")
             detail = describe(comparison, "read_segment", "soundfile.read", per=ITEMS, unit="item")
             name = f"read: 1 s of a 1-min {label} vs soundfile.read(start, frames)"
             results.append(Result(name, ratio, TARGET, detail))
             per_item_ratio = comparison.median("read_segment") / ITEMS / comparison.median("whole decode")
-            results.append(Result(
-                f"read: 1 s of a 1-min {label} vs whole-file decode (>= {WHOLE_FILE_SPEEDUP:.0f}x faster)",
-                per_item_ratio, 1.0 / WHOLE_FILE_SPEEDUP, _whole_detail(comparison),
-            ))
+            results.append(
+                Result(
+                    f"read: 1 s of a 1-min {label} vs whole-file decode (>= {WHOLE_FILE_SPEEDUP:.0f}x faster)",
+                    per_item_ratio,
+                    1.0 / WHOLE_FILE_SPEEDUP,
+                    _whole_detail(comparison),
+                )
+            )
 
         # Informational: a resampled read (48 kHz -> 22.05 kHz) against the bare read of its source frames.
         path = synthesise(folder / "minute48k.wav", "WAV", "PCM_16", rate=48000)
         sda_items, bare_items, _ = make_variants(path, offsets(ITEMS, rate=22050), rate=48000, target_rate=22050)
         comparison = compare({"read_segment": sda_items, "soundfile.read": bare_items}, repeats=repeats, warmup=2)
-        results.append(Result(
-            "read: 1 s of a 1-min 48 kHz WAV resampled to 22.05 kHz vs soundfile.read (info)",
-            comparison.ratio("read_segment", "soundfile.read"), None,
-            describe(comparison, "read_segment", "soundfile.read", per=ITEMS, unit="item"),
-        ))
+        results.append(
+            Result(
+                "read: 1 s of a 1-min 48 kHz WAV resampled to 22.05 kHz vs soundfile.read (info)",
+                comparison.ratio("read_segment", "soundfile.read"),
+                None,
+                describe(comparison, "read_segment", "soundfile.read", per=ITEMS, unit="item"),
+            )
+        )
 
         # Informational: MP3 through a warm decode cache against a bare MP3 seek + read.
         try:
@@ -147,13 +158,17 @@ def run(quick: bool = False) -> list[Result]:
         if path is not None:
             cache = DecodeCache(folder / "decoded")
             sda_items, bare_items, _ = make_variants(path, starts, cache=cache)
-            comparison = compare({"read_segment": sda_items, "soundfile.read": bare_items},
-                                 repeats=max(3, repeats // 4), warmup=1)
-            results.append(Result(
-                "read: 1 s of a 1-min MP3, warm decode cache vs soundfile.read (info)",
-                comparison.ratio("read_segment", "soundfile.read"), None,
-                describe(comparison, "read_segment", "soundfile.read", per=ITEMS, unit="item"),
-            ))
+            comparison = compare(
+                {"read_segment": sda_items, "soundfile.read": bare_items}, repeats=max(3, repeats // 4), warmup=1
+            )
+            results.append(
+                Result(
+                    "read: 1 s of a 1-min MP3, warm decode cache vs soundfile.read (info)",
+                    comparison.ratio("read_segment", "soundfile.read"),
+                    None,
+                    describe(comparison, "read_segment", "soundfile.read", per=ITEMS, unit="item"),
+                )
+            )
     return results
 
 

@@ -81,7 +81,7 @@ def synthesise_corpus(root: Path, count: int = FILE_COUNT, seed: int = 1234) -> 
         path = folder / f"sound_{index:03d}.{extension}"
         with soundfile.SoundFile(path, "w", rate, channels, subtype=subtype, format=container) as out:
             for start in range(0, frames, _BLOCK):
-                out.write(data[start:start + _BLOCK])
+                out.write(data[start : start + _BLOCK])
         paths.append(path)
     return paths
 

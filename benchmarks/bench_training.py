@@ -69,13 +69,23 @@ def _corpus(folder: Path) -> None:
         seconds = rng.uniform(2.0, 6.0)
         t = np.arange(int(44100 * seconds)) / 44100
         tone = np.sin(2 * np.pi * rng.uniform(80, 800) * t) * np.exp(-t * rng.uniform(0.3, 2.0))
-        soundfile.write(folder / f"take_{index:02d}.wav",
-                        (0.3 * tone + 0.02 * rng.standard_normal(len(t))).astype(np.float32), 44100)
+        soundfile.write(
+            folder / f"take_{index:02d}.wav",
+            (0.3 * tone + 0.02 * rng.standard_normal(len(t))).astype(np.float32),
+            44100,
+        )
 
 
 def _overrides(run: int) -> dict:
-    return {"max_epochs": 2, "batch_size": BATCH, "samples_per_epoch": BATCH * STEPS_PER_EPOCH,
-            "preview_interval": 2, "early_stopping": False, "seed": 1000 + run, "device": "cpu"}
+    return {
+        "max_epochs": 2,
+        "batch_size": BATCH,
+        "samples_per_epoch": BATCH * STEPS_PER_EPOCH,
+        "preview_interval": 2,
+        "early_stopping": False,
+        "seed": 1000 + run,
+        "device": "cpu",
+    }
 
 
 def _engine_run(data: Path, out: Path, consumers: int, run: int) -> dict:
@@ -119,8 +129,9 @@ def _hand_loop(data: Path, run: int) -> float:
     train_loader, _val, _split = create_data_loaders(summary, config, engine)
     torch.manual_seed(config.seed)
     model = engine.make_model(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.regularization.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.regularization.weight_decay
+    )
     model.train()
     for epoch in (1, 2):
         train_loader.sampler.set_epoch(epoch)
@@ -158,17 +169,33 @@ def run(quick: bool = False) -> list[Result]:
     consumer_speed = (1 - share_busy) / (1 - share_none)
     workers = default_num_workers()
     return [
-        Result("training: engine steps/s vs hand-written loop (time ratio)", engine_s / hand_s, 1 / 0.95,
-               f"engine {1 / engine_s:.2f} steps/s, hand loop over the same loader {1 / hand_s:.2f} steps/s "
-               f"({hand_s / engine_s:.3f}x); batch {BATCH}, n={repeats}"),
-        Result(f"training: {CONSUMERS} consumers vs none (time ratio)", 1 / consumer_speed, 1 / 0.99,
-               f"event delivery takes {share_busy:.3%} of step time with {CONSUMERS} consumers, {share_none:.3%} "
-               f"with none: {consumer_speed:.4f}x the steps/s (whole runs, noisier: {1 / busy_s:.2f} vs "
-               f"{1 / engine_s:.2f} steps/s), n={repeats}"),
-        Result(f"training: data wait share of step time, {workers} worker(s)", statistics.median(waits), 0.05,
-               f"median {statistics.median(waits):.1%} (runs: {', '.join(f'{w:.1%}' for w in waits)})"),
-        Result("training: one round of previews / epoch time", statistics.median(previews), None,
-               f"4 samples + 4 reconstructions; median {statistics.median(previews):.1%} of an epoch"),
+        Result(
+            "training: engine steps/s vs hand-written loop (time ratio)",
+            engine_s / hand_s,
+            1 / 0.95,
+            f"engine {1 / engine_s:.2f} steps/s, hand loop over the same loader {1 / hand_s:.2f} steps/s "
+            f"({hand_s / engine_s:.3f}x); batch {BATCH}, n={repeats}",
+        ),
+        Result(
+            f"training: {CONSUMERS} consumers vs none (time ratio)",
+            1 / consumer_speed,
+            1 / 0.99,
+            f"event delivery takes {share_busy:.3%} of step time with {CONSUMERS} consumers, {share_none:.3%} "
+            f"with none: {consumer_speed:.4f}x the steps/s (whole runs, noisier: {1 / busy_s:.2f} vs "
+            f"{1 / engine_s:.2f} steps/s), n={repeats}",
+        ),
+        Result(
+            f"training: data wait share of step time, {workers} worker(s)",
+            statistics.median(waits),
+            0.05,
+            f"median {statistics.median(waits):.1%} (runs: {', '.join(f'{w:.1%}' for w in waits)})",
+        ),
+        Result(
+            "training: one round of previews / epoch time",
+            statistics.median(previews),
+            None,
+            f"4 samples + 4 reconstructions; median {statistics.median(previews):.1%} of an epoch",
+        ),
     ]
 
 

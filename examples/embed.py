@@ -30,11 +30,15 @@ def describe(event) -> str:
     """One line per event: its kind and the numbers that matter."""
     match event.kind:
         case "train_start":
-            return (f"train_start  {event.run_dir} on {event.device}: epochs {event.start_epoch}-{event.max_epochs}, "
-                    f"{event.train_files} training / {event.validation_files} validation files")
+            return (
+                f"train_start  {event.run_dir} on {event.device}: epochs {event.start_epoch}-{event.max_epochs}, "
+                f"{event.train_files} training / {event.validation_files} validation files"
+            )
         case "step":
-            return (f"step         epoch {event.epoch} step {event.epoch_step}/{event.steps_per_epoch} "
-                    f"loss {event.loss:.4f} ({event.items_per_second:.0f} items/s)")
+            return (
+                f"step         epoch {event.epoch} step {event.epoch_step}/{event.steps_per_epoch} "
+                f"loss {event.loss:.4f} ({event.items_per_second:.0f} items/s)"
+            )
         case "epoch":
             val = "-" if event.val_loss is None else f"{event.val_loss:.4f}"
             gap = "" if event.overfitting_gap is None else f" gap {event.overfitting_gap:+.0%}"
@@ -49,8 +53,9 @@ def describe(event) -> str:
     return event.kind
 
 
-def train_and_watch(engine: Engine, data_dir: Path, out: str | None, overrides: dict,
-                    stop_after_epochs: int | None, as_json: bool):
+def train_and_watch(
+    engine: Engine, data_dir: Path, out: str | None, overrides: dict, stop_after_epochs: int | None, as_json: bool
+):
     events: queue.Queue = queue.Queue()
     epochs_seen, last_step_line = 0, 0.0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sda-train") as pool:
@@ -75,11 +80,21 @@ def train_and_watch(engine: Engine, data_dir: Path, out: str | None, overrides: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train with sda in a background thread, printing its events.")
-    parser.add_argument("data_dir", nargs="?", type=Path, metavar="DATA_DIR",
-                        help="folder of audio files (default: synthesise the demo dataset)")
+    parser.add_argument(
+        "data_dir",
+        nargs="?",
+        type=Path,
+        metavar="DATA_DIR",
+        help="folder of audio files (default: synthesise the demo dataset)",
+    )
     parser.add_argument("--out", metavar="RUN", help="run folder (default: runs/<name of DATA_DIR>)")
-    parser.add_argument("--stop-after-epochs", type=int, default=3, metavar="N",
-                        help="ask the run to stop once N epochs have finished (default 3; 0: never)")
+    parser.add_argument(
+        "--stop-after-epochs",
+        type=int,
+        default=3,
+        metavar="N",
+        help="ask the run to stop once N epochs have finished (default 3; 0: never)",
+    )
     parser.add_argument("--max-epochs", type=int, metavar="N", help="upper bound on epochs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     parser.add_argument("--json", action="store_true", help="print every event as a JSON line (event_to_dict)")
@@ -97,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 data_dir = Path(scratch) / "demo_sounds"
                 synthesize_demo_dataset(data_dir)
                 print(f"synthesised the demo dataset in {data_dir}", flush=True)
-            result = train_and_watch(engine, data_dir, args.out, overrides, args.stop_after_epochs or None,
-                                     args.json)
+            result = train_and_watch(engine, data_dir, args.out, overrides, args.stop_after_epochs or None, args.json)
     except ConfigError as error:  # a bad setting: the user can fix it
         print(f"embed.py: error: {error}", file=sys.stderr)
         return 2
@@ -106,11 +120,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embed.py: error: {error}", file=sys.stderr)
         return 1
 
-    print(f"result: {result.reason} after epoch {result.epochs_completed} ({result.steps} steps, "
-          f"{result.duration:.1f}s) in {result.run_dir}")
+    print(
+        f"result: {result.reason} after epoch {result.epochs_completed} ({result.steps} steps, "
+        f"{result.duration:.1f}s) in {result.run_dir}"
+    )
     if result.best_epoch is not None:
-        print(f"  validation loss: untrained {result.initial_val_loss:.4f}, "
-              f"best {result.best_val_loss:.4f} at epoch {result.best_epoch}")
+        print(
+            f"  validation loss: untrained {result.initial_val_loss:.4f}, "
+            f"best {result.best_val_loss:.4f} at epoch {result.best_epoch}"
+        )
     for name, path in sorted(result.checkpoints.items()):
         print(f"  {name}: {path}")
     return 0

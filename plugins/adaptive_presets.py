@@ -47,19 +47,40 @@ class PresetValues:
 
 PRESETS: dict[OverfittingPreset, PresetValues] = {
     OverfittingPreset.CONSERVATIVE: PresetValues(
-        max_epochs=100, learning_rate=5e-4, latent_dim=16, validation_fraction=0.2,
-        augmentation_strength=1.0, overfitting_patience=2, early_stopping_patience=10,
-        dropout=0.3, weight_decay=1e-3, kl_weight=1.0,
+        max_epochs=100,
+        learning_rate=5e-4,
+        latent_dim=16,
+        validation_fraction=0.2,
+        augmentation_strength=1.0,
+        overfitting_patience=2,
+        early_stopping_patience=10,
+        dropout=0.3,
+        weight_decay=1e-3,
+        kl_weight=1.0,
     ),
     OverfittingPreset.BALANCED: PresetValues(
-        max_epochs=150, learning_rate=1e-3, latent_dim=32, validation_fraction=0.15,
-        augmentation_strength=0.7, overfitting_patience=3, early_stopping_patience=15,
-        dropout=0.2, weight_decay=5e-4, kl_weight=0.5,
+        max_epochs=150,
+        learning_rate=1e-3,
+        latent_dim=32,
+        validation_fraction=0.15,
+        augmentation_strength=0.7,
+        overfitting_patience=3,
+        early_stopping_patience=15,
+        dropout=0.2,
+        weight_decay=5e-4,
+        kl_weight=0.5,
     ),
     OverfittingPreset.AGGRESSIVE: PresetValues(
-        max_epochs=200, learning_rate=1e-3, latent_dim=64, validation_fraction=0.1,
-        augmentation_strength=0.4, overfitting_patience=4, early_stopping_patience=20,
-        dropout=0.1, weight_decay=1e-4, kl_weight=0.25,
+        max_epochs=200,
+        learning_rate=1e-3,
+        latent_dim=64,
+        validation_fraction=0.1,
+        augmentation_strength=0.4,
+        overfitting_patience=4,
+        early_stopping_patience=20,
+        dropout=0.1,
+        weight_decay=1e-4,
+        kl_weight=0.25,
     ),
 }
 
@@ -128,12 +149,16 @@ def get_adaptive_config(
     if file_count < MIN_FILES:
         warnings.warn(
             f"{file_count} file(s) is fewer than the {MIN_FILES} the presets are tuned for; expect "
-            "a model that memorises them", DatasetSizeWarning, stacklevel=2,
+            "a model that memorises them",
+            DatasetSizeWarning,
+            stacklevel=2,
         )
     elif file_count > MAX_FILES:
         warnings.warn(
             f"{file_count} files is more than the {MAX_FILES} the presets are tuned for; "
-            "training works but a larger-scale tool may serve you better", DatasetSizeWarning, stacklevel=2,
+            "training works but a larger-scale tool may serve you better",
+            DatasetSizeWarning,
+            stacklevel=2,
         )
     chosen = preset_for(file_count) if preset is None else TrainingConfig(preset=preset).preset
     values = PRESETS[chosen]

@@ -116,6 +116,7 @@ class Gain:
     def apply(self, audio: np.ndarray, params: Params, sample_rate: int) -> np.ndarray:
         """Scale ``audio`` in place by ``10 ** (gain_db / 20)``."""
         import numpy as np
+
         audio *= np.float32(10.0 ** (params["gain_db"] / 20.0))
         return audio
 
@@ -134,6 +135,7 @@ class PolarityFlip:
     def apply(self, audio: np.ndarray, params: Params, sample_rate: int) -> np.ndarray:
         """Negate ``audio`` in place."""
         import numpy as np
+
         np.negative(audio, out=audio)
         return audio
 
@@ -164,6 +166,7 @@ class AddNoise:
     def apply(self, audio: np.ndarray, params: Params, sample_rate: int) -> np.ndarray:
         """Add the noise in place."""
         import numpy as np
+
         flat = audio.reshape(-1)
         power = float(np.dot(flat, flat)) / max(flat.size, 1)
         if not power > 1e-12:  # silence (or nothing): nothing to be relative to
@@ -214,7 +217,7 @@ class Filter:
         top = MAX_CUTOFF_FRACTION * sample_rate
         if mode == "lowpass":
             high = min(self.lowpass_max_hz, top)
-            low = high * 2.0 ** -self.lowpass_octaves
+            low = high * 2.0**-self.lowpass_octaves
             return {"mode": mode, "cutoff_hz": _log_uniform(rng, low, high)}
         if mode == "highpass":
             high = min(self.highpass_max_hz, top)
@@ -258,6 +261,7 @@ class TimeShift:
     def apply(self, audio: np.ndarray, params: Params, sample_rate: int) -> np.ndarray:
         """Shift ``audio`` (a new array unless the shift is 0)."""
         import numpy as np
+
         shift = int(params["shift_samples"])
         length = audio.shape[-1]
         if shift == 0 or length == 0:
@@ -305,6 +309,7 @@ class SpeedPitch:
     def apply(self, audio: np.ndarray, params: Params, sample_rate: int) -> np.ndarray:
         """Resample by the ratio and fit back to the original length (a new array)."""
         import numpy as np
+
         source, target = int(params["resample_from"]), int(params["resample_to"])
         length = audio.shape[-1]
         if source == target or length == 0:
@@ -349,6 +354,7 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 @lru_cache(maxsize=16)
 def _fade_out(length: int) -> np.ndarray:
     import numpy as np
+
     return np.linspace(1.0, 0.0, length, dtype=np.float32)
 
 
@@ -360,6 +366,7 @@ def _sinc_kernel(source: int, target: int, zero_crossings: int = 6, rolloff: flo
     rolloff=0.99, resampling_method="sinc_interp_hann")``; cached per process.
     """
     import numpy as np
+
     base = min(source, target) * rolloff
     width = math.ceil(zero_crossings * source / base)
     positions = np.arange(-width, width + source, dtype=np.float64)[np.newaxis, :] / source
@@ -379,6 +386,7 @@ def resample_poly(audio: np.ndarray, source: int, target: int) -> np.ndarray:
     ``torchaudio.functional.resample(audio, source, target)``.
     """
     import numpy as np
+
     channels, length = audio.shape
     kernel, width = _sinc_kernel(source, target)
     taps = kernel.shape[0]
@@ -408,7 +416,9 @@ def _pass_coefficients(mode: str, cutoff_hz: float, sample_rate: int) -> tuple[t
     return tuple(x / a0 for x in b), (1.0, -2.0 * cos_w / a0, (1.0 - alpha) / a0)
 
 
-def _tilt_coefficients(tilt_db: float, pivot_hz: float, sample_rate: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _tilt_coefficients(
+    tilt_db: float, pivot_hz: float, sample_rate: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """RBJ high shelf (slope 0.5) of ``tilt_db``, shifted down by half of it: a symmetric tilt."""
     amp = 10.0 ** (tilt_db / 40.0)
     w0 = 2.0 * math.pi * pivot_hz / sample_rate
@@ -445,6 +455,7 @@ def _decay_length(a: Sequence[float], floor: float = 1e-5) -> int:
 def _smooth_numbers(limit: int = 1 << 26) -> np.ndarray:
     """Every 5-smooth number (2^a 3^b 5^c) up to ``limit``, sorted: the fast FFT sizes."""
     import numpy as np
+
     values = []
     power5 = 1
     while power5 <= limit:
@@ -462,6 +473,7 @@ def _smooth_numbers(limit: int = 1 << 26) -> np.ndarray:
 def _fast_length(minimum: int) -> int:
     """The smallest 5-smooth number >= ``minimum``: a fast FFT size."""
     import numpy as np
+
     smooth = _smooth_numbers()
     position = int(np.searchsorted(smooth, max(minimum, 1)))
     return int(smooth[position]) if position < smooth.size else int(minimum)
@@ -471,6 +483,7 @@ def _fast_length(minimum: int) -> int:
 def _delay(size: int) -> np.ndarray:
     """``z^-1`` on the unit circle at the rfft bins of a ``size``-point FFT (complex64)."""
     import numpy as np
+
     omega = np.arange(size // 2 + 1, dtype=np.float64) * (2.0 * math.pi / size)
     return np.exp(-1j * omega).astype(np.complex64)
 
@@ -489,6 +502,7 @@ def _response(b: Sequence[float], a: Sequence[float], size: int) -> np.ndarray:
     expanded polynomials lose every digit to cancellation.
     """
     import numpy as np
+
     z1 = _delay(size)
     if b[0] == 0.0:  # no factored form: evaluate the polynomials in double precision
         z = z1.astype(np.complex128)
@@ -511,6 +525,7 @@ def apply_biquad(audio: np.ndarray, b: Sequence[float], a: Sequence[float]) -> n
     float32 precision, at the cost of one real FFT pair (no per-sample Python or torch loop).
     """
     import numpy as np
+
     length = audio.shape[-1]
     size = _fast_length(length + _decay_length(a))
     spectrum = np.fft.rfft(audio, n=size, axis=-1)
@@ -522,6 +537,7 @@ def apply_biquad(audio: np.ndarray, b: Sequence[float], a: Sequence[float]) -> n
 def _pink_weights(length: int, sample_rate: int) -> np.ndarray:
     """Amplitude weights 1/sqrt(f) of an rfft of ``length`` points, zero below 20 Hz."""
     import numpy as np
+
     frequencies = np.fft.rfftfreq(length, 1.0 / sample_rate)
     weights = np.zeros(frequencies.shape, dtype=np.float32)
     audible = frequencies >= HIGHPASS_MIN_HZ
@@ -532,6 +548,7 @@ def _pink_weights(length: int, sample_rate: int) -> np.ndarray:
 def _pink_noise(rng: np.random.Generator, shape: tuple[int, ...], sample_rate: int) -> np.ndarray:
     """Pink noise of ``shape`` (channels, samples): a random spectrum shaped 1/f in power."""
     import numpy as np
+
     channels, length = shape
     bins = length // 2 + 1
     spectrum = rng.standard_normal((channels, bins, 2), dtype=np.float32).view(np.complex64)[..., 0]
@@ -597,16 +614,22 @@ class AugmentationSettings:
     """
 
     enabled: Any = attrs.field(  # a name or a list of names; a tuple of names once converted
-        default=TRANSFORM_NAMES, converter=_names_in(TRANSFORM_NAMES),
-        validator=_names_from(TRANSFORM_NAMES, empty_ok=True))
+        default=TRANSFORM_NAMES,
+        converter=_names_in(TRANSFORM_NAMES),
+        validator=_names_from(TRANSFORM_NAMES, empty_ok=True),
+    )
     probability: Probabilities = attrs.field(factory=Probabilities)
     noise_colors: Any = attrs.field(  # a name or a list of names; a tuple of names once converted
-        default=NOISE_COLORS, converter=_names_in(NOISE_COLORS), validator=_names_from(NOISE_COLORS, empty_ok=False))
+        default=NOISE_COLORS, converter=_names_in(NOISE_COLORS), validator=_names_from(NOISE_COLORS, empty_ok=False)
+    )
     filter_modes: Any = attrs.field(  # a name or a list of names; a tuple of names once converted
-        default=FILTER_MODES, converter=_names_in(FILTER_MODES), validator=_names_from(FILTER_MODES, empty_ok=False))
+        default=FILTER_MODES, converter=_names_in(FILTER_MODES), validator=_names_from(FILTER_MODES, empty_ok=False)
+    )
     shift_mode: str = attrs.field(
-        default="circular", converter=lambda value: value.strip().lower() if isinstance(value, str) else value,
-        validator=v.one_of(SHIFT_MODES))
+        default="circular",
+        converter=lambda value: value.strip().lower() if isinstance(value, str) else value,
+        validator=v.one_of(SHIFT_MODES),
+    )
 
     def probability_of(self, name: str) -> float:
         """The probability of the transform ``name``."""
@@ -652,7 +675,9 @@ def reference_transforms(config: TrainingConfig) -> list[Any]:
             max_tilt_db=full["tilt_db"] * strength,
             probability=p("filter"),
         ),
-        "gain": lambda: Gain(min_db=-full["gain_db"] * strength, max_db=full["gain_db"] * strength, probability=p("gain")),
+        "gain": lambda: Gain(
+            min_db=-full["gain_db"] * strength, max_db=full["gain_db"] * strength, probability=p("gain")
+        ),
         "polarity": lambda: PolarityFlip(probability=p("polarity")),
         "noise": lambda: AddNoise(
             min_snr_db=NOISE_MAX_SNR_DB - full["snr_span_db"] * strength,

@@ -197,8 +197,15 @@ class AudioTrainingDataset(Dataset):
         info = self.files[file_index]
         path = os.path.join(self.root, info.path)
         if not self.use_memory_cache:
-            return read_segment(path, start, self.chunk, target_rate=self.sample_rate,
-                                channels=self.channels, source_rate=info.sample_rate, format=info.format)
+            return read_segment(
+                path,
+                start,
+                self.chunk,
+                target_rate=self.sample_rate,
+                channels=self.channels,
+                source_rate=info.sample_rate,
+                format=info.format,
+            )
         decoded = self._decoded.get(file_index)
         if decoded is None:
             decoded = read_file(path, target_rate=self.sample_rate, channels=self.channels)

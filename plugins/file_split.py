@@ -117,6 +117,7 @@ def _check_fraction(validation_fraction: float) -> float:
 
 def _check_seed(seed: int) -> int:
     import numpy as np
+
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError("split_seed", seed, "an integer >= 0")
     return int(seed)
@@ -171,7 +172,7 @@ def _closest_subset(durations: list[int], target: int) -> list[bool]:
     t = min(candidates, key=lambda units: (abs(units * q - target), units))
     for start in range((count - 1) // step * step, -1, -step):
         prefixes = [checkpoints[start // step]]  # prefixes[i]: sums of the first start + i files
-        for size in sizes[start:min(start + step, count) - 1]:
+        for size in sizes[start : min(start + step, count) - 1]:
             prefixes.append((prefixes[-1] | (prefixes[-1] << size)) & mask)
         for index in range(min(start + step, count) - 1, start - 1, -1):
             if not (prefixes[index - start] >> t) & 1:
@@ -186,6 +187,7 @@ def _best_move(durations: np.ndarray, in_val: np.ndarray, error: int) -> list[in
     Keeps a file on each side. Returns the indices whose side flips, or None.
     """
     import numpy as np
+
     val_idx = np.flatnonzero(in_val)
     train_idx = np.flatnonzero(~in_val)
     best_abs, best = abs(error), None
@@ -241,6 +243,7 @@ def split_files(
         ConfigError: a fraction outside ``[0, 1)``, a negative seed, or a path given twice.
     """
     import numpy as np
+
     fraction = _check_fraction(validation_fraction)
     seed = _check_seed(seed)
     ordered = _unique_sorted(files)

@@ -67,6 +67,7 @@ class PreviewsPlugin(_LazyPlugin):
     module = "previews"
 
     @hookimpl(trylast=True)
-    def sda_render_previews(self, model: Any, config: TrainingConfig, epoch: int, directory: str,
-                            references: Any) -> Any:
+    def sda_render_previews(
+        self, model: Any, config: TrainingConfig, epoch: int, directory: str, references: Any
+    ) -> Any:
         return _module(self.module).sda_render_previews(model, config, epoch, directory, references)

@@ -335,7 +335,9 @@ class MelVAE(nn.Module):
         mode; the result is finite and peak-limited to 1 (a louder chunk is scaled down whole).
         """
         if latent.dim() != 2 or latent.shape[1] != self.latent_dim:
-            raise ValueError(f"MelVAE.decode expects latents shaped (batch, {self.latent_dim}), got {tuple(latent.shape)}")
+            raise ValueError(
+                f"MelVAE.decode expects latents shaped (batch, {self.latent_dim}), got {tuple(latent.shape)}"
+            )
         with _evaluating(self), torch.no_grad():
             features = self.decode_features(latent.to(self.device))
             return self.features_to_audio(features)
@@ -355,9 +357,7 @@ class MelVAE(nn.Module):
         """Encode chunks to their posterior means and decode them: (batch, channels, chunk_samples)."""
         return self.decode(self.encode(audio))
 
-    def generate(
-        self, count: int, *, seconds: float = 1.0, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def generate(self, count: int, *, seconds: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """``count`` new sounds from the prior: (count, channels, round(seconds * sample_rate)).
 
         Each chunk decodes a latent drawn from N(0, I) with ``generator`` (on the generator's

@@ -31,11 +31,16 @@ def overfitting_streak_limit(config: TrainingConfig) -> int:
 
 def _history_for(history: MetricsHistory, config: TrainingConfig) -> MetricsHistory:
     """The history judged with the config's threshold and minimum epochs."""
-    if (history.overfitting_threshold, history.min_epochs) == (config.overfitting_threshold,
-                                                               config.overfitting_min_epochs):
+    if (history.overfitting_threshold, history.min_epochs) == (
+        config.overfitting_threshold,
+        config.overfitting_min_epochs,
+    ):
         return history
-    return MetricsHistory(overfitting_threshold=config.overfitting_threshold,
-                          min_epochs=config.overfitting_min_epochs, epochs=list(history.epochs))
+    return MetricsHistory(
+        overfitting_threshold=config.overfitting_threshold,
+        min_epochs=config.overfitting_min_epochs,
+        epochs=list(history.epochs),
+    )
 
 
 @hookimpl(trylast=True)
@@ -48,8 +53,12 @@ def sda_check_overfitting(history: MetricsHistory, config: TrainingConfig) -> Ov
     last = judged.epochs[-1]
     gap = last.overfitting_gap or 0.0
     return OverfittingWarning(
-        epoch=last.epoch, gap=gap, threshold=config.overfitting_threshold, consecutive_epochs=streak,
-        train_loss=last.train_loss, val_loss=last.val_loss or 0.0,
+        epoch=last.epoch,
+        gap=gap,
+        threshold=config.overfitting_threshold,
+        consecutive_epochs=streak,
+        train_loss=last.train_loss,
+        val_loss=last.val_loss or 0.0,
         message=(
             f"the validation loss has been more than {config.overfitting_threshold:.0%} above the training "
             f"loss for {streak} epochs (now {gap:.0%}): {_diagnosis(judged)}; to generalise better, "
@@ -61,10 +70,14 @@ def sda_check_overfitting(history: MetricsHistory, config: TrainingConfig) -> Ov
 def _diagnosis(history: MetricsHistory) -> str:
     """What the gap means now: harmless while validation still improves, memorising once not."""
     if history.epochs_since_best() == 0:
-        return ("the model fits your training files faster than it generalises, though the validation "
-                "loss is still improving")
-    return (f"the model is memorising your training files (validation best at epoch {history.best_epoch}, "
-            "which best.pt keeps)")
+        return (
+            "the model fits your training files faster than it generalises, though the validation "
+            "loss is still improving"
+        )
+    return (
+        f"the model is memorising your training files (validation best at epoch {history.best_epoch}, "
+        "which best.pt keeps)"
+    )
 
 
 def _advice(config: TrainingConfig) -> str:
@@ -75,7 +88,9 @@ def _advice(config: TrainingConfig) -> str:
     if config.augmentation_strength < 1.0:
         steps.append("augment more (--set augmentation_strength=1.0)")
     if config.regularization.dropout < 0.4:
-        steps.append(f"raise dropout (--set regularization.dropout={min(0.5, config.regularization.dropout + 0.1):.1f})")
+        steps.append(
+            f"raise dropout (--set regularization.dropout={min(0.5, config.regularization.dropout + 0.1):.1f})"
+        )
     steps.append(f"shrink the latent (--set latent_dim={max(2, config.latent_dim // 2)})")
     return ", ".join(steps[:-1]) + " or " + steps[-1]
 
@@ -87,8 +102,9 @@ def sda_should_stop(history: MetricsHistory, config: TrainingConfig) -> str | No
         return None
     since_best = history.epochs_since_best()
     if since_best >= config.early_stopping_patience:
-        return (f"early stop: no improvement in validation loss for {since_best} epochs "
-                f"(best: epoch {history.best_epoch})")
+        return (
+            f"early stop: no improvement in validation loss for {since_best} epochs (best: epoch {history.best_epoch})"
+        )
     streak = _history_for(history, config).consecutive_overfitting_epochs()
     if streak >= overfitting_streak_limit(config) and since_best >= streak:
         return f"early stop: overfitting for {streak} consecutive epochs (best: epoch {history.best_epoch})"

@@ -89,6 +89,10 @@ def sda_render_previews(
             if not reference_path.exists():
                 write_wav(reference_path, original, config.sample_rate)
     return PreviewEvent(
-        epoch=epoch, directory=str(folder), files=tuple(files), kinds=tuple(kinds),
-        sample_rate=config.sample_rate, render_seconds=time.perf_counter() - started,
+        epoch=epoch,
+        directory=str(folder),
+        files=tuple(files),
+        kinds=tuple(kinds),
+        sample_rate=config.sample_rate,
+        render_seconds=time.perf_counter() - started,
     )

@@ -224,15 +224,16 @@ class ProgressDisplay:
         if event.duration > 0:
             alpha = 0.3
             previous = self._epoch_duration
-            self._epoch_duration = event.duration if previous is None else previous + alpha * (event.duration - previous)
+            self._epoch_duration = (
+                event.duration if previous is None else previous + alpha * (event.duration - previous)
+            )
         self._val_duration = event.val_duration
         if event.eta_seconds is not None and self._max_epochs > event.epoch:
             self._epoch_duration = event.eta_seconds / (self._max_epochs - event.epoch)
 
         max_epochs = self._max_epochs or event.epoch
         gap = event.overfitting_gap
-        parts = [f"epoch {event.epoch:>{len(str(max_epochs))}}/{max_epochs}",
-                 f"train {format_loss(event.train_loss)}"]
+        parts = [f"epoch {event.epoch:>{len(str(max_epochs))}}/{max_epochs}", f"train {format_loss(event.train_loss)}"]
         if event.val_loss is not None:
             parts.append(f"val {format_loss(event.val_loss)}")
         if gap is not None:
@@ -246,8 +247,9 @@ class ProgressDisplay:
         if self._progress is not None:
             self._progress.update(self._epoch_task, completed=min(event.epoch, max_epochs))
             if event.epoch < max_epochs:  # the next epoch's bar starts empty
-                self._progress.reset(self._step_task, total=self._steps_per_epoch or None,
-                                     description=f"epoch {event.epoch + 1}")
+                self._progress.reset(
+                    self._step_task, total=self._steps_per_epoch or None, description=f"epoch {event.epoch + 1}"
+                )
         text = Text()
         for index, part in enumerate(parts):
             if index:
@@ -269,9 +271,11 @@ class ProgressDisplay:
         if event.message:  # the detector's own sentence says what happened and what to do
             line = f"overfitting at epoch {event.epoch}: {event.message}"
         else:
-            line = (f"overfitting at epoch {event.epoch}: validation loss {event.gap * 100:.1f}% above "
-                    f"training loss (threshold {event.threshold * 100:.0f}%) for {event.consecutive_epochs} "
-                    f"epoch{'s' if event.consecutive_epochs != 1 else ''}")
+            line = (
+                f"overfitting at epoch {event.epoch}: validation loss {event.gap * 100:.1f}% above "
+                f"training loss (threshold {event.threshold * 100:.0f}%) for {event.consecutive_epochs} "
+                f"epoch{'s' if event.consecutive_epochs != 1 else ''}"
+            )
         if self._active_mode == _PLAIN:
             self._plain("warning: " + line)
         else:
@@ -281,8 +285,10 @@ class ProgressDisplay:
     def sda_on_preview(self, event: PreviewEvent) -> None:
         if self._active_mode == _OFF:
             return
-        counts = [f"{event.kinds.count(kind)} {kind}{'s' if event.kinds.count(kind) != 1 else ''}"
-                  for kind in dict.fromkeys(event.kinds)]
+        counts = [
+            f"{event.kinds.count(kind)} {kind}{'s' if event.kinds.count(kind) != 1 else ''}"
+            for kind in dict.fromkeys(event.kinds)
+        ]
         what = ", ".join(counts) if counts else f"{len(event.files)} files"
         line = f"previews for epoch {event.epoch}: {what} in {event.directory}"
         if event.render_seconds > 0:
@@ -369,8 +375,10 @@ class ProgressDisplay:
     def _step_line(self, event: StepMetrics) -> str:
         max_epochs = self._max_epochs or event.epoch
         percent = 100 * event.epoch_step / event.steps_per_epoch
-        parts = [f"epoch {event.epoch}/{max_epochs} step {event.epoch_step}/{event.steps_per_epoch} ({percent:.0f}%)",
-                 f"loss {format_loss(event.loss)}"]
+        parts = [
+            f"epoch {event.epoch}/{max_epochs} step {event.epoch_step}/{event.steps_per_epoch} ({percent:.0f}%)",
+            f"loss {format_loss(event.loss)}",
+        ]
         if event.items_per_second > 0:
             parts.append(f"{event.items_per_second:.1f} items/s")
         eta = self._eta(event.timestamp)
@@ -392,8 +400,9 @@ class ProgressDisplay:
             transient=True,
             refresh_per_second=REFRESH_PER_SECOND,
         )
-        self._epoch_task = progress.add_task("epochs", total=event.max_epochs,
-                                             completed=min(event.start_epoch - 1, event.max_epochs))
+        self._epoch_task = progress.add_task(
+            "epochs", total=event.max_epochs, completed=min(event.start_epoch - 1, event.max_epochs)
+        )
         self._step_task = progress.add_task(f"epoch {event.start_epoch}", total=event.steps_per_epoch or None)
         progress.start()
         self._progress = progress
@@ -408,8 +417,10 @@ class ProgressDisplay:
 
     def _render_info(self, task: Task) -> Text:
         if task.id == self._epoch_task:
-            parts = [f"ETA {_format_eta(self._eta(time.time()))}",
-                     f"elapsed {format_duration(time.monotonic() - self._run_started)}"]
+            parts = [
+                f"ETA {_format_eta(self._eta(time.time()))}",
+                f"elapsed {format_duration(time.monotonic() - self._run_started)}",
+            ]
             if self._best_val is not None:
                 parts.append(f"best {format_loss(self._best_val)} (epoch {self._best_epoch})")
             return Text("  ".join(parts), no_wrap=True, overflow="ellipsis")
@@ -445,8 +456,10 @@ class ProgressDisplay:
     def _is_best(self, event: EpochMetrics, history: MetricsHistory | None) -> bool:
         if self._best_val is None and history is not None:  # a resumed run: earlier epochs count
             for earlier in history.epochs:
-                if earlier.epoch < event.epoch and earlier.val_loss is not None and (
-                    self._best_val is None or earlier.val_loss < self._best_val
+                if (
+                    earlier.epoch < event.epoch
+                    and earlier.val_loss is not None
+                    and (self._best_val is None or earlier.val_loss < self._best_val)
                 ):
                     self._best_val, self._best_epoch = earlier.val_loss, earlier.epoch
         if event.val_loss is None or (self._best_val is not None and event.val_loss >= self._best_val):
@@ -494,9 +507,11 @@ def evaluation_rows(event: EvaluationEvent) -> list[tuple[str, str]]:
     def figure(value: float | None, digits: int = 2) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    figures = (f"resemblance {figure(event.resemblance)}, 1-NN accuracy "
-               f"{figure(event.nn_accuracy)}, copying {figure(event.copying)}, diversity {figure(event.diversity)}, "
-               f"reconstruction {figure(event.reconstruction)}")
+    figures = (
+        f"resemblance {figure(event.resemblance)}, 1-NN accuracy "
+        f"{figure(event.nn_accuracy)}, copying {figure(event.copying)}, diversity {figure(event.diversity)}, "
+        f"reconstruction {figure(event.reconstruction)}"
+    )
     figures += "".join(f", {name} {value:.4g}" for name, value in event.metrics.items())
     source = f"{event.count} sounds from epoch {event.epoch}" if event.epoch is not None else f"{event.count} sounds"
     where = f"{source} vs the training chunks, in {format_duration(event.duration)}"

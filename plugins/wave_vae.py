@@ -134,8 +134,7 @@ class WaveVAESettings:
     decoder_layers: int = attrs.field(default=DEFAULTS["decoder_layers"], validator=v.integer(1, 32))
     sampler: str = attrs.field(default=DEFAULTS["sampler"], validator=v.one_of(SAMPLERS))
     bandwidth: float = attrs.field(default=DEFAULTS["bandwidth"], converter=_as_float, validator=v.number(0, 10))
-    temperature: float = attrs.field(default=DEFAULTS["temperature"], converter=_as_float,
-                                     validator=v.number(0, 10))
+    temperature: float = attrs.field(default=DEFAULTS["temperature"], converter=_as_float, validator=v.number(0, 10))
     components: int = attrs.field(default=DEFAULTS["components"], validator=v.integer(1, 64))
 
 
@@ -178,8 +177,15 @@ class BasisSTFT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not _use_bases(self):  # the same numbers through the FFT: much cheaper
-            spectrum = torch.stft(x, self.n_fft, self.hop_length, window=self.fft_window, center=True,
-                                  pad_mode="reflect", return_complex=True)
+            spectrum = torch.stft(
+                x,
+                self.n_fft,
+                self.hop_length,
+                window=self.fft_window,
+                center=True,
+                pad_mode="reflect",
+                return_complex=True,
+            )
             return spectrum.real, spectrum.imag
         half = self.n_fft // 2
         padded = F.pad(x.unsqueeze(1), (half, half), mode="reflect")
@@ -214,8 +220,9 @@ class BasisISTFT(nn.Module):
         basis = torch.cat([weight * torch.cos(angle), -weight * torch.sin(angle)]) * window / self.n_fft
         self.register_buffer("basis", basis.float().unsqueeze(1), persistent=False)
         squared = (window**2).view(1, 1, -1)
-        envelope = F.conv_transpose1d(torch.ones(1, 1, self.frames, dtype=torch.float64), squared,
-                                      stride=self.hop_length)[0, 0]
+        envelope = F.conv_transpose1d(
+            torch.ones(1, 1, self.frames, dtype=torch.float64), squared, stride=self.hop_length
+        )[0, 0]
         envelope = envelope[self.n_fft // 2 : self.n_fft // 2 + self.length]
         inverse = torch.where(envelope > 1e-11, 1.0 / envelope.clamp_min(1e-11), torch.zeros_like(envelope))
         self.register_buffer("inverse_envelope", inverse.float(), persistent=False)
@@ -231,8 +238,14 @@ class BasisISTFT(nn.Module):
         or with ``use_bases = True``, through the fixed bases. The two agree to float32 rounding.
         """
         if not _use_bases(self):
-            return torch.istft(torch.complex(real, imag), self.n_fft, self.hop_length, window=self.fft_window,
-                               center=True, length=self.length)
+            return torch.istft(
+                torch.complex(real, imag),
+                self.n_fft,
+                self.hop_length,
+                window=self.fft_window,
+                center=True,
+                length=self.length,
+            )
         frames = F.conv_transpose1d(torch.cat([real, imag], dim=1), self.basis, stride=self.hop_length)
         start = self.n_fft // 2
         return frames[:, 0, start : start + self.length] * self.inverse_envelope
@@ -275,8 +288,18 @@ class WaveDecoder(nn.Module):
     turns them into audio. Self-contained (fixed bases as buffers), so it exports alone.
     """
 
-    def __init__(self, *, latent_dim: int, channels: int, n_fft: int, hop_length: int, length: int,
-                 width: int, layers: int, seed_channels: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        latent_dim: int,
+        channels: int,
+        n_fft: int,
+        hop_length: int,
+        length: int,
+        width: int,
+        layers: int,
+        seed_channels: int = 64,
+    ) -> None:
         super().__init__()
         self.channels, self.length = int(channels), int(length)
         self.istft = BasisISTFT(n_fft, hop_length, length)
@@ -296,8 +319,9 @@ class WaveDecoder(nn.Module):
         nn.init.zeros_(self.to_envelope.weight)
         nn.init.zeros_(self.to_envelope.bias)
         sample_rate = float(n_fft * REFERENCE_RATE / REFERENCE_N_FFT)  # only the shape of the bands matters
-        bank = torchaudio.functional.melscale_fbanks(self.bins, 0.0, sample_rate / 2, ENVELOPE_BANDS + 2,
-                                                     sample_rate, norm=None, mel_scale="htk")[:, 1:-1]
+        bank = torchaudio.functional.melscale_fbanks(
+            self.bins, 0.0, sample_rate / 2, ENVELOPE_BANDS + 2, sample_rate, norm=None, mel_scale="htk"
+        )[:, 1:-1]
         bank[: int(bank[:, 0].argmax()) + 1, 0] = 1.0  # bins below the first band's peak and above the last's
         bank[int(bank[:, -1].argmax()) :, -1] = 1.0
         bank = bank / bank.sum(dim=1, keepdim=True).clamp_min(1e-8)
@@ -343,8 +367,9 @@ def mixture_components_for(count: int, most: int) -> int:
     return max(1, min(int(most), count // 4, count))
 
 
-def code_kernels(codes: torch.Tensor, bandwidth: float, most: int = CODE_CAPACITY, *, seed: int = 0
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def code_kernels(
+    codes: torch.Tensor, bandwidth: float, most: int = CODE_CAPACITY, *, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A kernel density on ``codes`` (count, dim): one equally weighted Gaussian per code (at most
     ``most``, a seeded subset when there are more), each with the same per-dimension std:
     ``bandwidth`` times the codes' std in that dimension (plus 1e-4). Returns ``(weights (K,),
@@ -394,8 +419,9 @@ def fit_diagonal_mixture(
     weights = torch.full((k,), 1.0 / k, dtype=torch.float64)
     previous = -math.inf
     for _ in range(iterations):
-        log_prob = (-0.5 * (((x[:, None, :] - means[None]) ** 2) / variances[None]
-                            + torch.log(2 * math.pi * variances[None]))).sum(-1) + torch.log(weights)[None]
+        log_prob = (
+            -0.5 * (((x[:, None, :] - means[None]) ** 2) / variances[None] + torch.log(2 * math.pi * variances[None]))
+        ).sum(-1) + torch.log(weights)[None]
         total = torch.logsumexp(log_prob, dim=1, keepdim=True)
         responsibility = torch.exp(log_prob - total)  # (count, k)
         mass = responsibility.sum(0)
@@ -470,8 +496,13 @@ class WaveVAE(nn.Module):
         self.stft = BasisSTFT(self.n_fft, self.hop_length)
         self.amplitude_scale = float(hann_window(self.n_fft).sum()) / 2
         hidden = int(hidden_channels)
-        layers: list[nn.Module] = [nn.Conv1d(self.channels * self.bins, hidden, 1), nn.GELU(),
-                                   nn.Conv1d(hidden, hidden, 5, padding=2), nn.GELU(), nn.Dropout(dropout)]
+        layers: list[nn.Module] = [
+            nn.Conv1d(self.channels * self.bins, hidden, 1),
+            nn.GELU(),
+            nn.Conv1d(hidden, hidden, 5, padding=2),
+            nn.GELU(),
+            nn.Dropout(dropout),
+        ]
         for _ in range(int(math.log2(DOWNSAMPLING))):
             layers += [nn.Conv1d(hidden, hidden, 4, stride=2, padding=1), nn.GELU(), nn.Dropout(dropout)]
         self.encoder = nn.Sequential(*layers)
@@ -481,8 +512,13 @@ class WaveVAE(nn.Module):
                 nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
                 nn.init.zeros_(layer.bias)
         self.decoder = WaveDecoder(
-            latent_dim=self.latent_dim, channels=self.channels, n_fft=self.n_fft, hop_length=self.hop_length,
-            length=self.chunk_samples, width=int(decoder_channels), layers=int(decoder_layers),
+            latent_dim=self.latent_dim,
+            channels=self.channels,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            length=self.chunk_samples,
+            width=int(decoder_channels),
+            layers=int(decoder_layers),
         )
         self._loss_transforms = _LossSpectra(self.sample_rate, self.n_fft)
         # the sampler: kernels on the training codes or a fitted mixture (weights 0 = not fitted:
@@ -515,9 +551,15 @@ class WaveVAE(nn.Module):
         """Build the model a run with ``config`` trains (its fields and ``[plugins.wave_vae]``)."""
         reg = config.regularization
         return cls(
-            sample_rate=config.sample_rate, channels=config.channels, chunk_samples=chunk_frames(config),
-            latent_dim=config.latent_dim, dropout=reg.dropout, kl_weight=reg.kl_weight,
-            kl_warmup_epochs=reg.kl_warmup_epochs, free_bits=reg.free_bits, **_settings(config),
+            sample_rate=config.sample_rate,
+            channels=config.channels,
+            chunk_samples=chunk_frames(config),
+            latent_dim=config.latent_dim,
+            dropout=reg.dropout,
+            kl_weight=reg.kl_weight,
+            kl_warmup_epochs=reg.kl_warmup_epochs,
+            free_bits=reg.free_bits,
+            **_settings(config),
         )
 
     @property
@@ -594,7 +636,9 @@ class WaveVAE(nn.Module):
         """Audio chunks (batch, channels, chunk_samples) from latents (batch, latent_dim): finite, no
         DC, peaks at most -1 dBFS."""
         if latent.dim() != 2 or latent.shape[1] != self.latent_dim:
-            raise ValueError(f"WaveVAE.decode expects latents shaped (batch, {self.latent_dim}), got {tuple(latent.shape)}")
+            raise ValueError(
+                f"WaveVAE.decode expects latents shaped (batch, {self.latent_dim}), got {tuple(latent.shape)}"
+            )
         with _evaluating(self), torch.no_grad():
             return finish_audio(self.decoder(latent.to(self.device)))
 
@@ -627,8 +671,9 @@ class WaveVAE(nn.Module):
         self.sampler_means[:k] = means.to(self.device)
         self.sampler_stds[:k] = stds.to(self.device)
 
-    def sample_latents(self, count: int, *, generator: torch.Generator | None = None,
-                       temperature: float | None = None) -> torch.Tensor:
+    def sample_latents(
+        self, count: int, *, generator: torch.Generator | None = None, temperature: float | None = None
+    ) -> torch.Tensor:
         """``count`` latents: from the fitted kernels or mixture (``sampler = "codes"`` or
         ``"mixture"``, once fitted) with their stds scaled by ``temperature``, else from
         N(0, temperature^2 I). Drawn on the generator's
@@ -643,8 +688,14 @@ class WaveVAE(nn.Module):
             return (means + temperature * stds * noise).to(self.device)
         return (temperature * noise).to(self.device)
 
-    def generate(self, count: int, *, seconds: float = 1.0, generator: torch.Generator | None = None,
-                 temperature: float | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        count: int,
+        *,
+        seconds: float = 1.0,
+        generator: torch.Generator | None = None,
+        temperature: float | None = None,
+    ) -> torch.Tensor:
         """``count`` new sounds (count, channels, round(seconds * sample_rate)).
 
         Latents come from :meth:`sample_latents` (``temperature`` None: the ``temperature``
@@ -695,8 +746,9 @@ class _LossSpectra(nn.Module):
             window = torch.hann_window(size)
             self.register_buffer(f"window_{size}", window / (window.sum() / 2), persistent=False)
             self.floors[size] = LOSS_RAW_FLOOR / float(window.sum() / 2)
-            bank = torchaudio.functional.melscale_fbanks(size // 2 + 1, 0.0, sample_rate / 2, bands, sample_rate,
-                                                         norm=None, mel_scale="htk")
+            bank = torchaudio.functional.melscale_fbanks(
+                size // 2 + 1, 0.0, sample_rate / 2, bands, sample_rate, norm=None, mel_scale="htk"
+            )
             self.register_buffer(f"mel_{size}", bank, persistent=False)
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -104,8 +104,11 @@ class Engine:
     def require_providers(self) -> None:
         """Raise :class:`PluginError` naming the first provider hook a run needs that nobody answers."""
         for hook_name in self.hooks.unanswered_providers(REQUIRED_PROVIDERS):
-            raise PluginError(hook_name, f"no plugin answers {hook_name}, which a run needs; is its reference "
-                              "plugin disabled? (see `sda plugins`)")
+            raise PluginError(
+                hook_name,
+                f"no plugin answers {hook_name}, which a run needs; is its reference "
+                "plugin disabled? (see `sda plugins`)",
+            )
 
     # -- plugins ---------------------------------------------------------------------------
 
@@ -165,9 +168,7 @@ class Engine:
         """Ask the ``sda_split_files`` provider for the file-level split."""
         return self.hooks.split_files(files, config)
 
-    def make_dataset(
-        self, files: tuple, config: TrainingConfig, role: str, augment: Any = None, root: str = ""
-    ) -> Any:
+    def make_dataset(self, files: tuple, config: TrainingConfig, role: str, augment: Any = None, root: str = "") -> Any:
         """Ask the ``sda_make_dataset`` provider for the dataset of one side of the split."""
         return self.hooks.make_dataset(files, config, role, augment, root=root)
 
@@ -186,8 +187,13 @@ class Engine:
 
         return evaluate_run(run_dir, hooks=self.hooks, **options)
 
-    def export(self, run_dir: str | Path, format: str = "onnx", out: str | Path | None = None,  # noqa: A002
-               **options: Any) -> list[Path]:
+    def export(
+        self,
+        run_dir: str | Path,
+        format: str = "onnx",
+        out: str | Path | None = None,  # noqa: A002
+        **options: Any,
+    ) -> list[Path]:
         """``sda export`` from Python: :func:`sda_core.training.export.export_run` with this engine's
         plugins; returns the paths written (the generator first, the sidecar JSON last)."""
         from sda_core.training.export import export_run
@@ -239,8 +245,16 @@ class Engine:
         from sda_core.training.trainer import Trainer
 
         self.require_providers()
-        trainer = Trainer(self.hooks, data_dir, out_dir, overrides, resume=resume, overwrite=overwrite, device=device,
-                          stop_event=self._stop_event)
+        trainer = Trainer(
+            self.hooks,
+            data_dir,
+            out_dir,
+            overrides,
+            resume=resume,
+            overwrite=overwrite,
+            device=device,
+            stop_event=self._stop_event,
+        )
         self._stop_event.clear()
         subscription = self.subscribe(callback) if callback is not None else None
         try:
@@ -262,9 +276,6 @@ class Engine:
         ``history`` accompanies an EpochMetrics (the training loop always passes the run's).
         """
         self.hooks.emit(event, history)
-
-
-
 
 
 class _StopOnSignals:

@@ -117,8 +117,10 @@ class AudioReadError(SdaError):
     def non_finite(cls, path: str | os.PathLike[str], frame: int) -> "AudioReadError":
         """The error for audio holding NaN or Inf samples (``frame``: the first such frame)."""
         reason = f"the audio contains NaN or Inf samples (first at frame {frame})"
-        message = (f"audio file '{os.fspath(path)}' contains NaN or Inf samples (first at frame {frame}); "
-                   "re-export it as PCM or remove it from the dataset")
+        message = (
+            f"audio file '{os.fspath(path)}' contains NaN or Inf samples (first at frame {frame}); "
+            "re-export it as PCM or remove it from the dataset"
+        )
         return cls(path, reason, message)
 
 
@@ -157,16 +159,22 @@ class RunFolderBusyError(SdaError):
                 who += f", {self.holder['action']}"
             who += ")"
         super().__init__(
-            f"'{folder}' is in use by {who}; wait for it to finish or stop it, "
-            "or write somewhere else (--out NEW)"
+            f"'{folder}' is in use by {who}; wait for it to finish or stop it, or write somewhere else (--out NEW)"
         )
 
 
 class RunExistsError(SdaError):
     """A fresh run was asked to write into a folder that already holds a run (or other files)."""
 
-    def __init__(self, folder: Path, message: str, *, last_epoch: int | None = None,
-                 best_val_loss: float | None = None, best_epoch: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        message: str,
+        *,
+        last_epoch: int | None = None,
+        best_val_loss: float | None = None,
+        best_epoch: int | None = None,
+    ) -> None:
         self.folder = folder
         self.last_epoch = last_epoch
         self.best_val_loss = best_val_loss

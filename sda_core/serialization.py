@@ -29,9 +29,7 @@ def to_jsonable(value: Any) -> Any:
     """Convert an attrs instance (or a container of them) into JSON-compatible values."""
     if attrs.has(type(value)):
         return {
-            field.name: to_jsonable(getattr(value, field.name))
-            for field in attrs.fields(type(value))
-            if field.init
+            field.name: to_jsonable(getattr(value, field.name)) for field in attrs.fields(type(value)) if field.init
         }
     if isinstance(value, enum.Enum):
         return value.value

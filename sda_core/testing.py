@@ -115,8 +115,14 @@ def reference_plugins() -> list[tuple[str, object]]:
     return sorted(plugins, key=lambda item: item[0])
 
 
-def make_engine(*plugins: object, reference: bool = False, strict: bool = True,
-                disable: Sequence[str] = ("progress",), evaluation: bool = False, **kwargs: Any) -> Engine:
+def make_engine(
+    *plugins: object,
+    reference: bool = False,
+    strict: bool = True,
+    disable: Sequence[str] = ("progress",),
+    evaluation: bool = False,
+    **kwargs: Any,
+) -> Engine:
     """An Engine with exactly ``plugins`` (plus the reference ones when asked) and a recorder.
 
     Its runs end without the automatic evaluation (``evaluation_sounds = 0`` beneath the
@@ -141,8 +147,9 @@ def make_engine(*plugins: object, reference: bool = False, strict: bool = True,
 def _without_evaluation(train: Callable[..., Any]) -> Callable[..., Any]:
     """``engine.train`` with ``evaluation_sounds = 0`` unless the overrides say otherwise."""
 
-    def train_without_evaluation(data_dir: Any, out_dir: Any = None, overrides: Any = None,
-                                 *args: Any, **kwargs: Any) -> Any:
+    def train_without_evaluation(
+        data_dir: Any, out_dir: Any = None, overrides: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
         return train(data_dir, out_dir, {"evaluation_sounds": 0, **dict(overrides or {})}, *args, **kwargs)
 
     train_without_evaluation.__doc__ = train.__doc__
@@ -167,8 +174,15 @@ def write_audio_folder(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    specs = itertools.islice(zip(itertools.cycle(durations), itertools.cycle(sample_rates),
-                                 itertools.cycle(channels), itertools.cycle(formats)), count)
+    specs = itertools.islice(
+        zip(
+            itertools.cycle(durations),
+            itertools.cycle(sample_rates),
+            itertools.cycle(channels),
+            itertools.cycle(formats),
+        ),
+        count,
+    )
     for index, (seconds, rate, chans, fmt) in enumerate(specs):
         frames = max(1, int(round(seconds * rate)))
         t = np.arange(frames) / rate
@@ -179,7 +193,7 @@ def write_audio_folder(
         path = folder / f"sound_{index:03d}.{fmt}"
         with soundfile.SoundFile(path, "w", rate, chans, format=fmt.upper()) as out:
             for start in range(0, frames, _BLOCK):
-                out.write(data[start:start + _BLOCK])
+                out.write(data[start : start + _BLOCK])
     return folder
 
 

@@ -9,8 +9,16 @@ import numpy as np
 import soundfile as sf
 
 
-def write_sound(path: Path, seconds: float, rate: int = 22050, channels: int = 1, *,
-                seed: int = 0, subtype: str | None = None, fmt: str | None = None) -> Path:
+def write_sound(
+    path: Path,
+    seconds: float,
+    rate: int = 22050,
+    channels: int = 1,
+    *,
+    seed: int = 0,
+    subtype: str | None = None,
+    fmt: str | None = None,
+) -> Path:
     """A decaying harmonic tone plus a little noise, deterministic for (seed, rate, length)."""
     rng = np.random.default_rng(seed)
     frames = max(1, int(round(seconds * rate)))
@@ -24,8 +32,9 @@ def write_sound(path: Path, seconds: float, rate: int = 22050, channels: int = 1
     return path
 
 
-def make_folder(root: Path, durations: Sequence[float], rates: Sequence[int] = (22050,),
-                channels: Sequence[int] = (1,)) -> Path:
+def make_folder(
+    root: Path, durations: Sequence[float], rates: Sequence[int] = (22050,), channels: Sequence[int] = (1,)
+) -> Path:
     """A folder of WAV files with the given durations, cycling through rates and channel counts."""
     root.mkdir(parents=True, exist_ok=True)
     for i, seconds in enumerate(durations):

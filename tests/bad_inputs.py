@@ -92,8 +92,9 @@ def write(path: Path, data: np.ndarray, rate: int = PROJECT_RATE, **kwargs) -> N
     sf.write(path, data, rate, **kwargs)
 
 
-def good(seconds: float, rate: int = PROJECT_RATE, channels: int = 1, seed: int = 0,
-         **kwargs) -> Callable[[Path], None]:
+def good(
+    seconds: float, rate: int = PROJECT_RATE, channels: int = 1, seed: int = 0, **kwargs
+) -> Callable[[Path], None]:
     """A maker of a good file: :func:`tone` written with ``kwargs`` (format, subtype, endian)."""
     return lambda path: write(path, tone(seconds, rate, channels, seed), rate, **kwargs)
 
@@ -171,9 +172,9 @@ def mp3_with_frame_count(frames: int | None = None, *, scale: int = 1, keep: flo
         if frames is not None or scale != 1:
             at = data.find(b"Xing")
             assert at >= 0, "libsndfile wrote no Xing header"
-            flags, real = struct.unpack(">II", data[at + 4:at + 12])
+            flags, real = struct.unpack(">II", data[at + 4 : at + 12])
             assert flags & 1, "the Xing header holds no frame count"
-            data[at + 8:at + 12] = struct.pack(">I", frames if frames is not None else real * scale)
+            data[at + 8 : at + 12] = struct.pack(">I", frames if frames is not None else real * scale)
         path.write_bytes(bytes(data[: int(len(data) * keep)]))
 
     return make
@@ -202,29 +203,46 @@ CASES: tuple[Case, ...] = (
     Case("24-bit WAV", "pcm24.wav", USED, "-", TRAINED, good(1.7, seed=5, subtype="PCM_24")),
     Case("8-bit WAV", "pcm8.wav", USED, "-", TRAINED, good(1.9, seed=6, subtype="PCM_U8")),
     Case("u-law WAV", "ulaw.wav", USED, "-", TRAINED, good(2.1, seed=7, subtype="ULAW")),
-    Case("big-endian AIFF", "big_endian.aiff", USED, "-", TRAINED,
-         good(2.3, seed=8, format="AIFF", subtype="PCM_16", endian="BIG")),
+    Case(
+        "big-endian AIFF",
+        "big_endian.aiff",
+        USED,
+        "-",
+        TRAINED,
+        good(2.3, seed=8, format="AIFF", subtype="PCM_16", endian="BIG"),
+    ),
     Case("6-channel WAV", "six_channels.wav", USED, "-", TRAINED, good(1.5, channels=6, seed=9)),
-    Case("8 kHz WAV", "rate_8k.wav", USED, "low_sample_rate, mixed_sample_rates", TRAINED,
-         good(2.0, rate=8000, seed=10)),
+    Case(
+        "8 kHz WAV", "rate_8k.wav", USED, "low_sample_rate, mixed_sample_rates", TRAINED, good(2.0, rate=8000, seed=10)
+    ),
     Case("192 kHz WAV", "rate_192k.wav", USED, "mixed_sample_rates", TRAINED, good(1.0, rate=192000, seed=11)),
     Case("0.02 s file", "tiny.wav", USED, "-", TRAINED, good(0.02, seed=12)),
     Case("all-silent file", "silent.wav", USED, "near_silent", TRAINED, silent),
     Case("name with spaces", "name with spaces.wav", USED, "-", TRAINED, good(1.4, seed=13)),
     Case("non-ASCII letters in the name", "Ångström café naïve.wav", USED, "-", TRAINED, good(1.3, seed=14)),
     Case("emoji in the name", "drum 🥁 loop.wav", USED, "-", TRAINED, good(1.2, seed=15)),
-    Case("name that is not valid UTF-8 (Latin-1 byte)", "caf\udce9 latin-1.wav", USED, "-", TRAINED,
-         undecodable_name),
+    Case("name that is not valid UTF-8 (Latin-1 byte)", "caf\udce9 latin-1.wav", USED, "-", TRAINED, undecodable_name),
     Case("rich markup in the name", "take [2] [red].wav", USED, "-", TRAINED, good(1.1, seed=16)),
     Case("a folder named x.wav (its file)", "x.wav/inside.wav", USED, "-", TRAINED, in_folder_named_wav),
     # damaged but usable
-    Case("truncated WAV (header claims more frames)", "truncated.wav", REPAIRED, "truncated", TRAINED,
-         cut_short(0.6)),
+    Case("truncated WAV (header claims more frames)", "truncated.wav", REPAIRED, "truncated", TRAINED, cut_short(0.6)),
     Case("truncated FLAC", "truncated.flac", REPAIRED, "truncated", TRAINED, cut_short(0.5)),
-    Case("MP3 whose header claims 10x the frames", "mp3_count_x10.mp3", REPAIRED, "truncated", TRAINED,
-         mp3_with_frame_count(scale=10)),
-    Case("MP3 whose header claims 2^31 frames", "mp3_count_absurd.mp3", REPAIRED, "truncated", TRAINED,
-         mp3_with_frame_count(2**31 - 1)),
+    Case(
+        "MP3 whose header claims 10x the frames",
+        "mp3_count_x10.mp3",
+        REPAIRED,
+        "truncated",
+        TRAINED,
+        mp3_with_frame_count(scale=10),
+    ),
+    Case(
+        "MP3 whose header claims 2^31 frames",
+        "mp3_count_absurd.mp3",
+        REPAIRED,
+        "truncated",
+        TRAINED,
+        mp3_with_frame_count(2**31 - 1),
+    ),
     Case("MP3 cut in half", "mp3_cut.mp3", REPAIRED, "truncated", TRAINED, mp3_with_frame_count(keep=0.5)),
     # unusable
     Case("zero-byte .wav", "empty.wav", SKIPPED, "empty", ABSENT, zero_bytes),
@@ -240,12 +258,25 @@ CASES: tuple[Case, ...] = (
     Case("broken symbolic link", "broken.wav", SKIPPED, "broken_link", ABSENT, symlink("nowhere.wav")),
     Case("sda.toml below the top folder", "sub/sda.toml", SKIPPED, "settings_file", ABSENT, nested_settings),
     # changes between the scan and training
-    Case("file that vanishes between scan and training", "vanishes.wav", USED, "-", REPLACED,
-         good(2.0, seed=17), after_scan=VANISH),
-    Case("file that gets shorter after the scan", "changes_length.wav", USED, "-", TRAINED,
-         good(2.6, seed=18), after_scan=SHORTEN),
-    Case("file that gets longer after the scan", "grows.wav", USED, "-", TRAINED,
-         good(1.2, seed=20), after_scan=GROW),
+    Case(
+        "file that vanishes between scan and training",
+        "vanishes.wav",
+        USED,
+        "-",
+        REPLACED,
+        good(2.0, seed=17),
+        after_scan=VANISH,
+    ),
+    Case(
+        "file that gets shorter after the scan",
+        "changes_length.wav",
+        USED,
+        "-",
+        TRAINED,
+        good(2.6, seed=18),
+        after_scan=SHORTEN,
+    ),
+    Case("file that gets longer after the scan", "grows.wav", USED, "-", TRAINED, good(1.2, seed=20), after_scan=GROW),
 )
 
 
@@ -356,5 +387,6 @@ if __name__ == "__main__":  # pragma: no cover - `python tests/bad_inputs.py DIR
 
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "bad_inputs")
     build_corpus(target)
-    print(json.dumps({case.path: [case.scan, case.code, case.training] for case in CASES}, indent=1,
-                     ensure_ascii=False))
+    print(
+        json.dumps({case.path: [case.scan, case.code, case.training] for case in CASES}, indent=1, ensure_ascii=False)
+    )

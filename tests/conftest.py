@@ -77,7 +77,11 @@ def real_sounds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 #: A tiny, quick run of the default model (a narrow wave_vae): one epoch at 8 kHz.
 TINY_RUN_SETTINGS = {
-    "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 16, "num_workers": 0, "max_epochs": 1,
+    "sample_rate": 8000,
+    "batch_size": 4,
+    "samples_per_epoch": 16,
+    "num_workers": 0,
+    "max_epochs": 1,
     "plugins": {"wave_vae": {"hidden_channels": 16, "decoder_channels": 16, "decoder_layers": 1}},
 }
 

@@ -27,11 +27,19 @@ def loaded_modules(code: str, env: dict[str, str | None] | None = None) -> dict[
     """Run ``code`` in a fresh interpreter; which of torch, numpy, soundfile, the Engine it imported.
 
     ``env`` adds to the environment; a None value removes the variable."""
-    probe = (code + "\nimport json, sys\nprint('\\n' + json.dumps({m: m in sys.modules for m in "
-             "('torch', 'torchaudio', 'numpy', 'soundfile', 'sda_core.engine')}))")
+    probe = (
+        code + "\nimport json, sys\nprint('\\n' + json.dumps({m: m in sys.modules for m in "
+        "('torch', 'torchaudio', 'numpy', 'soundfile', 'sda_core.engine')}))"
+    )
     environ = {**os.environ, **(env or {})}
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                            env={key: value for key, value in environ.items() if value is not None}, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={key: value for key, value in environ.items() if value is not None},
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -60,24 +68,31 @@ def test_the_default_plugin_set_loads_every_installed_entry_point_light():
     contrib = sorted(set(names) - set(REFERENCE_PLUGINS))
     if not contrib:
         pytest.skip("no contrib plugin distribution is installed")
-    code = ("from sda_core import Engine\ninfos = {i.name: i.status for i in Engine().plugin_infos()}\n"
-            f"assert all(infos.get(name) == 'loaded' for name in {names!r}), infos")
+    code = (
+        "from sda_core import Engine\ninfos = {i.name: i.status for i in Engine().plugin_infos()}\n"
+        f"assert all(infos.get(name) == 'loaded' for name in {names!r}), infos"
+    )
     loaded = loaded_modules(code, DEFAULT_SET)
     assert not any(loaded[name] for name in HEAVY), f"loading the plugins {contrib} imported torch"
 
 
 @pytest.mark.parametrize("plugin_set", [REFERENCE_ONLY, DEFAULT_SET], ids=["reference", "default"])
-@pytest.mark.parametrize("argv", [["--version"], ["plugins"], ["plugins", "--json"], ["scan", "{folder}"],
-                                  ["scan", "--json", "{folder}"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["plugins"], ["plugins", "--json"], ["scan", "{folder}"], ["scan", "--json", "{folder}"]],
+    ids=" ".join,
+)
 def test_light_commands_never_import_torch(argv, plugin_set, tmp_path):
     from sda_core.testing import write_audio_folder
 
     folder = write_audio_folder(tmp_path / "sounds", count=6)
     args = [arg.format(folder=folder) for arg in argv]
-    code = ("import contextlib, io, sys\nfrom sda_core.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    try:\n        code = main({args!r})\n    except SystemExit as stop:\n        code = stop.code or 0\n"
-            "assert code == 0, code")
+    code = (
+        "import contextlib, io, sys\nfrom sda_core.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    try:\n        code = main({args!r})\n    except SystemExit as stop:\n        code = stop.code or 0\n"
+        "assert code == 0, code"
+    )
     loaded = loaded_modules(code, plugin_set)
     assert not any(loaded[name] for name in HEAVY), f"`sda {' '.join(argv)}` imported torch"
 
@@ -86,10 +101,12 @@ def test_light_commands_never_import_torch(argv, plugin_set, tmp_path):
 def test_commands_without_audio_never_import_numpy(argv):
     """Loading the plugins costs no numpy: the reference and contrib plugins import it when a hook
     needs it; `sda --version` does not even build an Engine."""
-    code = ("import contextlib, io, sys\nfrom sda_core.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    try:\n        code = main({argv!r})\n    except SystemExit as stop:\n        code = stop.code or 0\n"
-            "assert code == 0, code")
+    code = (
+        "import contextlib, io, sys\nfrom sda_core.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    try:\n        code = main({argv!r})\n    except SystemExit as stop:\n        code = stop.code or 0\n"
+        "assert code == 0, code"
+    )
     loaded = loaded_modules(code, DEFAULT_SET)
     assert not loaded["numpy"], f"`sda {' '.join(argv)}` imported numpy"
     if argv == ["--version"]:
@@ -189,10 +206,14 @@ def test_what_is_special_about_mp3_is_decided_in_one_module():
 
     names = {"mp3", "mpeg", ".mp3", ".mp2", ".mp1", ".mpga"}
     sources = [*(ROOT / "sda_core").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]
-    deciding = sorted(str(path.relative_to(ROOT)) for path in sources
-                      if any(isinstance(node, ast.Constant) and isinstance(node.value, str)
-                             and node.value.lower() in names
-                             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))))
+    deciding = sorted(
+        str(path.relative_to(ROOT))
+        for path in sources
+        if any(
+            isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.lower() in names
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        )
+    )
     assert deciding == ["sda_core/audio/formats.py"]
 
 

@@ -30,8 +30,14 @@ RATE = 22050
 CONFIG = TrainingConfig(sample_rate=RATE)
 
 
-def tone(seconds: float, rate: int = RATE, amplitude: float = 0.3, freq: float = 220.0, channels: int = 1,
-         offset: float = 0.0) -> np.ndarray:
+def tone(
+    seconds: float,
+    rate: int = RATE,
+    amplitude: float = 0.3,
+    freq: float = 220.0,
+    channels: int = 1,
+    offset: float = 0.0,
+) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     mono = amplitude * np.sin(2 * np.pi * freq * t) + offset
     return np.stack([mono] * channels, axis=1) if channels > 1 else mono

@@ -41,7 +41,7 @@ def signal(frames: int, channels: int, rate: int, seed: int = 0) -> np.ndarray:
 def write(path: Path, data: np.ndarray, rate: int, subtype: str | None = None, container: str | None = None) -> Path:
     with soundfile.SoundFile(path, "w", rate, data.shape[1], subtype=subtype, format=container) as out:
         for start in range(0, len(data), _BLOCK):
-            out.write(data[start:start + _BLOCK])
+            out.write(data[start : start + _BLOCK])
     return path
 
 
@@ -56,7 +56,7 @@ def expected_slice(reference: np.ndarray, start: int, frames: int) -> np.ndarray
     out = np.zeros((reference.shape[0], frames), dtype=np.float32)
     low, high = max(start, 0), min(start + frames, reference.shape[1])
     if high > low:
-        out[:, low - start:high - start] = reference[:, low:high]
+        out[:, low - start : high - start] = reference[:, low:high]
     return out
 
 
@@ -88,8 +88,14 @@ def test_shape_dtype_and_layout(tmp_path: Path, start: int, frames: int, channel
 @pytest.mark.parametrize(
     "container, subtype, extension",
     [
-        ("WAV", "PCM_16", "wav"), ("WAV", "PCM_24", "wav"), ("WAV", "PCM_32", "wav"), ("WAV", "PCM_U8", "wav"),
-        ("WAV", "FLOAT", "wav"), ("WAV", "DOUBLE", "wav"), ("FLAC", "PCM_16", "flac"), ("FLAC", "PCM_24", "flac"),
+        ("WAV", "PCM_16", "wav"),
+        ("WAV", "PCM_24", "wav"),
+        ("WAV", "PCM_32", "wav"),
+        ("WAV", "PCM_U8", "wav"),
+        ("WAV", "FLOAT", "wav"),
+        ("WAV", "DOUBLE", "wav"),
+        ("FLAC", "PCM_16", "flac"),
+        ("FLAC", "PCM_24", "flac"),
         ("AIFF", "PCM_16", "aiff"),
     ],
 )
@@ -326,8 +332,8 @@ def test_a_truncated_wav_yields_zeros(tmp_path: Path) -> None:
         stream.truncate(44 + 20000 * 4 + 2)  # and half a frame at the end
     kept = 20000
     out = read_segment(path, 15000, 22050, target_rate=44100, channels=2)
-    np.testing.assert_allclose(out[:, :kept - 15000], data[15000:kept].T, atol=1 / 32768)
-    assert not out[:, kept - 15000:].any()
+    np.testing.assert_allclose(out[:, : kept - 15000], data[15000:kept].T, atol=1 / 32768)
+    assert not out[:, kept - 15000 :].any()
     assert not read_segment(path, 30000, 10000, target_rate=44100, channels=2).any()  # claimed, not there
     assert read_segment(path, 30000, 5000, target_rate=TARGET, channels=1).shape == (1, 5000)
     assert read_file(path, target_rate=44100, channels=2).shape == (2, kept)
@@ -342,7 +348,7 @@ def test_a_truncated_flac_yields_zeros_past_what_decodes(tmp_path: Path) -> None
     assert soundfile.info(path).frames == 3 * 44100
     decoded = read_file(path, target_rate=44100, channels=2)
     assert 0 < decoded.shape[1] < 3 * 44100
-    np.testing.assert_allclose(decoded, data[:decoded.shape[1]].T, atol=1 / 32768)
+    np.testing.assert_allclose(decoded, data[: decoded.shape[1]].T, atol=1 / 32768)
     out = read_segment(path, 0, 44100, target_rate=44100, channels=2)  # wholly inside what decodes
     np.testing.assert_array_equal(out, decoded[:, :44100])
     assert not read_segment(path, 2 * 44100, 44100, target_rate=44100, channels=2).any()
@@ -589,5 +595,6 @@ def test_an_unreadable_mp3_raises_naming_it(tmp_path: Path) -> None:
     with pytest.raises(AudioReadError, match="fake.mp3"):
         read_segment(fake, 0, 100, target_rate=TARGET, channels=1, cache=DecodeCache(tmp_path / "cache"))
     with pytest.raises(AudioReadError, match="missing.mp3"):
-        read_segment(tmp_path / "missing.mp3", 0, 100, target_rate=TARGET, channels=1,
-                     cache=DecodeCache(tmp_path / "c"))
+        read_segment(
+            tmp_path / "missing.mp3", 0, 100, target_rate=TARGET, channels=1, cache=DecodeCache(tmp_path / "c")
+        )

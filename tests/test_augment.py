@@ -29,7 +29,9 @@ def always(transforms):
     return [dataclasses.replace(t, probability=1.0) for t in transforms]
 
 
-def full_pipeline(strength: float = 1.0, sample_rate: int = SR, probability: float = 1.0, **kwargs) -> AugmentationPipeline:
+def full_pipeline(
+    strength: float = 1.0, sample_rate: int = SR, probability: float = 1.0, **kwargs
+) -> AugmentationPipeline:
     """Every reference transform, each always applied (to the chunks the pipeline augments)."""
     config = TrainingConfig(augmentation_strength=strength, sample_rate=sample_rate)
     return AugmentationPipeline(
@@ -122,12 +124,17 @@ class PluginOf:
     amplitude=st.sampled_from([0.0, 1e-6, 0.5, 1.0, 30.0]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_shape_dtype_length_and_finiteness_are_preserved(channels, length, strength, sample_rate, epoch, index, amplitude, seed):
+def test_shape_dtype_length_and_finiteness_are_preserved(
+    channels, length, strength, sample_rate, epoch, index, amplitude, seed
+):
     audio = (np.random.default_rng(seed).standard_normal((channels, length)) * amplitude).astype(np.float32)
     original = audio.copy()
-    for pipeline in (full_pipeline(strength, sample_rate),
-                     AugmentationPipeline(ref.reference_transforms(TrainingConfig(augmentation_strength=strength)),
-                                          sample_rate=sample_rate)):
+    for pipeline in (
+        full_pipeline(strength, sample_rate),
+        AugmentationPipeline(
+            ref.reference_transforms(TrainingConfig(augmentation_strength=strength)), sample_rate=sample_rate
+        ),
+    ):
         out = pipeline(audio, epoch=epoch, index=index)
         assert out.shape == audio.shape
         assert out.dtype == np.float32
@@ -139,8 +146,7 @@ def test_shape_dtype_length_and_finiteness_are_preserved(channels, length, stren
 
 @FAST
 @given(
-    audio=arrays(np.float32, st.tuples(st.integers(1, 2), st.integers(1, 2000)),
-                 elements=st.floats(width=32)),
+    audio=arrays(np.float32, st.tuples(st.integers(1, 2), st.integers(1, 2000)), elements=st.floats(width=32)),
     index=st.integers(0, 1000),
 )
 def test_non_finite_or_huge_input_gives_finite_clipped_output(audio, index):
@@ -254,8 +260,9 @@ def test_gain_only_pipeline_applies_exactly_the_reported_gain():
 @FAST
 @given(index=st.integers(0, 10**6), strength=st.floats(0.05, 1.0))
 def test_parameters_replayed_through_the_transforms_give_the_output(index, strength):
-    pipeline = AugmentationPipeline(ref.reference_transforms(TrainingConfig(augmentation_strength=strength)),
-                                    probability=1.0)
+    pipeline = AugmentationPipeline(
+        ref.reference_transforms(TrainingConfig(augmentation_strength=strength)), probability=1.0
+    )
     audio = chunk(2, 4000)
     out = pipeline(audio, epoch=5, index=index)
     by_name = {t.name: t for t in pipeline.transforms}
@@ -333,9 +340,7 @@ def _ranges(config: TrainingConfig) -> dict[str, float]:
 
 
 def test_conservative_augments_more_than_balanced_more_than_aggressive():
-    conservative, balanced, aggressive = (
-        _ranges(get_adaptive_config(n)) for n in (10, 50, 300)
-    )
+    conservative, balanced, aggressive = (_ranges(get_adaptive_config(n)) for n in (10, 50, 300))
     assert get_adaptive_config(10).preset is OverfittingPreset.CONSERVATIVE
     for key in conservative:
         assert conservative[key] > balanced[key] > aggressive[key], key
@@ -400,7 +405,9 @@ def test_a_disabled_reference_plugin_leaves_only_third_party_transforms():
 
 def test_bad_transforms_are_reported_by_name():
     with pytest.raises(TypeError, match="unpicklable"):
-        AugmentationPipeline.from_engine(Engine(plugins=[PluginOf(Unpicklable())], load_entrypoints=False), TrainingConfig())
+        AugmentationPipeline.from_engine(
+            Engine(plugins=[PluginOf(Unpicklable())], load_entrypoints=False), TrainingConfig()
+        )
     with pytest.raises(TypeError, match="sample"):
         AugmentationPipeline([object()])
     with pytest.raises(ValueError, match="probability"):
@@ -425,8 +432,9 @@ def _config(**table) -> TrainingConfig:
 
 
 def test_settings_select_transforms_and_override_probabilities():
-    transforms = ref.reference_transforms(_config(enabled=["noise", "gain"], probability={"gain": 0.9},
-                                                  noise_colors=["pink"], shift_mode="zero"))
+    transforms = ref.reference_transforms(
+        _config(enabled=["noise", "gain"], probability={"gain": 0.9}, noise_colors=["pink"], shift_mode="zero")
+    )
     assert [t.name for t in transforms] == ["gain", "noise"]
     assert transforms[0].probability == 0.9 and transforms[1].colors == ("pink",)
     assert ref.reference_transforms(_config(enabled=[])) == []
@@ -489,14 +497,20 @@ def test_pink_noise_has_equal_power_per_octave():
     assert max(bands) / min(bands) < 1.5
 
 
-@pytest.mark.parametrize(("mode", "hz"), [("lowpass", 3000.0), ("lowpass", 9900.0), ("highpass", 20.0), ("highpass", 400.0)])
+@pytest.mark.parametrize(
+    ("mode", "hz"), [("lowpass", 3000.0), ("lowpass", 9900.0), ("highpass", 20.0), ("highpass", 400.0)]
+)
 def test_filters_equal_the_recursive_biquad(mode, hz):
     import torchaudio.functional as taf
 
     audio = chunk(2, 5000)
     b, a = ref._pass_coefficients(mode, hz, SR)
-    expected = taf.lfilter(torch.from_numpy(audio).double(), torch.tensor(a, dtype=torch.float64),
-                           torch.tensor(b, dtype=torch.float64), clamp=False).numpy()
+    expected = taf.lfilter(
+        torch.from_numpy(audio).double(),
+        torch.tensor(a, dtype=torch.float64),
+        torch.tensor(b, dtype=torch.float64),
+        clamp=False,
+    ).numpy()
     np.testing.assert_allclose(ref.apply_biquad(audio, b, a), expected, atol=2e-6)
 
 

@@ -26,13 +26,21 @@ CONFIG = TrainingConfig(sample_rate=RATE, chunk_seconds=1.0)
 
 def dataset(folder: Path, role: str = "train", config: TrainingConfig = CONFIG, **settings) -> AudioTrainingDataset:
     summary = scan_folder(folder)
-    return AudioTrainingDataset(summary.files, summary.root, config, role=role,
-                                settings=DatasetSettings(**settings) if settings else None)
+    return AudioTrainingDataset(
+        summary.files, summary.root, config, role=role, settings=DatasetSettings(**settings) if settings else None
+    )
 
 
 def fake_info(path: str, seconds: float, rate: int = RATE) -> AudioFileInfo:
-    return AudioFileInfo(path=path, format="WAV", subtype="PCM_16", sample_rate=rate, channels=1,
-                         frames=max(1, round(seconds * rate)), size_bytes=1000)
+    return AudioFileInfo(
+        path=path,
+        format="WAV",
+        subtype="PCM_16",
+        sample_rate=rate,
+        channels=1,
+        frames=max(1, round(seconds * rate)),
+        size_bytes=1000,
+    )
 
 
 def test_the_index_is_built_from_metadata_without_reading_audio(tmp_path, monkeypatch):
@@ -69,11 +77,13 @@ def test_a_short_file_is_padded_and_kept(tmp_path):
         item = ds[(5, 0)][0].numpy()
         original = sf.read(tmp_path / "data" / "click.wav", dtype="float32")[0]
         np.testing.assert_allclose(item[: len(original)], original, atol=1e-6)
-        assert not item[len(original):].any()
+        assert not item[len(original) :].any()
 
 
-@pytest.mark.parametrize(("seconds", "fraction", "train_chunks", "val_chunks"),
-                         [(2.3, 0.5, 2, 3), (2.6, 0.5, 3, 3), (2.3, 0.25, 3, 3), (3.0, 0.5, 3, 3)])
+@pytest.mark.parametrize(
+    ("seconds", "fraction", "train_chunks", "val_chunks"),
+    [(2.3, 0.5, 2, 3), (2.6, 0.5, 3, 3), (2.3, 0.25, 3, 3), (3.0, 0.5, 3, 3)],
+)
 def test_a_last_partial_chunk_counts_from_a_configurable_fraction(seconds, fraction, train_chunks, val_chunks):
     files = (fake_info("a.wav", seconds),)
     settings = DatasetSettings(min_partial_fraction=fraction)
@@ -103,7 +113,7 @@ def test_training_offsets_move_every_epoch_and_reach_all_the_audio(durations):
     seen = {info.path: np.zeros(int(ds.lengths[i]), dtype=bool) for i, info in enumerate(files)}
     for epoch in range(200):
         for path, start, end in ds.chunk_spans(epoch):
-            seen[path][max(start, 0):min(end, len(seen[path]))] = True
+            seen[path][max(start, 0) : min(end, len(seen[path]))] = True
     assert all(mask.all() for mask in seen.values())
     moving = [i for i, info in enumerate(files) if ds.lengths[i] % ds.chunk]
     if moving:
@@ -151,8 +161,11 @@ def test_an_unreadable_file_is_skipped_with_a_warning(tmp_path):
 def test_silent_chunks_can_be_skipped(tmp_path):
     folder = tmp_path / "data"
     write_sound(folder / "tone.wav", 2.0, rate=RATE)
-    sf.write(folder / "tone_then_silence.wav", np.concatenate([
-        sf.read(folder / "tone.wav", dtype="float32")[0][:RATE], np.zeros(2 * RATE, np.float32)]), RATE)
+    sf.write(
+        folder / "tone_then_silence.wav",
+        np.concatenate([sf.read(folder / "tone.wav", dtype="float32")[0][:RATE], np.zeros(2 * RATE, np.float32)]),
+        RATE,
+    )
     assert len(dataset(folder, "validation")) == 5
     assert len(dataset(folder, "validation", skip_silent=True)) == 3
 

@@ -17,8 +17,12 @@ SDA = [sys.executable, "-m", "sda_core"]
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*SDA, *args], capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})}, cwd=cwd,
+        [*SDA, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
 
 
@@ -79,8 +83,9 @@ def test_plugins_shows_blocked_plugins_with_the_reason():
 
 
 def test_plugins_reports_a_broken_distribution(make_distribution):
-    make_distribution("sda-broken-dist", {"broken": "sda_cli_broken"},
-                      {"sda_cli_broken": "raise ImportError('no such thing')"})
+    make_distribution(
+        "sda-broken-dist", {"broken": "sda_cli_broken"}, {"sda_cli_broken": "raise ImportError('no such thing')"}
+    )
     result = run("plugins", "--json")
     assert result.returncode == 0
     data = json.loads(result.stdout)
@@ -192,9 +197,24 @@ def test_a_file_instead_of_a_folder_is_a_usage_error(tmp_path: Path):
 
 def test_demo_synthesises_trains_and_generates(tmp_path: Path):
     result = subprocess.run(
-        [*SDA, "demo", "--out", str(tmp_path / "demo"), "--max-epochs", "2", "--set", "sample_rate=8000",
-         "--set", "samples_per_epoch=8", "--set", "num_workers=0"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"},
+        [
+            *SDA,
+            "demo",
+            "--out",
+            str(tmp_path / "demo"),
+            "--max-epochs",
+            "2",
+            "--set",
+            "sample_rate=8000",
+            "--set",
+            "samples_per_epoch=8",
+            "--set",
+            "num_workers=0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"},
     )
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "demo" / "data").glob("*.wav"))) == 12
@@ -206,15 +226,22 @@ def test_demo_synthesises_trains_and_generates(tmp_path: Path):
 
 
 def test_a_config_error_in_train_start_makes_train_exit_2_with_one_sentence(
-        sounds: Path, tmp_path: Path, make_distribution):
+    sounds: Path, tmp_path: Path, make_distribution
+):
     """A plugin installed through entry points vetoes the run in ``sda_on_train_start``."""
-    make_distribution("sda-start-veto", {"start_veto": "sda_cli_start_veto"}, {"sda_cli_start_veto": """
+    make_distribution(
+        "sda-start-veto",
+        {"start_veto": "sda_cli_start_veto"},
+        {
+            "sda_cli_start_veto": """
         from sda_core import ConfigError, hookimpl
 
         @hookimpl
         def sda_on_train_start(event):
             raise ConfigError("plugins.start_veto.mode", "loud", "'quiet' or 'off'")
-    """})
+    """
+        },
+    )
     result = run("train", str(sounds), "--out", str(tmp_path / "run"), "--max-epochs", "1", "--device", "cpu")
     assert result.returncode == 2, result.stderr
     assert "plugins.start_veto.mode" in result.stderr

@@ -78,8 +78,12 @@ def test_json_has_chunk_counts_consistent_with_file_chunk_count(report: dict):
     config = TrainingConfig.from_dict(report["config"])
     counts = {}
     for entry in report["files"]:
-        info = AudioFileInfo.from_dict({key: entry[key] for key in (
-            "path", "format", "subtype", "sample_rate", "channels", "frames", "size_bytes")})
+        info = AudioFileInfo.from_dict(
+            {
+                key: entry[key]
+                for key in ("path", "format", "subtype", "sample_rate", "channels", "frames", "size_bytes")
+            }
+        )
         counts[info.path] = file_chunk_count(info, config)
         assert entry["chunks"] == counts[info.path]
         assert report["analysis"][info.path]["chunks"] == counts[info.path]
@@ -114,8 +118,9 @@ def test_json_lists_every_warning_with_code_message_and_paths(report: dict):
 def test_flagged_files_stay_usable(report: dict):
     usable = {entry["path"] for entry in report["files"]}
     assert {"nan.wav", "cut.wav", "square.wav"} <= usable
-    assert report["skipped"] == [{"path": "readme.txt", "reason": "not_audio",
-                                  "detail": "not an audio format libsndfile can open"}]
+    assert report["skipped"] == [
+        {"path": "readme.txt", "reason": "not_audio", "detail": "not an audio format libsndfile can open"}
+    ]
     analysis = report["analysis"]
     assert analysis["nan.wav"]["flags"] == ["non_finite"] and analysis["nan.wav"]["non_finite"] == 10
     assert analysis["cut.wav"]["flags"] == ["truncated"]
@@ -145,8 +150,15 @@ def test_table_has_a_chunks_column_notes_and_a_warnings_section(flawed: Path):
     warnings_at = out.index("Warnings")
     assert warnings_at > out.index("usable files") and warnings_at > out.index("Resolved config")
     section = out[warnings_at:]
-    for code in ("clipping", "dc_offset", "near_silent", "non_finite", "truncated", "low_sample_rate",
-                 "mixed_sample_rates"):
+    for code in (
+        "clipping",
+        "dc_offset",
+        "near_silent",
+        "non_finite",
+        "truncated",
+        "low_sample_rate",
+        "mixed_sample_rates",
+    ):
         assert f"{code}:" in section
 
 

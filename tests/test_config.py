@@ -223,8 +223,14 @@ def test_boundaries_that_are_allowed():
 
 @pytest.mark.parametrize(
     ("plugins", "field"),
-    [("plots", "plugins"), (["x"], "plugins"), (None, "plugins"), ({"plots": 3}, "plugins.plots"),
-     ({"plots": None}, "plugins.plots"), ({"plots": ["dpi"]}, "plugins.plots")],
+    [
+        ("plots", "plugins"),
+        (["x"], "plugins"),
+        (None, "plugins"),
+        ({"plots": 3}, "plugins.plots"),
+        ({"plots": None}, "plugins.plots"),
+        ({"plots": ["dpi"]}, "plugins.plots"),
+    ],
 )
 def test_plugins_must_be_a_table_of_tables(plugins, field):
     with pytest.raises(ConfigError) as info:
@@ -496,8 +502,15 @@ def test_defaults_are_the_balanced_preset():
     config = TrainingConfig()
     assert config.preset is OverfittingPreset.BALANCED
     assert (config.max_epochs, config.learning_rate, config.latent_dim, config.augmentation_strength) == (
-        values.max_epochs, values.learning_rate, values.latent_dim, values.augmentation_strength)
+        values.max_epochs,
+        values.learning_rate,
+        values.latent_dim,
+        values.augmentation_strength,
+    )
     assert (config.validation_fraction, config.overfitting_patience, config.early_stopping_patience) == (
-        values.validation_fraction, values.overfitting_patience, values.early_stopping_patience)
+        values.validation_fraction,
+        values.overfitting_patience,
+        values.early_stopping_patience,
+    )
     reg = config.regularization
     assert (reg.dropout, reg.weight_decay, reg.kl_weight) == (values.dropout, values.weight_decay, values.kl_weight)

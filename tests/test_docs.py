@@ -147,9 +147,7 @@ def test_hookspecs_are_found() -> None:
 
 
 def test_every_hook_heading_has_the_documented_form() -> None:
-    malformed = [
-        line for line in HOOKS_MD.splitlines() if line.startswith("### sda_") and not HOOK_HEADING.match(line)
-    ]
+    malformed = [line for line in HOOKS_MD.splitlines() if line.startswith("### sda_") and not HOOK_HEADING.match(line)]
     assert not malformed, f"hook headings must read '### sda_name(arg1, arg2)': {malformed}"
 
 
@@ -479,7 +477,10 @@ def test_set_examples_are_valid() -> None:
 def test_precedence_is_api_then_file_then_cli(tmp_path: Path) -> None:
     text = squash(CONFIGURATION_MD)
     assert "The command line wins." in text
-    order = [text.index(needle) for needle in ("**The Python API**", "**`sda.toml` in the data folder**", "**`--set key=value`**")]
+    order = [
+        text.index(needle)
+        for needle in ("**The Python API**", "**`sda.toml` in the data folder**", "**`--set key=value`**")
+    ]
     assert order == sorted(order), "list the sources from lowest to highest precedence"
     (tmp_path / SETTINGS_FILENAME).write_text("max_epochs = 80\nseed = 1\n[regularization]\ndropout = 0.35\n")
     merged = Engine.collect_overrides(
@@ -487,7 +488,12 @@ def test_precedence_is_api_then_file_then_cli(tmp_path: Path) -> None:
         api={"max_epochs": 10, "seed": 2, "batch_size": 4},
         cli=parse_set_options(["max_epochs=30", "regularization.kl_weight=0.5"]),
     )
-    assert merged == {"max_epochs": 30, "seed": 1, "batch_size": 4, "regularization": {"dropout": 0.35, "kl_weight": 0.5}}
+    assert merged == {
+        "max_epochs": 30,
+        "seed": 1,
+        "batch_size": 4,
+        "regularization": {"dropout": 0.35, "kl_weight": 0.5},
+    }
 
 
 def test_values_are_data_never_code() -> None:

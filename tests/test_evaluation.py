@@ -20,8 +20,14 @@ from sda_core.testing import write_audio_folder
 from sda_core.training.evaluation import EVALUATION_FILE, EvaluationError, _generate, evaluate_run
 
 SDA = [sys.executable, "-m", "sda_core"]
-FAST = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 16, "num_workers": 0, "max_epochs": 1,
-        "evaluation_sounds": 0}
+FAST = {
+    "sample_rate": 8000,
+    "batch_size": 4,
+    "samples_per_epoch": 16,
+    "num_workers": 0,
+    "max_epochs": 1,
+    "evaluation_sounds": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +40,13 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SDA, *args], capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"})
+    return subprocess.run(
+        [*SDA, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"},
+    )
 
 
 class MetricPlugin:
@@ -97,15 +108,19 @@ def test_cli_evaluate_errors_are_one_sentence(tmp_path: Path):
 
 def test_plugin_metrics_are_merged_and_collisions_are_errors():
     config, audio = TrainingConfig(), np.zeros((2, 100), dtype=np.float32)
-    engine = Engine(plugins=[MetricPlugin("a", {"x": 1}), MetricPlugin("b", {"y": np.float32(2.5)}),
-                             MetricPlugin("c", None)], load_entrypoints=False)
+    engine = Engine(
+        plugins=[MetricPlugin("a", {"x": 1}), MetricPlugin("b", {"y": np.float32(2.5)}), MetricPlugin("c", None)],
+        load_entrypoints=False,
+    )
     assert engine.evaluate_metrics(audio, audio, 8000, config) == {"x": 1.0, "y": 2.5}
     clash = Engine(plugins=[MetricPlugin("a", {"x": 1}), MetricPlugin("b", {"x": 2})], load_entrypoints=False)
     with pytest.raises(PluginError, match="both answered the metric 'x'"):
         clash.evaluate_metrics(audio, audio, 8000, config)
     for bad in ({"x": "high"}, {"x": True}, [1.0]):
         with pytest.raises(PluginError, match="plugin"):
-            Engine(plugins=[MetricPlugin("a", bad)], load_entrypoints=False).evaluate_metrics(audio, audio, 8000, config)
+            Engine(plugins=[MetricPlugin("a", bad)], load_entrypoints=False).evaluate_metrics(
+                audio, audio, 8000, config
+            )
 
 
 def test_temperature_is_passed_only_when_given_and_only_to_models_that_take_it():

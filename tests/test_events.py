@@ -28,8 +28,15 @@ from sda_core.config.events import (
 )
 from sda_core.errors import ConfigError, RunDataError
 
-ALL_EVENTS = (TrainingStartEvent, StepMetrics, EpochMetrics, PreviewEvent, OverfittingWarning, EvaluationEvent,
-              TrainingCompleteEvent)
+ALL_EVENTS = (
+    TrainingStartEvent,
+    StepMetrics,
+    EpochMetrics,
+    PreviewEvent,
+    OverfittingWarning,
+    EvaluationEvent,
+    TrainingCompleteEvent,
+)
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 positive = st.floats(0.0, 1e9)
@@ -144,8 +151,9 @@ evaluation_events = st.builds(
     path=st.text(max_size=20),
     timestamp=timestamps,
 )
-any_event = st.one_of(start_events, step_events, epoch_events, preview_events, overfitting_events, evaluation_events,
-                      complete_events)
+any_event = st.one_of(
+    start_events, step_events, epoch_events, preview_events, overfitting_events, evaluation_events, complete_events
+)
 
 
 def minimal(cls):
@@ -154,7 +162,9 @@ def minimal(cls):
         TrainingStartEvent: lambda: TrainingStartEvent(run_dir="runs/x"),
         StepMetrics: lambda: StepMetrics(epoch=1, step=1, epoch_step=1, steps_per_epoch=4, loss=0.5),
         EpochMetrics: lambda: EpochMetrics(epoch=1, train_loss=1.0, val_loss=1.1),
-        PreviewEvent: lambda: PreviewEvent(epoch=5, directory="previews/epoch_0005", files=("a.wav",), kinds=("sample",)),
+        PreviewEvent: lambda: PreviewEvent(
+            epoch=5, directory="previews/epoch_0005", files=("a.wav",), kinds=("sample",)
+        ),
         OverfittingWarning: lambda: OverfittingWarning(epoch=4, gap=0.3, threshold=0.2),
         EvaluationEvent: lambda: EvaluationEvent(run_dir="runs/x", epoch=3, count=32, resemblance=0.4, nn_accuracy=0.9),
         TrainingCompleteEvent: lambda: TrainingCompleteEvent(reason="max_epochs", epochs_completed=3),
@@ -265,11 +275,18 @@ class FakeTensor:
 
 def test_tensor_like_numbers_become_python_floats():
     step = StepMetrics(
-        epoch=1, step=1, epoch_step=1, steps_per_epoch=1, loss=FakeTensor(0.25),
-        losses={"kl": FakeTensor(0.1), "rec": np.float32(0.15)}, learning_rate=np.float64(1e-3),
+        epoch=1,
+        step=1,
+        epoch_step=1,
+        steps_per_epoch=1,
+        loss=FakeTensor(0.25),
+        losses={"kl": FakeTensor(0.1), "rec": np.float32(0.15)},
+        learning_rate=np.float64(1e-3),
         duration=np.array(0.5),
     )
-    epoch = EpochMetrics(epoch=1, train_loss=FakeTensor(1.0), val_loss=np.float32(1.5), val_losses={"kl": FakeTensor(2)})
+    epoch = EpochMetrics(
+        epoch=1, train_loss=FakeTensor(1.0), val_loss=np.float32(1.5), val_losses={"kl": FakeTensor(2)}
+    )
     for event in (step, epoch):
         data = event_to_dict(event)
         assert_plain_json(data)
@@ -280,12 +297,20 @@ def test_tensor_like_numbers_become_python_floats():
 
 
 def test_paths_become_strings():
-    preview = PreviewEvent(epoch=5, directory=Path("runs/x/previews/epoch_0005"),
-                           files=[Path("runs/x/previews/epoch_0005/sample_0.wav")], kinds=["sample"])
+    preview = PreviewEvent(
+        epoch=5,
+        directory=Path("runs/x/previews/epoch_0005"),
+        files=[Path("runs/x/previews/epoch_0005/sample_0.wav")],
+        kinds=["sample"],
+    )
     assert preview.directory == "runs/x/previews/epoch_0005"
     assert preview.files == ("runs/x/previews/epoch_0005/sample_0.wav",)
-    done = TrainingCompleteEvent(reason="max_epochs", epochs_completed=1, run_dir=Path("runs/x"),
-                                 checkpoints={"last": Path("runs/x/checkpoints/last.pt")})
+    done = TrainingCompleteEvent(
+        reason="max_epochs",
+        epochs_completed=1,
+        run_dir=Path("runs/x"),
+        checkpoints={"last": Path("runs/x/checkpoints/last.pt")},
+    )
     start = TrainingStartEvent(run_dir=Path("runs/x"))
     for event in (preview, done, start):
         assert_plain_json(event_to_dict(event))
@@ -365,8 +390,15 @@ def test_plain_callables_are_metrics_callbacks():
 
 
 def test_evaluation_event_undefined_figures_are_none_and_figures_lists_the_present_ones():
-    event = EvaluationEvent(run_dir=Path("runs/x"), resemblance=float("nan"), copying=math.inf, diversity=0.5,
-                            nn_accuracy=np.float64(0.75), reconstruction=2.0, metrics={"fad": 3})
+    event = EvaluationEvent(
+        run_dir=Path("runs/x"),
+        resemblance=float("nan"),
+        copying=math.inf,
+        diversity=0.5,
+        nn_accuracy=np.float64(0.75),
+        reconstruction=2.0,
+        metrics={"fad": 3},
+    )
     assert event.run_dir == "runs/x" and event.resemblance is None and event.copying is None
     assert type(event.nn_accuracy) is float
     assert event.figures() == {"diversity": 0.5, "nn_accuracy": 0.75, "reconstruction": 2.0, "plugins/fad": 3.0}

@@ -39,14 +39,23 @@ def code_blocks(path: Path, *languages: str) -> list[tuple[int, str]]:
     """(line number, body) of every fenced block in one of ``languages``."""
     text = path.read_text(encoding="utf-8")
     pattern = rf"^```(?:{'|'.join(languages)})[ \t]*\n(.*?)^```"
-    return [(text.count("\n", 0, match.start()) + 1, match.group(1))
-            for match in re.finditer(pattern, text, re.MULTILINE | re.DOTALL)]
+    return [
+        (text.count("\n", 0, match.start()) + 1, match.group(1))
+        for match in re.finditer(pattern, text, re.MULTILINE | re.DOTALL)
+    ]
 
 
-def run_python(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-               timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
+def run_python(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
 
 
 # -- examples/embed.py ------------------------------------------------------------------------
@@ -56,8 +65,19 @@ def test_embed_trains_in_a_thread_prints_events_and_stops_early(sda_audio_folder
     data = sda_audio_folder(count=6, sample_rates=[8000])
     run = tmp_path / "run"
     sets = [arg for option in FAST for arg in ("--set", option)]
-    done = run_python(str(EMBED), str(data), "--out", str(run), "--stop-after-epochs", "1",
-                      "--max-epochs", "20", *sets, env={"SDA_DISABLE_PLUGINS": "progress"}, cwd=tmp_path)
+    done = run_python(
+        str(EMBED),
+        str(data),
+        "--out",
+        str(run),
+        "--stop-after-epochs",
+        "1",
+        "--max-epochs",
+        "20",
+        *sets,
+        env={"SDA_DISABLE_PLUGINS": "progress"},
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert any(line.startswith("train_start") for line in lines), done.stdout
@@ -149,8 +169,9 @@ COMMANDS = documented_commands()
 
 
 def test_the_user_guide_shows_commands():
-    used = {argv[0] for where, argv in COMMANDS
-            if where.startswith("user-guide") and argv and not argv[0].startswith("-")}
+    used = {
+        argv[0] for where, argv in COMMANDS if where.startswith("user-guide") and argv and not argv[0].startswith("-")
+    }
     assert {"scan", "train", "generate", "plugins", "demo"} <= used
 
 
@@ -182,10 +203,16 @@ def test_a_user_guide_command_is_real(where, argv):
 # -- docs/plugin-authors.md and docs/host-apps.md ----------------------------------------------------
 
 
-PYTHON_BLOCKS = [(f"{name}:{line}", body) for name in ("plugin-authors.md", "host-apps.md", "user-guide.md")
-                 for line, body in code_blocks(DOCS / name, "python")]
-TOML_BLOCKS = [(f"{name}:{line}", body) for name in ("plugin-authors.md", "user-guide.md")
-               for line, body in code_blocks(DOCS / name, "toml")]
+PYTHON_BLOCKS = [
+    (f"{name}:{line}", body)
+    for name in ("plugin-authors.md", "host-apps.md", "user-guide.md")
+    for line, body in code_blocks(DOCS / name, "python")
+]
+TOML_BLOCKS = [
+    (f"{name}:{line}", body)
+    for name in ("plugin-authors.md", "user-guide.md")
+    for line, body in code_blocks(DOCS / name, "toml")
+]
 
 
 def test_the_guides_have_code():
@@ -217,8 +244,12 @@ def guide_plugin_files() -> dict[str, str]:
 
 def test_the_plugin_authors_guide_builds_a_working_plugin(tmp_path):
     files = guide_plugin_files()
-    assert {"sda-loss-table/pyproject.toml", "sda-loss-table/sda_loss_table/__init__.py",
-            "sda-loss-table/sda_loss_table/plugin.py", "sda-loss-table/tests/test_loss_table.py"} <= set(files)
+    assert {
+        "sda-loss-table/pyproject.toml",
+        "sda-loss-table/sda_loss_table/__init__.py",
+        "sda-loss-table/sda_loss_table/plugin.py",
+        "sda-loss-table/tests/test_loss_table.py",
+    } <= set(files)
     for relative, text in files.items():
         target = tmp_path / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -236,10 +267,13 @@ def test_the_plugin_authors_guide_builds_a_working_plugin(tmp_path):
     shutil.copytree(project / "sda_loss_table", site / "sda_loss_table")
     info = site / f"sda_loss_table-{pyproject['project']['version']}.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {pyproject['project']['name']}\n"
-                                   f"Version: {pyproject['project']['version']}\n", encoding="utf-8")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {pyproject['project']['name']}\nVersion: {pyproject['project']['version']}\n",
+        encoding="utf-8",
+    )
     (info / "entry_points.txt").write_text(
-        "[sda]\n" + "".join(f"{name} = {target}\n" for name, target in entry_points.items()), encoding="utf-8")
+        "[sda]\n" + "".join(f"{name} = {target}\n" for name, target in entry_points.items()), encoding="utf-8"
+    )
     listed = run_python("-m", "sda_core", "plugins", "--json", env={"PYTHONPATH": str(site)})
     assert listed.returncode == 0, listed.stderr
     plugins = {entry["name"]: entry for entry in json.loads(listed.stdout)["plugins"]}
@@ -248,6 +282,5 @@ def test_the_plugin_authors_guide_builds_a_working_plugin(tmp_path):
     assert "sda_should_stop" in plugins["loss_table"]["hooks"]
 
     # Its own tests, with the kit, pass.
-    tested = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", env={"PYTHONPATH": str(project)},
-                        cwd=project)
+    tested = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", env={"PYTHONPATH": str(project)}, cwd=project)
     assert tested.returncode == 0, tested.stdout + tested.stderr

@@ -54,14 +54,24 @@ print("ran", kind)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SDA, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"})
+    return subprocess.run(
+        [*SDA, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"},
+    )
 
 
 def run_without_sda(folder: Path, kind: str) -> subprocess.CompletedProcess:
     site = sysconfig.get_paths()["purelib"]
-    return subprocess.run([sys.executable, "-I", "-S", "-c", HOST, site, str(folder), kind], capture_output=True,
-                          text=True, timeout=300, cwd=folder)
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", HOST, site, str(folder), kind],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=folder,
+    )
 
 
 @pytest.mark.parametrize("kind", ["onnx", "torchscript"])

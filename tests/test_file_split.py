@@ -33,8 +33,15 @@ RATES = (22050, 44100, 48000, 96000)
 
 
 def info(path: str, seconds: float, sample_rate: int = 44100) -> AudioFileInfo:
-    return AudioFileInfo(path=path, format="WAV", subtype="PCM_16", sample_rate=sample_rate, channels=1,
-                         frames=max(1, round(seconds * sample_rate)), size_bytes=0)
+    return AudioFileInfo(
+        path=path,
+        format="WAV",
+        subtype="PCM_16",
+        sample_rate=sample_rate,
+        channels=1,
+        frames=max(1, round(seconds * sample_rate)),
+        size_bytes=0,
+    )
 
 
 def library(one_shots=(), loops=(), long=(), rates=RATES) -> list[AudioFileInfo]:
@@ -67,13 +74,27 @@ def quantum_bound(files, target_seconds: float) -> float:
 
 # -- strategies ---------------------------------------------------------------------------------
 
+
 @st.composite
 def any_files(draw, min_size: int = 0, max_size: int = 40) -> list[AudioFileInfo]:
-    names = draw(st.lists(st.from_regex(r"[a-z]{1,6}(/[a-z0-9_ ]{1,8})?\.wav", fullmatch=True),
-                          min_size=min_size, max_size=max_size, unique=True))
+    names = draw(
+        st.lists(
+            st.from_regex(r"[a-z]{1,6}(/[a-z0-9_ ]{1,8})?\.wav", fullmatch=True),
+            min_size=min_size,
+            max_size=max_size,
+            unique=True,
+        )
+    )
     return [
-        AudioFileInfo(path=name, format="WAV", subtype="PCM_16", sample_rate=draw(st.sampled_from(RATES)),
-                      channels=1, frames=draw(st.integers(1, 48000 * 120)), size_bytes=0)
+        AudioFileInfo(
+            path=name,
+            format="WAV",
+            subtype="PCM_16",
+            sample_rate=draw(st.sampled_from(RATES)),
+            channels=1,
+            frames=draw(st.integers(1, 48000 * 120)),
+            size_bytes=0,
+        )
         for name in names
     ]
 
@@ -131,8 +152,15 @@ def test_the_same_split_in_other_processes_whatever_their_hash_seed():
     payload = json.dumps([f.to_dict() for f in files])
     for hash_seed in ("0", "1", "4242", "random"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        done = subprocess.run([sys.executable, "-c", script], input=payload, capture_output=True, text=True,
-                              env=env, check=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            input=payload,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            timeout=120,
+        )
         assert json.loads(done.stdout) == expected
 
 
@@ -146,8 +174,14 @@ def test_a_known_split_is_pinned():
 
 GOLDEN = FileSplit(
     train=("loops/000.wav", "one_shots/001.wav", "one_shots/004.wav", "recordings/000.wav"),
-    validation=("loops/001.wav", "loops/002.wav", "one_shots/000.wav", "one_shots/002.wav", "one_shots/003.wav",
-                "one_shots/005.wav"),
+    validation=(
+        "loops/001.wav",
+        "loops/002.wav",
+        "one_shots/000.wav",
+        "one_shots/002.wav",
+        "one_shots/003.wav",
+        "one_shots/005.wav",
+    ),
     seed=42,
 )
 
@@ -195,8 +229,13 @@ def test_a_file_longer_than_the_whole_target_is_not_chosen_when_shorter_ones_fit
 @pytest.mark.parametrize(
     ("fraction", "seed", "files"),
     [
-        (1.0, 42, []), (-0.1, 42, []), (float("nan"), 42, []), (True, 42, []), ("0.2", 42, []),
-        (0.2, -1, []), (0.2, 1.5, []),
+        (1.0, 42, []),
+        (-0.1, 42, []),
+        (float("nan"), 42, []),
+        (True, 42, []),
+        ("0.2", 42, []),
+        (0.2, -1, []),
+        (0.2, 1.5, []),
         (0.2, 42, [info("a.wav", 1.0), info("a.wav", 2.0)]),
     ],
 )

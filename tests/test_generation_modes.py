@@ -21,8 +21,13 @@ SDA = [sys.executable, "-m", "sda_core"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SDA, "generate", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"})
+    return subprocess.run(
+        [*SDA, "generate", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"},
+    )
 
 
 def sounds_of(run: Path) -> list[Path]:
@@ -112,7 +117,8 @@ def test_generic_fallbacks_for_a_model_without_sampler_or_temperature(tiny_wave_
     with pytest.raises(GenerationError, match="takes no sampling temperature"):
         generation.generate_sounds(plain, config, 1, temperature=0.5)
     for sound in generation.generate_sounds(plain, config, 2) + generation.like_sounds(
-            plain, config, sounds_of(tiny_wave_run)[0], 2):
+        plain, config, sounds_of(tiny_wave_run)[0], 2
+    ):
         assert abs(sound.mean()) < 1e-5 and np.abs(sound).max() <= PEAK_LIMIT + 1e-6
 
 

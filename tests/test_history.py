@@ -15,13 +15,28 @@ from sda_core.errors import ConfigError, RunDataError
 
 
 def epoch(n, train=1.0, val=None, duration=10.0, val_duration=0.0, step=0, **kwargs):
-    return EpochMetrics(epoch=n, step=step, train_loss=train, val_loss=val, duration=duration,
-                        val_duration=val_duration, timestamp=1000.0 + n, **kwargs)
+    return EpochMetrics(
+        epoch=n,
+        step=step,
+        train_loss=train,
+        val_loss=val,
+        duration=duration,
+        val_duration=val_duration,
+        timestamp=1000.0 + n,
+        **kwargs,
+    )
 
 
 def step(epoch_number, global_step, epoch_step, steps_per_epoch=10, loss=1.0, duration=1.0):
-    return StepMetrics(epoch=epoch_number, step=global_step, epoch_step=epoch_step,
-                       steps_per_epoch=steps_per_epoch, loss=loss, duration=duration, timestamp=2000.0 + global_step)
+    return StepMetrics(
+        epoch=epoch_number,
+        step=global_step,
+        epoch_step=epoch_step,
+        steps_per_epoch=steps_per_epoch,
+        loss=loss,
+        duration=duration,
+        timestamp=2000.0 + global_step,
+    )
 
 
 def history_of(*epochs, **kwargs):
@@ -144,8 +159,9 @@ def test_not_flagged_before_min_epochs():
 
 
 def test_no_validation_or_nonpositive_train_loss_is_never_overfitting():
-    history = history_of(epoch(1), epoch(2), epoch(3, train=1.0, val=None), epoch(4, train=0.0, val=5.0),
-                         epoch(5, train=-1.0, val=5.0))
+    history = history_of(
+        epoch(1), epoch(2), epoch(3, train=1.0, val=None), epoch(4, train=0.0, val=5.0), epoch(5, train=-1.0, val=5.0)
+    )
     assert history.overfitting_epochs == []
     assert history.gap(3) is None
 
@@ -179,8 +195,14 @@ def test_for_config_takes_threshold_and_min_epochs_from_the_config():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(overfitting_threshold=0.0), dict(overfitting_threshold=float("nan")), dict(min_epochs=0),
-     dict(eta_smoothing=0.0), dict(eta_smoothing=1.5), dict(min_epochs=True)],
+    [
+        dict(overfitting_threshold=0.0),
+        dict(overfitting_threshold=float("nan")),
+        dict(min_epochs=0),
+        dict(eta_smoothing=0.0),
+        dict(eta_smoothing=1.5),
+        dict(min_epochs=True),
+    ],
 )
 def test_invalid_settings_raise_config_error(kwargs):
     with pytest.raises(ConfigError):
@@ -210,7 +232,10 @@ def test_smoothed_epoch_duration():
     history = history_of(epoch(1, duration=10.0), epoch(2, duration=20.0), epoch(3, duration=10.0))
     # 10 -> 10 + 0.3 * (20 - 10) = 13 -> 13 + 0.3 * (10 - 13) = 12.1
     assert history.smoothed_epoch_duration() == pytest.approx(12.1)
-    assert history_of(epoch(1, duration=10.0), epoch(2, duration=20.0), eta_smoothing=1.0).smoothed_epoch_duration() == 20.0
+    assert (
+        history_of(epoch(1, duration=10.0), epoch(2, duration=20.0), eta_smoothing=1.0).smoothed_epoch_duration()
+        == 20.0
+    )
 
 
 def test_whole_run_eta_from_smoothed_epoch_durations():
@@ -289,15 +314,30 @@ def histories(draw):
         for k in range(1, draw(st.integers(0, steps_per_epoch)) + 1):
             global_step += draw(st.integers(1, 3))
             history.record_step(
-                StepMetrics(epoch=n, step=global_step, epoch_step=k, steps_per_epoch=steps_per_epoch,
-                            loss=draw(finite), losses=draw(st.dictionaries(st.sampled_from(["kl", "rec"]), finite)),
-                            learning_rate=draw(nonneg), duration=draw(nonneg), timestamp=draw(nonneg))
+                StepMetrics(
+                    epoch=n,
+                    step=global_step,
+                    epoch_step=k,
+                    steps_per_epoch=steps_per_epoch,
+                    loss=draw(finite),
+                    losses=draw(st.dictionaries(st.sampled_from(["kl", "rec"]), finite)),
+                    learning_rate=draw(nonneg),
+                    duration=draw(nonneg),
+                    timestamp=draw(nonneg),
+                )
             )
         history.record_epoch(
-            EpochMetrics(epoch=n, step=global_step, train_loss=draw(finite), val_loss=draw(st.none() | finite),
-                         train_losses=draw(st.dictionaries(st.sampled_from(["kl", "rec"]), finite)),
-                         duration=draw(nonneg), val_duration=draw(nonneg), eta_seconds=draw(st.none() | nonneg),
-                         timestamp=draw(nonneg))
+            EpochMetrics(
+                epoch=n,
+                step=global_step,
+                train_loss=draw(finite),
+                val_loss=draw(st.none() | finite),
+                train_losses=draw(st.dictionaries(st.sampled_from(["kl", "rec"]), finite)),
+                duration=draw(nonneg),
+                val_duration=draw(nonneg),
+                eta_seconds=draw(st.none() | nonneg),
+                timestamp=draw(nonneg),
+            )
         )
     return history
 

@@ -23,8 +23,9 @@ def config(**changes) -> TrainingConfig:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    return make_folder(tmp_path / "data", [0.3, 0.8, 1.5, 2.2, 3.1, 1.0, 0.5, 4.0],
-                       rates=(8000, 22050, 44100), channels=(1, 2))
+    return make_folder(
+        tmp_path / "data", [0.3, 0.8, 1.5, 2.2, 3.1, 1.0, 0.5, 4.0], rates=(8000, 22050, 44100), channels=(1, 2)
+    )
 
 
 def test_loaders_give_a_leak_free_split_and_raw_one_second_batches(folder: Path):
@@ -86,8 +87,9 @@ def test_a_plugin_can_replace_the_split_and_the_dataset(folder: Path):
         def sda_make_dataset(self, files, role):
             return [torch.full((1, RATE), float(len(files)))] * 4
 
-    train, val, split = create_data_loaders(scan_folder(folder), config(augmentation_strength=0.0),
-                                            Engine(plugins=[Everything()]))
+    train, val, split = create_data_loaders(
+        scan_folder(folder), config(augmentation_strength=0.0), Engine(plugins=[Everything()])
+    )
     assert split.validation == ("sound_007.wav",)
     assert next(iter(val)).shape == (4, 1, RATE)
 

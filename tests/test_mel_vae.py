@@ -100,7 +100,14 @@ def test_shapes_of_every_method(cfg: TrainingConfig) -> None:
 
 
 def test_the_mel_transform_scales_with_the_sample_rate() -> None:
-    assert [fft_size_for(rate) for rate in (11025, 16000, 22050, 44100, 48000, 96000)] == [512, 1024, 1024, 2048, 2048, 4096]
+    assert [fft_size_for(rate) for rate in (11025, 16000, 22050, 44100, 48000, 96000)] == [
+        512,
+        1024,
+        1024,
+        2048,
+        2048,
+        4096,
+    ]
     reference, double = model_for(config()), model_for(config(sample_rate=44100))
     assert (reference.n_fft, reference.hop_length, reference.n_mels, reference.frames) == (1024, 256, 64, 87)
     assert (double.n_fft, double.hop_length, double.frames) == (2048, 512, 87)

@@ -9,8 +9,9 @@ CONFIG = TrainingConfig(overfitting_patience=2, early_stopping_patience=6, overf
 
 
 def history(pairs) -> MetricsHistory:
-    return MetricsHistory(epochs=[EpochMetrics(epoch=i, train_loss=t, val_loss=v)
-                                  for i, (t, v) in enumerate(pairs, start=1)])
+    return MetricsHistory(
+        epochs=[EpochMetrics(epoch=i, train_loss=t, val_loss=v) for i, (t, v) in enumerate(pairs, start=1)]
+    )
 
 
 def warnings_over(pairs, config=CONFIG):

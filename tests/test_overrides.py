@@ -115,7 +115,7 @@ def test_value_then_subkey_conflict_is_a_config_error():
         "%(x)s{{7*7}}",
         "7*7",
         "${HOME}",
-        "exec(\"print(1)\")",
+        'exec("print(1)")',
     ],
 )
 def test_values_are_data_never_evaluated(raw, tmp_path, monkeypatch):
@@ -134,8 +134,15 @@ def test_toml_dates_stay_strings_so_configs_stay_json():
 
 
 def test_parsed_overrides_apply_to_a_config():
-    overrides = parse_set_options(["max_epochs=20", "preset=conservative", "plugins.plots.dpi=150",
-                                   "regularization.dropout=0.25", "early_stopping=false"])
+    overrides = parse_set_options(
+        [
+            "max_epochs=20",
+            "preset=conservative",
+            "plugins.plots.dpi=150",
+            "regularization.dropout=0.25",
+            "early_stopping=false",
+        ]
+    )
     config = apply_overrides(TrainingConfig(), overrides)
     assert config.max_epochs == 20
     assert config.preset.value == "conservative"
@@ -214,7 +221,7 @@ def test_broken_settings_file_is_a_config_error_naming_it(tmp_path, content):
 
 
 def test_settings_file_values_are_data(tmp_path):
-    (tmp_path / SETTINGS_FILENAME).write_text('name = "__import__(\'os\').system(\'x\')"\n', encoding="utf-8")
+    (tmp_path / SETTINGS_FILENAME).write_text("name = \"__import__('os').system('x')\"\n", encoding="utf-8")
     assert load_settings_file(tmp_path) == {"name": "__import__('os').system('x')"}
 
 
@@ -241,8 +248,12 @@ def test_unreadable_settings_file_is_a_config_error(tmp_path, monkeypatch):
 
 
 def test_merge_precedence_api_then_file_then_cli(tmp_path):
-    api = {"max_epochs": 10, "seed": 1, "regularization": {"dropout": 0.1, "weight_decay": 0.01},
-           "plugins": {"plots": {"dpi": 72, "format": "png"}, "api_only": {"x": 1}}}
+    api = {
+        "max_epochs": 10,
+        "seed": 1,
+        "regularization": {"dropout": 0.1, "weight_decay": 0.01},
+        "plugins": {"plots": {"dpi": 72, "format": "png"}, "api_only": {"x": 1}},
+    }
     (tmp_path / SETTINGS_FILENAME).write_text(
         "max_epochs = 20\nbatch_size = 4\n[regularization]\ndropout = 0.2\n[plugins.plots]\ndpi = 100\n",
         encoding="utf-8",

@@ -30,8 +30,15 @@ from sda_core.config.dataset import AudioFileInfo
 
 def _files(count: int) -> tuple[AudioFileInfo, ...]:
     return tuple(
-        AudioFileInfo(path=f"f{i:02d}.wav", format="WAV", subtype="PCM_16", sample_rate=22050,
-                      channels=1, frames=22050 * (i + 1), size_bytes=44 + 44100 * (i + 1))
+        AudioFileInfo(
+            path=f"f{i:02d}.wav",
+            format="WAV",
+            subtype="PCM_16",
+            sample_rate=22050,
+            channels=1,
+            frames=22050 * (i + 1),
+            size_bytes=44 + 44100 * (i + 1),
+        )
         for i in range(count)
     )
 
@@ -371,8 +378,9 @@ def test_strict_mode_makes_a_broken_entry_point_fatal(make_distribution, monkeyp
 
 @pytest.mark.parametrize("how", ["argument", "environment", "distribution"])
 def test_a_disabled_plugin_is_blocked_before_it_is_imported(make_distribution, monkeypatch, how):
-    make_distribution("sda-side-effect", {"side_effect": "sda_test_side_effect"},
-                      {"sda_test_side_effect": SIDE_EFFECT_PLUGIN})
+    make_distribution(
+        "sda-side-effect", {"side_effect": "sda_test_side_effect"}, {"sda_test_side_effect": SIDE_EFFECT_PLUGIN}
+    )
     monkeypatch.delenv("SDA_TEST_IMPORTED", raising=False)
     if how == "argument":
         engine = Engine(disable=["side_effect"])

@@ -229,8 +229,15 @@ def test_batch_size_for_respects_chunk_seconds():
 
 def summary_of(count: int, seconds_each: float = 3.0) -> DatasetSummary:
     files = [
-        AudioFileInfo(path=f"f{i:04d}.wav", format="WAV", subtype="PCM_16", sample_rate=1000,
-                      channels=1, frames=int(seconds_each * 1000), size_bytes=1)
+        AudioFileInfo(
+            path=f"f{i:04d}.wav",
+            format="WAV",
+            subtype="PCM_16",
+            sample_rate=1000,
+            channels=1,
+            frames=int(seconds_each * 1000),
+            size_bytes=1,
+        )
         for i in range(count)
     ]
     return DatasetSummary(root="/data", files=files)

@@ -55,11 +55,19 @@ def feed_run(
 ) -> MetricsHistory:
     """A realistic event sequence, as the training loop emits it, with controlled timestamps."""
     history = history if history is not None else MetricsHistory()
-    engine.emit(TrainingStartEvent(
-        run_dir="runs/demo", config={"overfitting_threshold": 0.2, **(config or {})}, train_files=8,
-        validation_files=2, start_epoch=start_epoch, max_epochs=max_epochs,
-        steps_per_epoch=steps_per_epoch, resumed=start_epoch > 1, timestamp=t0,
-    ))
+    engine.emit(
+        TrainingStartEvent(
+            run_dir="runs/demo",
+            config={"overfitting_threshold": 0.2, **(config or {})},
+            train_files=8,
+            validation_files=2,
+            start_epoch=start_epoch,
+            max_epochs=max_epochs,
+            steps_per_epoch=steps_per_epoch,
+            resumed=start_epoch > 1,
+            timestamp=t0,
+        )
+    )
     now, step, ran = t0, (start_epoch - 1) * steps_per_epoch, 0
     epoch_seconds = steps_per_epoch * step_seconds + 2.0
     for epoch in range(start_epoch, start_epoch + epochs):
@@ -67,41 +75,75 @@ def feed_run(
             step, ran = step + 1, ran + 1
             now = t0 + ran * step_seconds + 2.0 * (epoch - start_epoch)  # no drift from summing
             metrics = StepMetrics(
-                epoch=epoch, step=step, epoch_step=epoch_step, steps_per_epoch=steps_per_epoch,
-                loss=1.0 / epoch + 0.001 * epoch_step, losses={"reconstruction": 0.8, "kl": 0.2},
-                learning_rate=1e-3, items_per_second=32 / step_seconds, duration=step_seconds, timestamp=now,
+                epoch=epoch,
+                step=step,
+                epoch_step=epoch_step,
+                steps_per_epoch=steps_per_epoch,
+                loss=1.0 / epoch + 0.001 * epoch_step,
+                losses={"reconstruction": 0.8, "kl": 0.2},
+                learning_rate=1e-3,
+                items_per_second=32 / step_seconds,
+                duration=step_seconds,
+                timestamp=now,
             )
             history.record_step(metrics)
             engine.emit(metrics)
         now += 2.0
         index = (epoch - start_epoch) % len(VAL_LOSSES)
         epoch_metrics = EpochMetrics(
-            epoch=epoch, step=step, train_loss=1.0 / epoch, val_loss=VAL_LOSSES[index], duration=epoch_seconds,
-            train_duration=epoch_seconds - 2.0, val_duration=2.0,
-            eta_seconds=(max_epochs - epoch) * epoch_seconds, timestamp=now,
+            epoch=epoch,
+            step=step,
+            train_loss=1.0 / epoch,
+            val_loss=VAL_LOSSES[index],
+            duration=epoch_seconds,
+            train_duration=epoch_seconds - 2.0,
+            val_duration=2.0,
+            eta_seconds=(max_epochs - epoch) * epoch_seconds,
+            timestamp=now,
         )
         history.record_epoch(epoch_metrics)
         engine.emit(epoch_metrics, history=history)
         if index == 1:
-            engine.emit(PreviewEvent(
-                epoch=epoch, directory=f"runs/demo/previews/epoch_{epoch:04d}",
-                files=["s0.wav", "s1.wav", "r0.wav"], kinds=["sample", "sample", "reconstruction"],
-                render_seconds=1.5, timestamp=now,
-            ))
+            engine.emit(
+                PreviewEvent(
+                    epoch=epoch,
+                    directory=f"runs/demo/previews/epoch_{epoch:04d}",
+                    files=["s0.wav", "s1.wav", "r0.wav"],
+                    kinds=["sample", "sample", "reconstruction"],
+                    render_seconds=1.5,
+                    timestamp=now,
+                )
+            )
         if index == 2:
-            engine.emit(OverfittingWarning(
-                epoch=epoch, gap=0.6, threshold=0.2, consecutive_epochs=2, train_loss=0.75, val_loss=1.2,
-                message="Add data or raise the augmentation strength.", timestamp=now,
-            ))
+            engine.emit(
+                OverfittingWarning(
+                    epoch=epoch,
+                    gap=0.6,
+                    threshold=0.2,
+                    consecutive_epochs=2,
+                    train_loss=0.75,
+                    val_loss=1.2,
+                    message="Add data or raise the augmentation strength.",
+                    timestamp=now,
+                )
+            )
     if end:
         last = start_epoch + epochs - 1
-        engine.emit(TrainingCompleteEvent(
-            reason="max_epochs", epochs_completed=last, steps=step, best_epoch=history.best_epoch,
-            best_val_loss=history.best_val_loss, final_train_loss=1.0 / last, final_val_loss=history.val_losses[-1],
-            run_dir="runs/demo", checkpoints={"last": "runs/demo/checkpoints/last.pt",
-                                              "best": "runs/demo/checkpoints/best.pt"},
-            duration=now - t0, timestamp=now,
-        ))
+        engine.emit(
+            TrainingCompleteEvent(
+                reason="max_epochs",
+                epochs_completed=last,
+                steps=step,
+                best_epoch=history.best_epoch,
+                best_val_loss=history.best_val_loss,
+                final_train_loss=1.0 / last,
+                final_val_loss=history.val_losses[-1],
+                run_dir="runs/demo",
+                checkpoints={"last": "runs/demo/checkpoints/last.pt", "best": "runs/demo/checkpoints/best.pt"},
+                duration=now - t0,
+                timestamp=now,
+            )
+        )
     return history
 
 
@@ -128,17 +170,15 @@ def test_plain_mode_writes_the_expected_log_lines():
     lines = text.splitlines()
 
     assert ESCAPE not in text and "\r" not in text
-    assert lines[0] == ("training runs/demo: epochs 1-10 on cpu, 8 training / 2 validation files, "
-                        "40 steps per epoch")
+    assert lines[0] == ("training runs/demo: epochs 1-10 on cpu, 8 training / 2 validation files, 40 steps per epoch")
     assert epoch_lines(text) == [
         "epoch  1/10 | train 1.0000 | val 1.1000 | gap +10.0% | 42.0s | ETA 6m 18.0s | * best",
         "epoch  2/10 | train 0.5000 | val 0.9000 | gap +80.0% | 42.0s | ETA 5m 36.0s | * best",
         "epoch  3/10 | train 0.3333 | val 1.2000 | gap +260.0% | 42.0s | ETA 4m 54.0s",
     ]
-    assert ("previews for epoch 2: 2 samples, 1 reconstruction in runs/demo/previews/epoch_0002 (1.5s)"
-            in lines)
+    assert "previews for epoch 2: 2 samples, 1 reconstruction in runs/demo/previews/epoch_0002 (1.5s)" in lines
     assert "warning: overfitting at epoch 3: Add data or raise the augmentation strength." in lines
-    summary = lines[lines.index("training ended (max_epochs)"):]
+    summary = lines[lines.index("training ended (max_epochs)") :]
     assert summary == [
         "training ended (max_epochs)",
         "  epochs: 3 (120 steps) in 2m 06.0s",
@@ -152,10 +192,21 @@ def test_plain_mode_writes_the_expected_log_lines():
     assert text.index("epoch 1/10 step") < text.index("epoch  1/10 |") < text.index("epoch 2/10 step")
 
 
-EVALUATION = EvaluationEvent(run_dir="runs/demo", epoch=2, checkpoint="runs/demo/checkpoints/best.pt", count=32,
-                             resemblance=0.587, copying=1.96, diversity=0.27, nn_accuracy=1.0,
-                             validation_nn_accuracy=1.0, reconstruction=4.02, metrics={"fad": 3.25},
-                             duration=6.5, path="runs/demo/evaluation.json")
+EVALUATION = EvaluationEvent(
+    run_dir="runs/demo",
+    epoch=2,
+    checkpoint="runs/demo/checkpoints/best.pt",
+    count=32,
+    resemblance=0.587,
+    copying=1.96,
+    diversity=0.27,
+    nn_accuracy=1.0,
+    validation_nn_accuracy=1.0,
+    reconstruction=4.02,
+    metrics={"fad": 3.25},
+    duration=6.5,
+    path="runs/demo/evaluation.json",
+)
 
 
 @pytest.mark.parametrize("terminal", [False, True])
@@ -183,9 +234,11 @@ def test_the_end_of_run_evaluation_is_shown_in_two_summary_lines(terminal):
 def test_an_overfitting_warning_without_a_message_is_described():
     console, buffer = make_console(terminal=False)
     make_engine(ProgressDisplay(console=console)).emit(
-        OverfittingWarning(epoch=7, gap=0.25, threshold=0.2, consecutive_epochs=3))
-    assert buffer.getvalue() == ("warning: overfitting at epoch 7: validation loss 25.0% above training loss "
-                                 "(threshold 20%) for 3 epochs\n")
+        OverfittingWarning(epoch=7, gap=0.25, threshold=0.2, consecutive_epochs=3)
+    )
+    assert buffer.getvalue() == (
+        "warning: overfitting at epoch 7: validation loss 25.0% above training loss (threshold 20%) for 3 epochs\n"
+    )
 
 
 def test_plain_step_lines_carry_loss_throughput_and_a_step_refined_eta():
@@ -229,17 +282,28 @@ def test_plain_step_lines_are_throttled():
 def test_the_log_interval_setting_changes_the_throttle():
     console, buffer = make_console(terminal=False)
     engine = make_engine(ProgressDisplay(console=console))
-    feed_run(engine, epochs=1, steps_per_epoch=2000, step_seconds=0.1,
-             config={"plugins": {"progress": {"log_interval": 100}}})
+    feed_run(
+        engine,
+        epochs=1,
+        steps_per_epoch=2000,
+        step_seconds=0.1,
+        config={"plugins": {"progress": {"log_interval": 100}}},
+    )
     steps = [int(re.search(r"step (\d+)/", line).group(1)) for line in step_lines(buffer.getvalue())]
     assert steps == [1000]  # 100 s apart at least: the 50 % quarter only
 
 
-@pytest.mark.parametrize(("table", "message"), [
-    ({"mode": "fancy"}, "plugins.progress.mode: 'fancy' is not allowed; expected one of auto, rich, plain, off"),
-    ({"log_interval": -1.5}, "plugins.progress.log_interval: -1.5 is not allowed; expected a finite number > 0"),
-    ({"log_intervall": 5}, "unknown key 'log_intervall' in the [plugins.progress] table (did you mean 'log_interval'?)"),
-])
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"mode": "fancy"}, "plugins.progress.mode: 'fancy' is not allowed; expected one of auto, rich, plain, off"),
+        ({"log_interval": -1.5}, "plugins.progress.log_interval: -1.5 is not allowed; expected a finite number > 0"),
+        (
+            {"log_intervall": 5},
+            "unknown key 'log_intervall' in the [plugins.progress] table (did you mean 'log_interval'?)",
+        ),
+    ],
+)
 def test_a_bad_setting_vetoes_the_run(table, message):
     """A bad [plugins.progress] value is a ConfigError from sda_check_config, not a warning."""
     console, buffer = make_console(terminal=False)
@@ -402,7 +466,7 @@ def test_two_consecutive_runs_on_one_instance(terminal):
     feed_run(engine, t0=1_000_000.0)
     first = buffer.getvalue()
     feed_run(engine, t0=2_000_000.0)
-    second = buffer.getvalue()[len(first):]
+    second = buffer.getvalue()[len(first) :]
     for text in (strip_ansi(first), strip_ansi(second)):
         assert text.count("training runs/demo") == 1
         assert text.count("training ended (max_epochs)") == 1
@@ -418,10 +482,12 @@ def test_two_consecutive_runs_on_one_instance(terminal):
 
 
 def test_a_resumed_run_counts_earlier_epochs_for_the_best_marker():
-    history = MetricsHistory(epochs=[
-        EpochMetrics(epoch=1, train_loss=1.0, val_loss=1.0),
-        EpochMetrics(epoch=2, train_loss=0.8, val_loss=0.5),
-    ])
+    history = MetricsHistory(
+        epochs=[
+            EpochMetrics(epoch=1, train_loss=1.0, val_loss=1.0),
+            EpochMetrics(epoch=2, train_loss=0.8, val_loss=0.5),
+        ]
+    )
     console, buffer = make_console(terminal=False)
     feed_run(make_engine(ProgressDisplay(console=console)), start_epoch=3, history=history)
     text = buffer.getvalue()
@@ -482,9 +548,19 @@ def test_measure_the_cost_of_sda_on_step(mode, terminal, record_property):
     engine = make_engine(display)
     engine.emit(TrainingStartEvent(run_dir="runs/bench", max_epochs=10, steps_per_epoch=count))
     now = time.time()
-    events = [StepMetrics(epoch=1, step=i, epoch_step=i, steps_per_epoch=count, loss=0.5,
-                          items_per_second=100.0, duration=1e-3, timestamp=now + i * 1e-6)
-              for i in range(1, count + 1)]
+    events = [
+        StepMetrics(
+            epoch=1,
+            step=i,
+            epoch_step=i,
+            steps_per_epoch=count,
+            loss=0.5,
+            items_per_second=100.0,
+            duration=1e-3,
+            timestamp=now + i * 1e-6,
+        )
+        for i in range(1, count + 1)
+    ]
     started = time.perf_counter()
     for event in events:
         display.sda_on_step(event)

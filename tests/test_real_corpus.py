@@ -22,8 +22,12 @@ def test_scan_accounts_for_every_real_file(real_sounds: Path):
 
 
 def test_cli_scan_and_config_on_the_real_corpus(real_sounds: Path):
-    result = subprocess.run([sys.executable, "-m", "sda_core", "scan", str(real_sounds), "--json"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "sda_core", "scan", str(real_sounds), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["usable_count"] + report["skipped_count"] == 36

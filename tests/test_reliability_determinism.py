@@ -18,8 +18,12 @@ FAST = {**bad_inputs.FAST, "max_epochs": 1, "samples_per_epoch": 16}
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_folder(tmp_path_factory.mktemp("determinism") / "data", [0.6, 1.4, 2.2, 0.9, 1.8, 3.0, 2.5, 1.1],
-                       rates=(8000, 22050), channels=(1, 2))
+    return make_folder(
+        tmp_path_factory.mktemp("determinism") / "data",
+        [0.6, 1.4, 2.2, 0.9, 1.8, 3.0, 2.5, 1.1],
+        rates=(8000, 22050),
+        channels=(1, 2),
+    )
 
 
 def first_epoch(data: Path, run: Path, **settings) -> dict:

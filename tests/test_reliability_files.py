@@ -42,8 +42,7 @@ not_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, r
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_folder(tmp_path_factory.mktemp("files") / "data", [0.6, 1.4, 2.2, 0.9, 1.8, 3.0],
-                       rates=(8000, 22050))
+    return make_folder(tmp_path_factory.mktemp("files") / "data", [0.6, 1.4, 2.2, 0.9, 1.8, 3.0], rates=(8000, 22050))
 
 
 @pytest.fixture(autouse=True)
@@ -210,8 +209,11 @@ def test_a_failed_write_never_leaves_a_partial_checkpoint(fault, data, tmp_path,
 
     with monkeypatch.context() as patch:
         patch.setattr(torch, "save", injected) if target == "torch.save" else patch.setattr(os, "replace", injected)
-        with pytest.raises(TrainingError, match=r"^cannot write '.*' \((No space left on device|Input/output "
-                                                r"error)\); the files saved before are intact"):
+        with pytest.raises(
+            TrainingError,
+            match=r"^cannot write '.*' \((No space left on device|Input/output "
+            r"error)\); the files saved before are intact",
+        ):
             # mel_vae: its validation loss improves at epochs 1 and 2 on this data, so best.pt is
             # written at both (the fault aims at the second write)
             make_engine(reference=True).train(data, run, {**FAST, "model": "mel_vae"}, callback=remember)
@@ -247,8 +249,11 @@ def test_sda_train_reports_a_disk_filling_up_in_one_sentence(data, tmp_path, mon
 def test_a_run_killed_mid_write_leaves_no_temporary_file_after_the_next_start(data, tmp_path):
     run = tmp_path / "run"
     make_engine(reference=True).train(data, run, {**FAST, "max_epochs": 1})
-    leftovers = [run / "checkpoints" / ".last.pt.k1ll3d__.tmp", run / "checkpoints" / ".best.pt.0a1b2c3d.tmp",
-                 run / ".history.json.zz9y8x7w.tmp"]
+    leftovers = [
+        run / "checkpoints" / ".last.pt.k1ll3d__.tmp",
+        run / "checkpoints" / ".best.pt.0a1b2c3d.tmp",
+        run / ".history.json.zz9y8x7w.tmp",
+    ]
     for leftover in leftovers:  # what a SIGKILL in the middle of write_atomic leaves
         leftover.write_bytes(b"PK\x03\x04 half a checkpoint")
     keep = run / "checkpoints" / "notes.tmp"  # not one of sda's temporaries
@@ -333,13 +338,15 @@ def test_sda_train_resume_refuses_a_damaged_or_foreign_checkpoint_in_one_sentenc
     shutil.copytree(trained_run, run)
     last = run / "checkpoints" / "last.pt"
     content = last.read_bytes()
-    last.write_bytes({
-        "truncated": content[: len(content) // 3],
-        "garbage": os.urandom(4096),
-        "empty": b"",
-        "a JSON file": b'{"epoch": 1}',
-        "another program's tensors": b"",
-    }[damage])
+    last.write_bytes(
+        {
+            "truncated": content[: len(content) // 3],
+            "garbage": os.urandom(4096),
+            "empty": b"",
+            "a JSON file": b'{"epoch": 1}',
+            "another program's tensors": b"",
+        }[damage]
+    )
     if damage == "another program's tensors":
         torch.save({"weights": torch.zeros(3)}, last)
     result = train_cli(data, "--resume", str(run), "--max-epochs", "2")
@@ -357,9 +364,16 @@ def test_set_values_are_parsed_as_data_never_evaluated(data, tmp_path):
     code = CODE.format(marker=marker)
     assert parse_set_options([f"device={code}"]) == {"device": code}  # a plain string, as written
     assert parse_set_options(["plugins.progress.mode=!!python/object/apply:os.system ['id']"]) == {
-        "plugins": {"progress": {"mode": "!!python/object/apply:os.system ['id']"}}}
-    for option in (f"max_epochs={code}", f"seed={code}", f"device={code}", f"learning_rate=1e-3 if {code} else 1",
-                   f"regularization.dropout={code}", "max_epochs=__import__('os').getpid()"):
+        "plugins": {"progress": {"mode": "!!python/object/apply:os.system ['id']"}}
+    }
+    for option in (
+        f"max_epochs={code}",
+        f"seed={code}",
+        f"device={code}",
+        f"learning_rate=1e-3 if {code} else 1",
+        f"regularization.dropout={code}",
+        "max_epochs=__import__('os').getpid()",
+    ):
         result = train_cli(data, "--out", str(tmp_path / "run"), "--set", option)
         assert result.returncode == 2, option
         one_sentence(result.stderr)
@@ -371,11 +385,13 @@ def test_sda_toml_is_parsed_as_data_never_evaluated(data, tmp_path):
     shutil.copytree(data, folder)
     marker = tmp_path / "pwned"
     code = CODE.format(marker=marker)
-    for text in (f'max_epochs = "{code}"\n',
-                 f'device = "{code}"\n',
-                 f'[plugins.chunk_dataset]\nmemory_cache_mb = "{code}"\n',
-                 f"max_epochs = {code}\n",  # not TOML at all
-                 f'preset = """\n{code}\n"""\n'):
+    for text in (
+        f'max_epochs = "{code}"\n',
+        f'device = "{code}"\n',
+        f'[plugins.chunk_dataset]\nmemory_cache_mb = "{code}"\n',
+        f"max_epochs = {code}\n",  # not TOML at all
+        f'preset = """\n{code}\n"""\n',
+    ):
         (folder / "sda.toml").write_text(text)
         with contextlib.suppress(ConfigError):
             load_settings_file(folder)

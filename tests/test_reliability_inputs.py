@@ -85,8 +85,9 @@ def test_the_table_has_a_row_for_every_case_and_says_what_the_cases_expect():
         row = by_name[case.name]
         assert row["file"] == bad_inputs.display(case.path), case.name
         assert (row["scan"], row["training"]) == (case.scan, case.training), case.name
-        assert frozenset(part.strip() for part in row["code"].split(",") if part.strip() != "-") == case.codes, \
+        assert frozenset(part.strip() for part in row["code"].split(",") if part.strip() != "-") == case.codes, (
             case.name
+        )
 
 
 def test_every_code_in_the_table_is_a_real_reason_or_warning_code():
@@ -165,7 +166,7 @@ def test_the_report_for_people_names_each_skipped_entry_with_its_reason(scan_tex
             assert any("truncated" in line for line in row), row
         elif "non_finite" in case.codes:
             assert any("NaN/Inf: training skips it" in line for line in row), row
-    warnings = scan_text[scan_text.index("Warnings"):]
+    warnings = scan_text[scan_text.index("Warnings") :]
     for code in sorted({code for case in CASES for code in case.codes} - set(bad_inputs.SKIP_REASONS)):
         assert f"{code}:" in warnings
 
@@ -188,8 +189,13 @@ def test_a_wrong_mp3_length_is_corrected_from_what_decodes(scan_json: dict):
 def trained(corpus: Path, scan_json: dict, scan_text: str, tmp_path_factory: pytest.TempPathFactory):
     """``sda train`` on the corpus (after the scans: it changes the files that change after one)."""
     work = tmp_path_factory.mktemp("train")
-    site = bad_inputs.install_plugin(work / "site", "sda-reliability-mutate", "reliability_mutate",
-                                     "sda_reliability_mutate", bad_inputs.MUTATE_PLUGIN)
+    site = bad_inputs.install_plugin(
+        work / "site",
+        "sda-reliability-mutate",
+        "reliability_mutate",
+        "sda_reliability_mutate",
+        bad_inputs.MUTATE_PLUGIN,
+    )
     run = work / "run"
     env = bad_inputs.sda_env(bad_inputs.reference_plugins("reliability_mutate"), site)
     # enough samples per epoch that every training chunk is read (the sampler draws whole
@@ -198,9 +204,17 @@ def trained(corpus: Path, scan_json: dict, scan_text: str, tmp_path_factory: pyt
     settings = bad_inputs.fast_set(samples_per_epoch=4 * (chunks // 4 + 2))
     result = subprocess.run(
         [sys.executable, "-m", "sda_core", "train", str(corpus), "--out", str(run), *settings, "--max-epochs", "2"],
-        cwd=work, capture_output=True, text=True, timeout=300, env=env)
-    return SimpleNamespace(result=result, run=run, dataset=json.loads((run / "dataset.json").read_text())
-                           if (run / "dataset.json").exists() else None)
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    return SimpleNamespace(
+        result=result,
+        run=run,
+        dataset=json.loads((run / "dataset.json").read_text()) if (run / "dataset.json").exists() else None,
+    )
 
 
 def test_sda_train_completes_on_the_corpus(trained):
@@ -224,8 +238,11 @@ def test_no_good_file_is_dropped(trained):
 def test_training_does_with_each_input_what_the_table_says(case: Case, trained):
     split = trained.dataset["split"]
     in_split = case.path in set(split["train"]) | set(split["validation"])
-    warned = [line for line in trained.result.stderr.splitlines()
-              if "its chunks are replaced" in line and bad_inputs.display(case.path) in line]
+    warned = [
+        line
+        for line in trained.result.stderr.splitlines()
+        if "its chunks are replaced" in line and bad_inputs.display(case.path) in line
+    ]
     if case.training == bad_inputs.ABSENT:
         assert not in_split
     elif case.training == TRAINED:

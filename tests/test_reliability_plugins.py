@@ -35,8 +35,9 @@ FAST = {**bad_inputs.FAST, "max_epochs": 2}
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_folder(tmp_path_factory.mktemp("plugin_faults") / "data", [0.6, 1.4, 2.2, 0.9, 1.8, 3.0],
-                       rates=(8000, 22050))
+    return make_folder(
+        tmp_path_factory.mktemp("plugin_faults") / "data", [0.6, 1.4, 2.2, 0.9, 1.8, 3.0], rates=(8000, 22050)
+    )
 
 
 def run_cli(*args: str) -> SimpleNamespace:
@@ -148,8 +149,11 @@ class Plots:
 
 
 def test_sda_train_reports_a_raising_consumer_once_and_completes(data, tmp_path, make_distribution, monkeypatch):
-    make_distribution("sda-reliability-plots", {"broken_plots": "sda_reliability_plots:Plots"},
-                      {"sda_reliability_plots": RAISING_CONSUMER})
+    make_distribution(
+        "sda-reliability-plots",
+        {"broken_plots": "sda_reliability_plots:Plots"},
+        {"sda_reliability_plots": RAISING_CONSUMER},
+    )
     only_plugins(monkeypatch, "broken_plots")
     result = train_cli(data, tmp_path / "run")
     assert result.returncode == 0, result.stderr
@@ -178,11 +182,13 @@ AFTER_AN_EPOCH = ("sda_check_overfitting", "sda_should_stop", "sda_render_previe
 
 @pytest.mark.parametrize("hook", sorted(WRONG_ANSWERS))
 def test_a_wrongly_typed_answer_ends_sda_train_with_one_sentence_naming_the_plugin(
-        hook, data, tmp_path, make_distribution, monkeypatch):
+    hook, data, tmp_path, make_distribution, monkeypatch
+):
     arguments, answer, expected = WRONG_ANSWERS[hook]
     source = f"from sda_core import hookimpl\n\n\n@hookimpl\ndef {hook}({arguments}):\n    return {answer}\n"
-    make_distribution("sda-reliability-wrong", {"wrong_answers": "sda_reliability_wrong"},
-                      {"sda_reliability_wrong": source})
+    make_distribution(
+        "sda-reliability-wrong", {"wrong_answers": "sda_reliability_wrong"}, {"sda_reliability_wrong": source}
+    )
     only_plugins(monkeypatch, "wrong_answers")
     run = tmp_path / "run"
     result = train_cli(data, run)
@@ -198,12 +204,16 @@ def test_a_wrongly_typed_answer_ends_sda_train_with_one_sentence_naming_the_plug
 
 @pytest.mark.parametrize("hook", sorted(WRONG_ANSWERS))
 def test_a_raising_provider_ends_sda_train_with_one_sentence_naming_the_plugin(
-        hook, data, tmp_path, make_distribution, monkeypatch):
+    hook, data, tmp_path, make_distribution, monkeypatch
+):
     arguments = WRONG_ANSWERS[hook][0]
-    source = (f"from sda_core import hookimpl\n\n\n@hookimpl\ndef {hook}({arguments}):\n"
-              "    raise RuntimeError('out of ideas')\n")
-    make_distribution("sda-reliability-raising", {"raising": "sda_reliability_raising"},
-                      {"sda_reliability_raising": source})
+    source = (
+        f"from sda_core import hookimpl\n\n\n@hookimpl\ndef {hook}({arguments}):\n"
+        "    raise RuntimeError('out of ideas')\n"
+    )
+    make_distribution(
+        "sda-reliability-raising", {"raising": "sda_reliability_raising"}, {"sda_reliability_raising": source}
+    )
     only_plugins(monkeypatch, "raising")
     run = tmp_path / "run"
     result = train_cli(data, run)
@@ -222,9 +232,14 @@ import sda_reliability_dependency_that_is_not_installed
 
 
 def test_a_plugin_that_fails_to_import_is_one_warning_naming_its_distribution(
-        data, tmp_path, make_distribution, monkeypatch):
-    make_distribution("sda-reliability-broken", {"broken_import": "sda_reliability_broken"},
-                      {"sda_reliability_broken": BROKEN_IMPORT}, version="0.3")
+    data, tmp_path, make_distribution, monkeypatch
+):
+    make_distribution(
+        "sda-reliability-broken",
+        {"broken_import": "sda_reliability_broken"},
+        {"sda_reliability_broken": BROKEN_IMPORT},
+        version="0.3",
+    )
     only_plugins(monkeypatch, "broken_import")
     result = train_cli(data, tmp_path / "run")
     assert result.returncode == 0, result.stderr
@@ -237,8 +252,9 @@ def test_a_plugin_that_fails_to_import_is_one_warning_naming_its_distribution(
     strict = train_cli(data, tmp_path / "strict_run")
     assert strict.returncode == 1
     lines = [line for line in strict.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("sda: error: plugin 'broken_import' from distribution "
-                                                   "'sda-reliability-broken' failed to import"), lines
+    assert len(lines) == 1 and lines[0].startswith(
+        "sda: error: plugin 'broken_import' from distribution 'sda-reliability-broken' failed to import"
+    ), lines
     assert not (tmp_path / "strict_run").exists()
 
 
@@ -246,8 +262,9 @@ def test_in_strict_mode_a_plugin_that_fails_to_import_is_fatal_for_an_engine(mak
     from sda_core import Engine
     from sda_core.errors import PluginError
 
-    make_distribution("sda-reliability-broken", {"broken_import": "sda_reliability_broken"},
-                      {"sda_reliability_broken": BROKEN_IMPORT})
+    make_distribution(
+        "sda-reliability-broken", {"broken_import": "sda_reliability_broken"}, {"sda_reliability_broken": BROKEN_IMPORT}
+    )
     only_plugins(monkeypatch, "broken_import")
     with pytest.warns(PluginLoadWarning, match="sda-reliability-broken"):
         Engine()
@@ -297,7 +314,8 @@ def test_a_blocking_consumer_delays_but_does_not_lose_plain_progress_lines(data,
     result = engine.train(data, tmp_path / "run", FAST)
     assert result.epochs_completed == 2
     lines = buffer.getvalue().splitlines()
-    assert [line.split(" |")[0].split()[1] for line in lines if line.startswith("epoch ") and "| train" in line] \
-        == ["1/2", "2/2"]
+    assert [line.split(" |")[0].split()[1] for line in lines if line.startswith("epoch ") and "| train" in line] == [
+        "1/2",
+        "2/2",
+    ]
     assert "training ended (max_epochs)" in buffer.getvalue()
-

@@ -45,9 +45,22 @@ def start(data: Path, run: Path, resume: bool, epochs: int, cwd: Path) -> subpro
     where = ["--resume", str(run)] if resume else ["--out", str(run)]
     plugins = bad_inputs.reference_plugins("metrics_log") if METRICS_LOG else bad_inputs.reference_plugins()
     return subprocess.Popen(
-        [sys.executable, "-m", "sda_core", "train", str(data), *where, *bad_inputs.fast_set(early_stopping="false"),
-         "--max-epochs", str(epochs)],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=bad_inputs.sda_env(plugins),
+        [
+            sys.executable,
+            "-m",
+            "sda_core",
+            "train",
+            str(data),
+            *where,
+            *bad_inputs.fast_set(early_stopping="false"),
+            "--max-epochs",
+            str(epochs),
+        ],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=bad_inputs.sda_env(plugins),
     )
 
 
@@ -115,8 +128,10 @@ def test_a_run_killed_ten_times_at_random_moments_finishes_with_contiguous_histo
     log = killed_and_resumed
     for key in ("kills", "resumes", "starts", "saved", "moments", "seconds"):
         record_property(key, getattr(log, key))
-    print(f"\n{log.kills} kills ({log.moments.count('start-up')} in start-up), {log.resumes} resumes, "
-          f"saved epochs {log.saved}, {log.final.epochs} epochs in the end, {log.seconds:.0f} s")
+    print(
+        f"\n{log.kills} kills ({log.moments.count('start-up')} in start-up), {log.resumes} resumes, "
+        f"saved epochs {log.saved}, {log.final.epochs} epochs in the end, {log.seconds:.0f} s"
+    )
     assert log.kills >= KILLS and log.resumes >= KILLS
     assert log.final.returncode == 0, log.final.stderr
     assert f"max_epochs after epoch {log.final.epochs}" in log.final.stdout

@@ -37,19 +37,34 @@ def data(tmp_path: Path) -> Path:
 
 
 def sda(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sda_core", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"})
+    return subprocess.run(
+        [sys.executable, "-m", "sda_core", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"},
+    )
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sda_core", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "sda_core", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"},
+    )
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` (the lock file aside) with the hash of its bytes."""
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file() and path.name != LOCK_FILENAME}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != LOCK_FILENAME
+    }
 
 
 def wait_until(condition, process: subprocess.Popen | None = None, timeout: float = 180) -> None:

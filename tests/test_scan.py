@@ -12,9 +12,7 @@ from sda_core.data.scan import require_usable, scan_folder
 from sda_core.errors import DatasetError
 
 needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks")
-not_root = pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores file permissions"
-)
+not_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores file permissions")
 
 
 def write_tone(path: Path, sample_rate: int = 16000, seconds: float = 0.25, channels: int = 1, **kwargs) -> int:

@@ -50,8 +50,9 @@ def test_data_seed_names_import_on_first_use():
     assert create_data_loaders is implementation and AudioTrainingDataset is dataset_class
 
 
-@pytest.mark.parametrize(("module", "name"), [("sda_core", n) for n in SDA_CORE_NAMES]
-                         + [("sda_plugins", n) for n in SDA_PLUGINS_NAMES])
+@pytest.mark.parametrize(
+    ("module", "name"), [("sda_core", n) for n in SDA_CORE_NAMES] + [("sda_plugins", n) for n in SDA_PLUGINS_NAMES]
+)
 def test_seed_name_is_public(module, name):
     imported = importlib.import_module(module)
     assert name in imported.__all__
@@ -76,8 +77,15 @@ def test_seed_types_have_the_expected_kinds():
     import sda_core
 
     assert issubclass(sda_core.OverfittingPreset, enum.Enum)
-    for name in ("TrainingConfig", "RegularizationConfig", "StepMetrics", "EpochMetrics", "PreviewEvent",
-                 "TrainingCompleteEvent", "MetricsHistory"):
+    for name in (
+        "TrainingConfig",
+        "RegularizationConfig",
+        "StepMetrics",
+        "EpochMetrics",
+        "PreviewEvent",
+        "TrainingCompleteEvent",
+        "MetricsHistory",
+    ):
         assert attrs.has(getattr(sda_core, name)), name
     from sda_plugins import get_adaptive_config, get_effective_preview_interval
 
@@ -91,7 +99,9 @@ def test_seed_modules_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import sda_core.config, sda_core.config.events, sda_core.config.history, "
-            "sda_core.config.overrides, sda_plugins.adaptive_presets; print('torch' in sys.modules)")
+    code = (
+        "import sys; import sda_core.config, sda_core.config.events, sda_core.config.history, "
+        "sda_core.config.overrides, sda_plugins.adaptive_presets; print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -49,18 +49,26 @@ def test_reference_plugins_on_request(sda_engine):
 
 
 def test_audio_folders_of_any_shape(sda_audio_folder):
-    folder = sda_audio_folder(count=4, durations=[0.3, 1.5], sample_rates=[8000, 44100], channels=[1, 2],
-                              formats=["wav", "flac"])
+    folder = sda_audio_folder(
+        count=4, durations=[0.3, 1.5], sample_rates=[8000, 44100], channels=[1, 2], formats=["wav", "flac"]
+    )
     infos = [sf.info(path) for path in sorted(folder.iterdir())]
     assert [(i.samplerate, i.channels, i.format) for i in infos] == [
-        (8000, 1, "WAV"), (44100, 2, "FLAC"), (8000, 1, "WAV"), (44100, 2, "FLAC")]
+        (8000, 1, "WAV"),
+        (44100, 2, "FLAC"),
+        (8000, 1, "WAV"),
+        (44100, 2, "FLAC"),
+    ]
     assert abs(infos[1].duration - 1.5) < 1e-3
 
 
 def test_training_through_the_kit(sda_engine, sda_audio_folder, tmp_path):
     engine = sda_engine(reference=True)
-    engine.train(sda_audio_folder(sample_rates=[8000]), tmp_path / "run",
-                 {"max_epochs": 2, "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0})
+    engine.train(
+        sda_audio_folder(sample_rates=[8000]),
+        tmp_path / "run",
+        {"max_epochs": 2, "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0},
+    )
     assert len(engine.recorder.events("epoch")) == 2
     assert engine.recorder.getcall("sda_split_files").result is not None
 

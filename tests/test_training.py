@@ -31,8 +31,14 @@ def data(tmp_path: Path) -> Path:
 
 
 def sda(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sda_core", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"})
+    return subprocess.run(
+        [sys.executable, "-m", "sda_core", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"},
+    )
 
 
 def history(run: Path) -> dict:
@@ -95,15 +101,27 @@ def test_the_model_learns(tmp_path: Path, model: str):
     for index, seconds in enumerate([2.0, 1.5, 2.5, 1.0, 2.0, 1.5, 3.0, 2.0]):
         write_sound(tmp_path / "data" / f"tone_{index}.wav", seconds, 8000, seed=index % 2)
     result = Engine(disable=["progress"]).train(
-        tmp_path / "data", tmp_path / "run",
-        {**FAST, "max_epochs": 10, "samples_per_epoch": 64, "preview_interval": 100, "learning_rate": 2e-3,
-         "augmentation_strength": 0.0, "regularization": {"dropout": 0.1}, "model": model})
+        tmp_path / "data",
+        tmp_path / "run",
+        {
+            **FAST,
+            "max_epochs": 10,
+            "samples_per_epoch": 64,
+            "preview_interval": 100,
+            "learning_rate": 2e-3,
+            "augmentation_strength": 0.0,
+            "regularization": {"dropout": 0.1},
+            "model": model,
+        },
+    )
     assert result.best_val_loss <= LEARNS_TO[model] * result.initial_val_loss, result
 
 
 def test_events_reach_a_host_callback_in_order(data: Path, tmp_path: Path):
     events = []
-    result = Engine(disable=["progress"]).train(data, tmp_path / "run", {**FAST, "max_epochs": 2}, callback=events.append)
+    result = Engine(disable=["progress"]).train(
+        data, tmp_path / "run", {**FAST, "max_epochs": 2}, callback=events.append
+    )
     kinds = [event.kind for event in events]
     assert kinds[0] == "train_start" and kinds[-1] == "train_end"
     assert kinds.count("epoch") == 2 and kinds.count("step") == 8 and kinds.count("preview") == 1
@@ -125,8 +143,11 @@ def test_a_finished_run_ends_with_a_short_evaluation_shown_by_the_progress_displ
 
     buffer = io.StringIO()
     events = []
-    engine = Engine(plugins=[ProgressDisplay(console=Console(file=buffer, width=200), mode="plain")],
-                    disable=["progress"], callbacks=[events.append])
+    engine = Engine(
+        plugins=[ProgressDisplay(console=Console(file=buffer, width=200), mode="plain")],
+        disable=["progress"],
+        callbacks=[events.append],
+    )
     result = engine.train(data, tmp_path / "run", {**FAST, "max_epochs": 1, "evaluation_sounds": 4})
 
     kinds = [event.kind for event in events]
@@ -159,18 +180,19 @@ class _EvaluationTrouble:
 
 
 @pytest.mark.parametrize("trouble", ["failure", "stop"])
-def test_a_failed_or_stopped_evaluation_leaves_the_run_complete_without_an_event(trouble, data: Path,
-                                                                                  tmp_path: Path):
+def test_a_failed_or_stopped_evaluation_leaves_the_run_complete_without_an_event(trouble, data: Path, tmp_path: Path):
     engine = Engine(disable=["progress"], strict=False)
     engine.register(_EvaluationTrouble(engine if trouble == "stop" else None), name="trouble")
     events = []
     if trouble == "failure":
         with pytest.warns(UserWarning, match="evaluation at the end of the run failed.*no weights"):
-            result = engine.train(data, tmp_path / "run", {**FAST, "max_epochs": 1, "evaluation_sounds": 4},
-                                  callback=events.append)
+            result = engine.train(
+                data, tmp_path / "run", {**FAST, "max_epochs": 1, "evaluation_sounds": 4}, callback=events.append
+            )
     else:
-        result = engine.train(data, tmp_path / "run", {**FAST, "max_epochs": 1, "evaluation_sounds": 4},
-                              callback=events.append)
+        result = engine.train(
+            data, tmp_path / "run", {**FAST, "max_epochs": 1, "evaluation_sounds": 4}, callback=events.append
+        )
     assert result.reason == "max_epochs" and result.evaluation is None
     assert [event.kind for event in events][-1] == "train_end" and "evaluation" not in [e.kind for e in events]
     assert not (tmp_path / "run" / "evaluation.json").exists()
@@ -185,8 +207,9 @@ def test_a_host_can_stop_a_run_from_its_own_thread(data: Path, tmp_path: Path):
             engine.request_stop()
 
     def work():
-        outcome["result"] = engine.train(data, tmp_path / "run", {**FAST, "max_epochs": 50, "evaluation_sounds": 4},
-                                         callback=on_event)
+        outcome["result"] = engine.train(
+            data, tmp_path / "run", {**FAST, "max_epochs": 50, "evaluation_sounds": 4}, callback=on_event
+        )
 
     thread = threading.Thread(target=work)
     thread.start()
@@ -209,8 +232,22 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> Non
 
 def start_training(data: Path, run: Path, cwd: Path, epochs: int = 40) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sda_core", "train", str(data), "--out", str(run), "--max-epochs", str(epochs), *FAST_SET],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "sda_core",
+            "train",
+            str(data),
+            "--out",
+            str(run),
+            "--max-epochs",
+            str(epochs),
+            *FAST_SET,
+        ],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "SDA_DISABLE_PLUGINS": "progress"},
     )
 
@@ -343,8 +380,14 @@ class ScriptedModels:
 def scripted_run(data: Path, tmp_path: Path, val_curve, **settings):
     events = []
     engine = Engine(plugins=[ScriptedModels(val_curve)], disable=["progress"])
-    overrides = {**FAST, "max_epochs": 30, "early_stopping_patience": 6, "overfitting_patience": 2,
-                 "preview_interval": 100, **settings}
+    overrides = {
+        **FAST,
+        "max_epochs": 30,
+        "early_stopping_patience": 6,
+        "overfitting_patience": 2,
+        "preview_interval": 100,
+        **settings,
+    }
     result = engine.train(data, tmp_path / "run", overrides, callback=events.append)
     return result, events
 
@@ -367,6 +410,7 @@ def test_early_stop_does_not_fire_on_a_healthy_run(data: Path, tmp_path: Path):
 
 
 def test_early_stopping_can_be_turned_off(data: Path, tmp_path: Path):
-    result, _events = scripted_run(data, tmp_path, lambda epoch: 1.0 / min(epoch, 4) + 0.3 * max(0, epoch - 4),
-                                   max_epochs=14, early_stopping=False)
+    result, _events = scripted_run(
+        data, tmp_path, lambda epoch: 1.0 / min(epoch, 4) + 0.3 * max(0, epoch - 4), max_epochs=14, early_stopping=False
+    )
     assert result.reason == "max_epochs" and result.best_epoch == 4

@@ -95,8 +95,9 @@ def test_fixed_basis_istft_matches_torch_istft(n_fft, length):
 def test_fixed_basis_stft_matches_torch_stft():
     n_fft, hop = 512, 128
     audio = torch.randn(2, 4000, generator=torch.Generator().manual_seed(2))
-    expected = torch.stft(audio, n_fft, hop, window=hann_window(n_fft).float(), center=True,
-                          pad_mode="reflect", return_complex=True)
+    expected = torch.stft(
+        audio, n_fft, hop, window=hann_window(n_fft).float(), center=True, pad_mode="reflect", return_complex=True
+    )
     analysis = BasisSTFT(n_fft, hop)
     analysis.use_bases = True
     real, imag = analysis(audio)
@@ -125,7 +126,11 @@ def test_generate_is_reproducible_and_respects_temperature():
     # at temperature 0 every latent is a component mean; the spread grows with the temperature
     assert all(any(torch.allclose(row, mean) for mean in model.sampler_means) for row in cold[:10])
     assert torch.allclose(hot - cold, 2 * (warm - cold), atol=1e-5)
-    assert model.generate(1, seconds=0.5, generator=torch.Generator().manual_seed(7), temperature=0.5).shape == (1, 1, 4000)
+    assert model.generate(1, seconds=0.5, generator=torch.Generator().manual_seed(7), temperature=0.5).shape == (
+        1,
+        1,
+        4000,
+    )
 
 
 def test_prior_sampler_setting():
@@ -153,8 +158,9 @@ def test_mixture_fit_on_tiny_and_larger_sets(count):
 
 def test_mixture_finds_separated_clusters():
     generator = torch.Generator().manual_seed(0)
-    codes = torch.cat([torch.randn(30, 4, generator=generator) * 0.1 + 5,
-                       torch.randn(30, 4, generator=generator) * 0.1 - 5])
+    codes = torch.cat(
+        [torch.randn(30, 4, generator=generator) * 0.1 + 5, torch.randn(30, 4, generator=generator) * 0.1 - 5]
+    )
     weights, means, _stds = fit_diagonal_mixture(codes, 2)
     assert sorted(round(float(m)) for m in means[:, 0]) == [-5, 5]
     assert torch.allclose(weights, torch.tensor([0.5, 0.5]), atol=0.05)
@@ -179,8 +185,10 @@ def test_output_peaks_and_dc():
     with torch.no_grad():  # a loud decoder with a DC offset
         model.decoder.head.bias.view(1, 2, -1)[:, 0] = 1.0
         model.decoder.head.bias.view(1, 2, -1)[:, 1] = 0.0
-    for audio in (model.generate(3, seconds=2.0, generator=torch.Generator().manual_seed(0)),
-                  model.decode(torch.randn(3, 8) * 10)):
+    for audio in (
+        model.generate(3, seconds=2.0, generator=torch.Generator().manual_seed(0)),
+        model.decode(torch.randn(3, 8) * 10),
+    ):
         assert torch.isfinite(audio).all()
         assert audio.abs().max() <= PEAK_LIMIT + 1e-6
         assert audio.mean(dim=-1).abs().max() < 1e-4

@@ -38,8 +38,6 @@ DEFAULT_CACHE_MAX_BYTES = 2 * 1024**3
 """Default size limit of the decoded-audio cache: 2 GiB (about 100 minutes of 44.1 kHz stereo)."""
 
 
-
-
 def default_cache_directory() -> Path:
     """``$SDA_CACHE_DIR``, else ``$XDG_CACHE_HOME/sda/decoded``, else ``~/.cache/sda/decoded``."""
     explicit = os.environ.get("SDA_CACHE_DIR")

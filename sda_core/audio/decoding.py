@@ -94,7 +94,7 @@ def read_at(handle: soundfile.SoundFile, position: int, out: np.ndarray) -> int:
         pass
     got = 0
     for block in surviving_blocks(handle.name, position, limit=count, dtype=out.dtype):
-        out[got:got + len(block)] = block
+        out[got : got + len(block)] = block
         got += len(block)
     return got
 

@@ -107,9 +107,9 @@ def _xing_stream_bytes(path: str | os.PathLike[str]) -> tuple[int | None, int]:
         at = frame.find(tag, 4, _XING_WITHIN)
         if at < 0 or len(frame) < at + 16:
             continue
-        flags = int.from_bytes(frame[at + 4:at + 8], "big")
+        flags = int.from_bytes(frame[at + 4 : at + 8], "big")
         if not flags & 2:
             return None, start
         field = at + 8 + (4 if flags & 1 else 0)
-        return int.from_bytes(frame[field:field + 4], "big"), start
+        return int.from_bytes(frame[field : field + 4], "big"), start
     return None, start

@@ -52,7 +52,9 @@ def _as_clips(clips: Any, name: str, *, minimum: int = 1) -> np.ndarray:
     """``clips`` as a finite float64 (n, samples) array with at least ``minimum`` clips."""
     array = np.asarray(clips, dtype=np.float64)
     if array.ndim != 2:
-        raise ValueError(f"{name} must be shaped (clips, samples) of mono audio, got {array.ndim} dimension(s) {array.shape}")
+        raise ValueError(
+            f"{name} must be shaped (clips, samples) of mono audio, got {array.ndim} dimension(s) {array.shape}"
+        )
     if array.shape[0] < minimum:
         raise ValueError(f"{name} needs at least {minimum} clip(s), got {array.shape[0]}")
     if array.shape[1] < 2:
@@ -153,7 +155,9 @@ def clip_features(clips: np.ndarray, sample_rate: int) -> np.ndarray:
     log_flatness = np.mean(np.log(power_floored), axis=-1) - np.log(np.mean(power_floored, axis=-1))
     cumulative = np.cumsum(power_floored, axis=-1)
     rolloff = np.argmax(cumulative >= ROLLOFF_FRACTION * cumulative[..., -1:], axis=-1) / (power.shape[-1] - 1)
-    spectral = [stat for measure in (centroid, log_flatness, rolloff) for stat in (measure.mean(axis=1), measure.std(axis=1))]
+    spectral = [
+        stat for measure in (centroid, log_flatness, rolloff) for stat in (measure.mean(axis=1), measure.std(axis=1))
+    ]
 
     # Envelope and zero crossings on non-overlapping blocks of half a frame (the tail is dropped
     # unless the clip is shorter than one block).
@@ -377,7 +381,8 @@ def mrstft_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: in
         norm = np.sqrt(np.sum(ref_magnitude**2, axis=(1, 2)))
         convergence = np.where(norm > 0, difference / np.maximum(norm, 1e-12), np.where(difference > 0, 1.0, 0.0))
         log_difference = np.abs(
-            np.log(np.maximum(ref_magnitude, MRSTFT_MAGNITUDE_FLOOR)) - np.log(np.maximum(est_magnitude, MRSTFT_MAGNITUDE_FLOOR))
+            np.log(np.maximum(ref_magnitude, MRSTFT_MAGNITUDE_FLOOR))
+            - np.log(np.maximum(est_magnitude, MRSTFT_MAGNITUDE_FLOOR))
         ).mean(axis=(1, 2))
         totals.append(float(np.mean(convergence) + np.mean(log_difference)))
     return float(np.mean(totals))

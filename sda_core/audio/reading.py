@@ -53,10 +53,34 @@ __all__ = [
 # Integer encodings cannot hold NaN or Inf, so their samples are not checked. Everything else
 # (FLOAT, DOUBLE, VORBIS, OPUS, MPEG ...) is checked.
 _INTEGER_SUBTYPES = frozenset(
-    {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "ULAW", "ALAW", "IMA_ADPCM", "MS_ADPCM",
-     "GSM610", "VOX_ADPCM", "G721_32", "G723_24", "G723_40", "DWVW_12", "DWVW_16", "DWVW_24",
-     "DPCM_8", "DPCM_16", "NMS_ADPCM_16", "NMS_ADPCM_24", "NMS_ADPCM_32", "ALAC_16", "ALAC_20",
-     "ALAC_24", "ALAC_32"}
+    {
+        "PCM_S8",
+        "PCM_U8",
+        "PCM_16",
+        "PCM_24",
+        "PCM_32",
+        "ULAW",
+        "ALAW",
+        "IMA_ADPCM",
+        "MS_ADPCM",
+        "GSM610",
+        "VOX_ADPCM",
+        "G721_32",
+        "G723_24",
+        "G723_40",
+        "DWVW_12",
+        "DWVW_16",
+        "DWVW_24",
+        "DPCM_8",
+        "DPCM_16",
+        "NMS_ADPCM_16",
+        "NMS_ADPCM_24",
+        "NMS_ADPCM_32",
+        "ALAC_16",
+        "ALAC_20",
+        "ALAC_24",
+        "ALAC_32",
+    }
 )
 
 
@@ -105,14 +129,14 @@ def _soundfile_reader(handle: soundfile.SoundFile, path: str | os.PathLike[str],
         out = np.empty((count, channels), dtype=dtype)
         low = min(max(first, 0), first + count)
         high = max(min(first + count, total), low)
-        got = read_at(handle, low, out[low - first:high - first]) if high > low else 0
+        got = read_at(handle, low, out[low - first : high - first]) if high > low else 0
         end = low - first + got
         if low > first:
-            out[:low - first] = 0
+            out[: low - first] = 0
         if end < count:
             out[end:] = 0  # past the end, or past what a truncated file really holds
         if check:
-            _check_finite(out[low - first:end], path, low)
+            _check_finite(out[low - first : end], path, low)
         return out, scale
 
     return read
@@ -129,9 +153,9 @@ def _array_reader(array: np.ndarray, path: str | os.PathLike[str], check: bool) 
             out = np.array(array[low:high], dtype=np.float32, order="C")
         else:
             out = np.zeros((count, channels), dtype=np.float32)
-            out[low - first:high - first] = array[low:high]
+            out[low - first : high - first] = array[low:high]
         if check:
-            _check_finite(out[low - first:high - first], path, low)
+            _check_finite(out[low - first : high - first], path, low)
         return out, None
 
     return read

@@ -146,14 +146,14 @@ def segment(
         with torch.no_grad():
             phases = torch.nn.functional.conv1d(signal, plan.kernel, stride=a)  # (c, b, blocks)
         offset = start - first_block * b
-        planar = phases.transpose(1, 2).reshape(signal.shape[0], blocks * b)[:, offset:offset + frames].numpy()
+        planar = phases.transpose(1, 2).reshape(signal.shape[0], blocks * b)[:, offset : offset + frames].numpy()
 
     # Outside the whole-file result (before frame 0, past its last frame) the answer is silence,
     # not the filter's ringing into the padding.
     valid_end = resampled_length(total, source_rate, target_rate)
     if start < 0 or start + frames > valid_end:  # planar is this call's own buffer: edit in place
-        planar[:, :min(max(-start, 0), frames)] = 0.0
-        planar[:, max(valid_end - start, 0):] = 0.0
+        planar[:, : min(max(-start, 0), frames)] = 0.0
+        planar[:, max(valid_end - start, 0) :] = 0.0
     return _finish_channels(planar, channels)
 
 
@@ -180,5 +180,3 @@ def _direct_resample(reader: Reader, plan: _Plan, start: int, frames: int, chann
     weights = (np.sinc(t) * window * (base / a)).astype(np.float32)  # np.sinc(x) = sin(pi x)/(pi x)
     gathered = rows[source_index - first]  # (frames, taps, c)
     return np.einsum("ftc,ft->cf", gathered, weights, dtype=np.float32, optimize=False)
-
-

@@ -34,14 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
     # subcommand's parser from overwriting what was given before the command.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--disable-plugin", action="append", dest="disable_after", default=argparse.SUPPRESS,
-        metavar="NAME", help="never load this plugin (entry-point or distribution name); repeatable",
+        "--disable-plugin",
+        action="append",
+        dest="disable_after",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help="never load this plugin (entry-point or distribution name); repeatable",
     )
     parser = argparse.ArgumentParser(
-        prog="sda", description="Train generative audio models on small datasets (5 to 500 files).",
+        prog="sda",
+        description="Train generative audio models on small datasets (5 to 500 files).",
     )
     parser.add_argument(
-        "--disable-plugin", action="append", dest="disable_before", default=[], metavar="NAME",
+        "--disable-plugin",
+        action="append",
+        dest="disable_before",
+        default=[],
+        metavar="NAME",
         help="never load this plugin (entry-point or distribution name); repeatable",
     )
     parser.add_argument("--version", action="version", version=f"sda {__version__}")
@@ -56,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="machine-readable output")
     scan.add_argument("--all", action="store_true", help="list every usable file, however many")
     scan.add_argument(
-        "--no-analysis", action="store_true",
+        "--no-analysis",
+        action="store_true",
         help="read headers only: skip decoding the files to check for clipping, DC offset, silence, "
         "NaN/Inf samples and truncation (chunk counts are still given)",
     )
@@ -67,8 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("data_dir", metavar="DIR", help="folder of audio files (searched recursively)")
     train.add_argument("--out", metavar="RUN", help="run folder (default: runs/<name of DIR>)")
     train.add_argument("--resume", metavar="RUN", help="continue this run folder from its last checkpoint")
-    train.add_argument("--overwrite", action="store_true",
-                       help="delete the run already in the run folder (all its files, previews included) first")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run already in the run folder (all its files, previews included) first",
+    )
     train.add_argument("--max-epochs", type=int, metavar="N", help="train up to epoch N (also to extend a resumed run)")
     train.add_argument("--device", metavar="D", help="cpu, cuda, mps or auto (default: the config's, auto)")
     train.add_argument("--seed", type=int, metavar="N", help="seed of initialisation, offsets and augmentation")
@@ -82,43 +95,67 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", metavar="DIR", help="where to write them (default: RUN/generated)")
     generate.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default 0)")
     generate.add_argument("--device", default="auto", metavar="D", help="cpu, cuda, mps or auto")
-    generate.add_argument("--temperature", type=float, metavar="T",
-                          help="sampling spread, for models that take one (default: the model's); with --like, "
-                          "how far variations stray (default 1)")
+    generate.add_argument(
+        "--temperature",
+        type=float,
+        metavar="T",
+        help="sampling spread, for models that take one (default: the model's); with --like, "
+        "how far variations stray (default 1)",
+    )
     mode = generate.add_mutually_exclusive_group()
     mode.add_argument("--like", metavar="FILE", help="variations of the sound in FILE (its loudest chunk)")
-    mode.add_argument("--morph", nargs=2, metavar=("A", "B"),
-                      help="a path from the sound in file A to the one in file B, and the path joined")
-    generate.add_argument("--steps", type=int, metavar="K", help="sounds on a --morph path, A and B included (default 8)")
+    mode.add_argument(
+        "--morph",
+        nargs=2,
+        metavar=("A", "B"),
+        help="a path from the sound in file A to the one in file B, and the path joined",
+    )
+    generate.add_argument(
+        "--steps", type=int, metavar="K", help="sounds on a --morph path, A and B included (default 8)"
+    )
     generate.add_argument("--slerp", action="store_true", help="--morph along the great circle instead of a line")
-    generate.add_argument("--trim", action="store_true",
-                          help="cut leading and trailing silence of one-shots (with short fades)")
+    generate.add_argument(
+        "--trim", action="store_true", help="cut leading and trailing silence of one-shots (with short fades)"
+    )
     generate.set_defaults(handler=cmd_generate)
 
     export = commands.add_parser(
-        "export", parents=[common], help="write a trained run's generator and encoder for use without sda")
+        "export", parents=[common], help="write a trained run's generator and encoder for use without sda"
+    )
     export.add_argument("run_dir", metavar="RUN", help="a run folder written by `sda train`")
     export.add_argument("--format", default="onnx", metavar="F", help="onnx or torchscript (default onnx)")
-    export.add_argument("--out", metavar="FILE",
-                        help="the generator's file (default: RUN/export/generator.onnx or .pt); the encoder and "
-                        "FILE.json go beside it")
+    export.add_argument(
+        "--out",
+        metavar="FILE",
+        help="the generator's file (default: RUN/export/generator.onnx or .pt); the encoder and FILE.json go beside it",
+    )
     export.set_defaults(handler=cmd_export)
 
     evaluate = commands.add_parser(
-        "evaluate", parents=[common], help="measure how close a trained run's generated sounds are to its data")
+        "evaluate", parents=[common], help="measure how close a trained run's generated sounds are to its data"
+    )
     evaluate.add_argument("run_dir", metavar="RUN", help="a run folder written by `sda train`")
     evaluate.add_argument("-n", "--count", type=int, default=64, metavar="N", help="sounds to generate (default 64)")
     evaluate.add_argument("--seed", type=int, default=0, metavar="N", help="seed (default 0)")
-    evaluate.add_argument("--temperature", type=float, metavar="T",
-                          help="sampling temperature, for models that take one (default: the model's)")
+    evaluate.add_argument(
+        "--temperature",
+        type=float,
+        metavar="T",
+        help="sampling temperature, for models that take one (default: the model's)",
+    )
     evaluate.add_argument("--device", default="cpu", metavar="D", help="cpu, cuda, mps or auto (default cpu)")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     demo = commands.add_parser("demo", parents=[common], help="synthesise a demo dataset, train on it, generate")
     demo.add_argument("--out", default="demo", metavar="DIR", help="where to put the demo (default: ./demo)")
-    demo.add_argument("--max-epochs", type=int, default=DEMO_EPOCHS, metavar="N",
-                      help=f"epochs to train (default {DEMO_EPOCHS}: a few minutes on 2 CPU cores)")
+    demo.add_argument(
+        "--max-epochs",
+        type=int,
+        default=DEMO_EPOCHS,
+        metavar="N",
+        help=f"epochs to train (default {DEMO_EPOCHS}: a few minutes on 2 CPU cores)",
+    )
     demo.add_argument("--device", metavar="D", help="cpu, cuda, mps or auto")
     _add_set_option(demo)
     demo.set_defaults(handler=cmd_demo)
@@ -222,9 +259,16 @@ def cmd_train(args: argparse.Namespace, console: Console, errors: Console) -> in
         overrides["seed"] = args.seed
     engine, caught = _with_warnings(lambda: _engine(args))
     _print_warnings(errors, caught)
-    result, caught = _with_warnings(lambda: engine.train(
-        data_dir, args.resume or args.out, overrides, resume=bool(args.resume), overwrite=args.overwrite,
-        device=args.device))
+    result, caught = _with_warnings(
+        lambda: engine.train(
+            data_dir,
+            args.resume or args.out,
+            overrides,
+            resume=bool(args.resume),
+            overwrite=args.overwrite,
+            device=args.device,
+        )
+    )
     _print_warnings(errors, caught)
     _print_result(console, result)
     return 130 if result.interrupted else EXIT_OK
@@ -261,18 +305,41 @@ def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) ->
     if args.like:
         what = f"variations of {args.like}"
         action = lambda: generation.like_files(  # noqa: E731
-            engine, args.run_dir, args.like, args.out, count=args.count, seed=args.seed,
-            temperature=args.temperature, trim=args.trim, device=device)
+            engine,
+            args.run_dir,
+            args.like,
+            args.out,
+            count=args.count,
+            seed=args.seed,
+            temperature=args.temperature,
+            trim=args.trim,
+            device=device,
+        )
     elif args.morph:
         what = f"steps of a morph from {args.morph[0]} to {args.morph[1]} and the joined path"
         action = lambda: generation.morph_files(  # noqa: E731
-            engine, args.run_dir, args.morph[0], args.morph[1], args.out, steps=steps, spherical=args.slerp,
-            device=device)
+            engine,
+            args.run_dir,
+            args.morph[0],
+            args.morph[1],
+            args.out,
+            steps=steps,
+            spherical=args.slerp,
+            device=device,
+        )
     else:
         what = "sounds"
         action = lambda: generation.generate_files(  # noqa: E731
-            engine, args.run_dir, args.out, count=args.count, seconds=args.seconds, seed=args.seed,
-            temperature=args.temperature, trim=args.trim, device=device)
+            engine,
+            args.run_dir,
+            args.out,
+            count=args.count,
+            seconds=args.seconds,
+            seed=args.seed,
+            temperature=args.temperature,
+            trim=args.trim,
+            device=device,
+        )
     paths, caught = _with_warnings(action)
     _print_warnings(errors, caught)
     count = len(paths) - 1 if args.morph else len(paths)
@@ -289,8 +356,10 @@ def cmd_export(args: argparse.Namespace, console: Console, errors: Console) -> i
         raise UsageError(f"unknown export format '{args.format}'; use one of: {', '.join(FORMATS)}")
     run_dir = _existing_folder(args.run_dir, what="run folder")
     if args.out is not None and Path(args.out).is_dir():
-        raise UsageError(f"--out '{args.out}' is a folder; give the file to write, e.g. {Path(args.out) / 'generator'}"
-                         f"{'.onnx' if args.format == 'onnx' else '.pt'}")
+        raise UsageError(
+            f"--out '{args.out}' is a folder; give the file to write, e.g. {Path(args.out) / 'generator'}"
+            f"{'.onnx' if args.format == 'onnx' else '.pt'}"
+        )
     engine, caught = _with_warnings(lambda: _engine(args))
     _print_warnings(errors, caught)
     paths, caught = _with_warnings(lambda: export_run(run_dir, args.format, args.out, hooks=engine))
@@ -324,10 +393,21 @@ def cmd_evaluate(args: argparse.Namespace, console: Console, errors: Console) ->
     return EXIT_OK
 
 
-def _evaluate(evaluate_run: Callable[..., Any], engine: Engine, run_dir: Path, args: argparse.Namespace,
-              select_device: Callable[[str], Any]) -> Any:
-    return evaluate_run(run_dir, hooks=engine, count=args.count, seed=args.seed, temperature=args.temperature,
-                        device=select_device(args.device))
+def _evaluate(
+    evaluate_run: Callable[..., Any],
+    engine: Engine,
+    run_dir: Path,
+    args: argparse.Namespace,
+    select_device: Callable[[str], Any],
+) -> Any:
+    return evaluate_run(
+        run_dir,
+        hooks=engine,
+        count=args.count,
+        seed=args.seed,
+        temperature=args.temperature,
+        device=select_device(args.device),
+    )
 
 
 def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int:
@@ -357,8 +437,9 @@ def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int
     if resume:
         console.print(f"resuming the demo run in {run_dir}")
     # the demo owns its run folder: a fresh demo replaces an earlier one
-    result, caught = _with_warnings(lambda: engine.train(data_dir, run_dir, overrides, resume=resume,
-                                                         overwrite=not resume, device=args.device))
+    result, caught = _with_warnings(
+        lambda: engine.train(data_dir, run_dir, overrides, resume=resume, overwrite=not resume, device=args.device)
+    )
     _print_warnings(errors, caught)
     _print_result(console, result)
     if result.interrupted:
@@ -382,8 +463,12 @@ def _print_result(console: Console, result: Any) -> None:
     if evaluation is not None:
         shown = ("resemblance", "nn_accuracy", "copying", "diversity", "reconstruction")
         figures = ", ".join(f"{name} {value:.2f}" for name, value in evaluation.figures().items() if name in shown)
-        console.print(f"evaluation of {evaluation.count} sounds from epoch {evaluation.epoch}: {figures} "
-                      f"(sda evaluate {result.run_dir} for the full table)", markup=False, highlight=False)
+        console.print(
+            f"evaluation of {evaluation.count} sounds from epoch {evaluation.epoch}: {figures} "
+            f"(sda evaluate {result.run_dir} for the full table)",
+            markup=False,
+            highlight=False,
+        )
     for name, path in sorted(result.checkpoints.items()):
         console.print(f"  {name}: {path}", markup=False, highlight=False)
     if not result.interrupted:
@@ -397,7 +482,10 @@ def _print_result(console: Console, result: Any) -> None:
 
 def _add_set_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a setting (e.g. max_epochs=20, regularization.dropout=0.3, plugins.NAME.key=1); "
         "repeatable; wins over sda.toml",
     )

@@ -33,8 +33,12 @@ _FLAG_NOTES = {
 }
 
 
-def scan_to_dict(summary: DatasetSummary, config: TrainingConfig | None, warnings: list[str],
-                 analysis: "DatasetAnalysis | None" = None) -> dict[str, Any]:
+def scan_to_dict(
+    summary: DatasetSummary,
+    config: TrainingConfig | None,
+    warnings: list[str],
+    analysis: "DatasetAnalysis | None" = None,
+) -> dict[str, Any]:
     """The machine-readable scan report of ``sda scan --json``.
 
     With an ``analysis`` (see :func:`sda_core.data.analysis.analyse_dataset`), every entry of
@@ -77,8 +81,9 @@ def scan_to_dict(summary: DatasetSummary, config: TrainingConfig | None, warning
     }
 
 
-def print_scan(console: Console, summary: DatasetSummary, show_all: bool = False,
-               analysis: "DatasetAnalysis | None" = None) -> None:
+def print_scan(
+    console: Console, summary: DatasetSummary, show_all: bool = False, analysis: "DatasetAnalysis | None" = None
+) -> None:
     """Usable files, skipped files with reasons, totals, sample rates and channels.
 
     With an ``analysis`` the usable-files table gains a ``chunks`` column (and a ``notes`` column
@@ -100,8 +105,13 @@ def print_scan(console: Console, summary: DatasetSummary, show_all: bool = False
         for column, justify in columns:
             table.add_column(column, justify=justify)
         for info in shown:
-            row = [escape(info.path), f"{info.format}/{info.subtype}", str(info.sample_rate),
-                   str(info.channels), format_duration(info.duration)]
+            row = [
+                escape(info.path),
+                f"{info.format}/{info.subtype}",
+                str(info.sample_rate),
+                str(info.channels),
+                format_duration(info.duration),
+            ]
             if counts is not None:
                 row.append(str(counts.get(info.path, 0)))
             if notes:
@@ -120,9 +130,12 @@ def print_scan(console: Console, summary: DatasetSummary, show_all: bool = False
             table.add_row(escape(item.path), item.reason, escape(item.detail))
         console.print(table)
     rates = ", ".join(f"{rate} Hz x{count}" for rate, count in summary.sample_rates.items()) or "-"
-    channels = ", ".join(
-        f"{_CHANNEL_NAMES.get(ch, f'{ch} channels')} x{count}" for ch, count in summary.channel_counts.items()
-    ) or "-"
+    channels = (
+        ", ".join(
+            f"{_CHANNEL_NAMES.get(ch, f'{ch} channels')} x{count}" for ch, count in summary.channel_counts.items()
+        )
+        or "-"
+    )
     console.print(
         f"[bold]{summary.file_count}[/bold] usable, [bold]{len(summary.skipped)}[/bold] skipped; "
         f"total {format_duration(summary.total_duration)}; sample rates: {rates}; channels: {channels}"
@@ -200,7 +213,11 @@ def _show(value: Any) -> str:
 
 #: The figures of ``sda evaluate``: (field of QualityFigures, label, what good looks like).
 _QUALITY_ROWS = (
-    ("resemblance", "resemblance", "0 = as close as the real chunks are to each other; 1 = noise shaped to their spectrum"),
+    (
+        "resemblance",
+        "resemblance",
+        "0 = as close as the real chunks are to each other; 1 = noise shaped to their spectrum",
+    ),
     ("nn_accuracy", "1-NN accuracy", "0.5 = indistinguishable; 1.0 = every sound told apart; well under 0.5 = copying"),
     ("copying", "copying ratio", "about 1 or more; well under 1 = replaying the training chunks"),
     ("diversity", "diversity", "about 1 = as varied as the real chunks; low = all alike"),
@@ -228,15 +245,22 @@ def print_evaluation(console: Console, result: Any) -> None:
     reconstruction = [_figure(result.reconstruction)] + (["-"] if result.validation is not None else [])
     if result.reconstruction_source == "validation" and result.validation is not None:
         reconstruction = ["-", _figure(result.reconstruction)]
-    table.add_row("reconstruction", *reconstruction,
-                  f"multi-resolution STFT distance of {result.reconstruction_chunks} {result.reconstruction_source} "
-                  "chunks' reconstructions; lower is better (0 = exact)")
+    table.add_row(
+        "reconstruction",
+        *reconstruction,
+        f"multi-resolution STFT distance of {result.reconstruction_chunks} {result.reconstruction_source} "
+        "chunks' reconstructions; lower is better (0 = exact)",
+    )
     for name, value in sorted(result.plugins.items()):
-        table.add_row(escape(name), _figure(value), *(["-"] if result.validation is not None else []), "added by a plugin")
+        table.add_row(
+            escape(name), _figure(value), *(["-"] if result.validation is not None else []), "added by a plugin"
+        )
     console.print(table)
     for side, figures in (("training", result.training), ("validation", result.validation)):
         if figures is not None and figures.resemblance_note:
-            console.print(f"resemblance vs {side}: not computed, {figures.resemblance_note}", markup=False, highlight=False)
+            console.print(
+                f"resemblance vs {side}: not computed, {figures.resemblance_note}", markup=False, highlight=False
+            )
     if result.path:
         console.print(f"wrote {result.path} ({format_duration(result.duration)})", markup=False, highlight=False)
 

@@ -308,8 +308,17 @@ class EvaluationEvent:
 
     def figures(self) -> dict[str, float]:
         """Every figure that is present, by name (``validation_...`` and plugin metrics included)."""
-        names = ("resemblance", "copying", "diversity", "nn_accuracy", "validation_resemblance",
-                 "validation_copying", "validation_diversity", "validation_nn_accuracy", "reconstruction")
+        names = (
+            "resemblance",
+            "copying",
+            "diversity",
+            "nn_accuracy",
+            "validation_resemblance",
+            "validation_copying",
+            "validation_diversity",
+            "validation_nn_accuracy",
+            "reconstruction",
+        )
         present = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
         return {**present, **{f"plugins/{name}": value for name, value in self.metrics.items()}}
 

@@ -23,7 +23,9 @@ def _increasing_steps(_instance: Any, attribute: Any, steps: list[StepMetrics]) 
         if not isinstance(metrics, StepMetrics):
             raise ConfigError(f"{attribute.name}[{index}]", metrics, "a StepMetrics")
         if index and metrics.step <= steps[index - 1].step:
-            raise ConfigError(attribute.name, metrics.step, f"global steps in increasing order (after {steps[index - 1].step})")
+            raise ConfigError(
+                attribute.name, metrics.step, f"global steps in increasing order (after {steps[index - 1].step})"
+            )
 
 
 def _contiguous_epochs(_instance: Any, attribute: Any, epochs: list[EpochMetrics]) -> None:
@@ -31,7 +33,9 @@ def _contiguous_epochs(_instance: Any, attribute: Any, epochs: list[EpochMetrics
         if not isinstance(metrics, EpochMetrics):
             raise ConfigError(f"{attribute.name}[{index}]", metrics, "an EpochMetrics")
         if index and metrics.epoch != epochs[index - 1].epoch + 1:
-            raise ConfigError(attribute.name, metrics.epoch, f"contiguous epochs (epoch {epochs[index - 1].epoch + 1} next)")
+            raise ConfigError(
+                attribute.name, metrics.epoch, f"contiguous epochs (epoch {epochs[index - 1].epoch + 1} next)"
+            )
 
 
 @attrs.define(kw_only=True)

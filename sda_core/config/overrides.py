@@ -55,7 +55,9 @@ def load_settings_file(folder: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(str(path), "(file contents)", f"valid TOML ({error})") from None
     except UnicodeDecodeError as error:
-        raise ConfigError(str(path), "(file contents)", f"UTF-8 encoded TOML ({error.reason} at byte {error.start})") from None
+        raise ConfigError(
+            str(path), "(file contents)", f"UTF-8 encoded TOML ({error.reason} at byte {error.start})"
+        ) from None
     except OSError as error:
         raise ConfigError(str(path), "(file)", f"a readable settings file ({error.strerror or error})") from None
 
@@ -70,7 +72,6 @@ def merge_overrides(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 _STRUCTURED_STARTS = ('"', "'", "[", "{")
-
 
 
 def collect_overrides(

@@ -65,8 +65,11 @@ class RegularizationConfig:
 
 def _model_name(_instance: Any, attribute: Any, value: Any) -> None:
     """A model plugin's name: a non-empty word of letters, digits, ``_``, ``-`` or ``.``."""
-    if not isinstance(value, str) or not value or len(value) > 100 or not all(
-        char.isascii() and (char.isalnum() or char in "_-.") for char in value
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > 100
+        or not all(char.isascii() and (char.isalnum() or char in "_-.") for char in value)
     ):
         raise ConfigError(attribute.name, value, "a model plugin's name, such as wave_vae or mel_vae")
 
@@ -164,9 +167,7 @@ class TrainingConfig:
     batch_size: int = attrs.field(default=8, validator=v.integer(1, 4096))
     learning_rate: float = attrs.field(default=1e-3, validator=v.number(0.0, 1.0, exclusive_minimum=True))
     latent_dim: int = attrs.field(default=32, validator=v.integer(1, 4096))
-    validation_fraction: float = attrs.field(
-        default=0.15, validator=v.number(0.0, 1.0, exclusive_maximum=True)
-    )
+    validation_fraction: float = attrs.field(default=0.15, validator=v.number(0.0, 1.0, exclusive_maximum=True))
     split_seed: int = attrs.field(default=42, validator=v.integer(0))
     seed: int = attrs.field(default=42, validator=v.integer(0))
     augmentation_probability: float = attrs.field(default=0.5, validator=v.number(0.0, 1.0))
@@ -176,15 +177,19 @@ class TrainingConfig:
     overfitting_patience: int = attrs.field(default=3, validator=v.integer(1))
     early_stopping: bool = attrs.field(default=True, validator=v.instance_of(bool, "true or false"))
     early_stopping_patience: int = attrs.field(default=15, validator=v.integer(1))
-    preview_interval: int | None = attrs.field(default=None, converter=v.auto_is_none, validator=v.integer(1, optional=True))
-    samples_per_epoch: int | None = attrs.field(default=None, converter=v.auto_is_none, validator=v.integer(1, optional=True))
-    num_workers: int | None = attrs.field(default=None, converter=v.auto_is_none, validator=v.integer(0, 64, optional=True))
+    preview_interval: int | None = attrs.field(
+        default=None, converter=v.auto_is_none, validator=v.integer(1, optional=True)
+    )
+    samples_per_epoch: int | None = attrs.field(
+        default=None, converter=v.auto_is_none, validator=v.integer(1, optional=True)
+    )
+    num_workers: int | None = attrs.field(
+        default=None, converter=v.auto_is_none, validator=v.integer(0, 64, optional=True)
+    )
     device: str = attrs.field(default="auto", validator=v.one_of(DEVICES))
     model: str = attrs.field(default="wave_vae", validator=_model_name)
     evaluation_sounds: int = attrs.field(default=32, validator=_evaluation_sounds)
-    regularization: RegularizationConfig = attrs.field(
-        factory=RegularizationConfig, converter=_regularization
-    )
+    regularization: RegularizationConfig = attrs.field(factory=RegularizationConfig, converter=_regularization)
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict, converter=_plugin_settings)
 
     def plugin_settings(self, name: str) -> dict[str, Any]:

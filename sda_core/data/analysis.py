@@ -72,8 +72,17 @@ MAX_WORKERS = 8
 
 # Largest decoded magnitude of integer encodings whose full scale is below CLIP_LEVEL.
 _FULL_SCALE = {"PCM_S8": 127 / 128, "PCM_U8": 127 / 128, "ULAW": 32124 / 32768, "ALAW": 32256 / 32768}
-_BYTES_PER_SAMPLE = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4,
-                     "DOUBLE": 8, "ULAW": 1, "ALAW": 1}
+_BYTES_PER_SAMPLE = {
+    "PCM_S8": 1,
+    "PCM_U8": 1,
+    "PCM_16": 2,
+    "PCM_24": 3,
+    "PCM_32": 4,
+    "FLOAT": 4,
+    "DOUBLE": 8,
+    "ULAW": 1,
+    "ALAW": 1,
+}
 # libsndfile logs "data : 88200 (should be 44078)" when a chunk claims more bytes than the file holds.
 _SHOULD_BE = re.compile(r"^\s*(?P<chunk>[A-Za-z0-9 ]+?)\s*:\s*(?P<claimed>\d+)\s*\(should be (?P<actual>\d+)\)")
 _DATA_CHUNKS = frozenset({"data", "SSND", "Data Size"})
@@ -105,8 +114,17 @@ class WarningCode:
     TRUNCATED = "truncated"
     READ_ERROR = "read_error"
 
-    ALL = (LITTLE_AUDIO, MIXED_SAMPLE_RATES, LOW_SAMPLE_RATE, CLIPPING, DC_OFFSET, NEAR_SILENT,
-           NON_FINITE, TRUNCATED, READ_ERROR)
+    ALL = (
+        LITTLE_AUDIO,
+        MIXED_SAMPLE_RATES,
+        LOW_SAMPLE_RATE,
+        CLIPPING,
+        DC_OFFSET,
+        NEAR_SILENT,
+        NON_FINITE,
+        TRUNCATED,
+        READ_ERROR,
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -419,8 +437,12 @@ def default_workers(file_count: int) -> int:
     return max(1, min(file_count, os.cpu_count() or 1, MAX_WORKERS))
 
 
-def analyse_files(root: str | os.PathLike[str], files: Sequence[AudioFileInfo], workers: int | None = None,
-                  block_frames: int = BLOCK_FRAMES) -> tuple[FileAnalysis, ...]:
+def analyse_files(
+    root: str | os.PathLike[str],
+    files: Sequence[AudioFileInfo],
+    workers: int | None = None,
+    block_frames: int = BLOCK_FRAMES,
+) -> tuple[FileAnalysis, ...]:
     """:func:`analyse_file` for every file, in the given order, over ``workers`` threads."""
     count = default_workers(len(files)) if workers is None else max(1, min(workers, len(files) or 1))
     if count <= 1 or len(files) <= 1:
@@ -429,8 +451,13 @@ def analyse_files(root: str | os.PathLike[str], files: Sequence[AudioFileInfo], 
         return tuple(pool.map(lambda info: analyse_file(root, info, block_frames), files))
 
 
-def analyse_dataset(summary: DatasetSummary, config: TrainingConfig, workers: int | None = None,
-                    content: bool = True, block_frames: int = BLOCK_FRAMES) -> DatasetAnalysis:
+def analyse_dataset(
+    summary: DatasetSummary,
+    config: TrainingConfig,
+    workers: int | None = None,
+    content: bool = True,
+    block_frames: int = BLOCK_FRAMES,
+) -> DatasetAnalysis:
     """Chunk counts, training seconds and warnings for a scanned dataset.
 
     Args:
@@ -459,8 +486,12 @@ def analyse_dataset(summary: DatasetSummary, config: TrainingConfig, workers: in
     )
 
 
-def dataset_warnings(summary: DatasetSummary, config: TrainingConfig, analyses: Iterable[FileAnalysis] = (),
-                     training_seconds: float | None = None) -> list[DatasetWarning]:
+def dataset_warnings(
+    summary: DatasetSummary,
+    config: TrainingConfig,
+    analyses: Iterable[FileAnalysis] = (),
+    training_seconds: float | None = None,
+) -> list[DatasetWarning]:
     """The findings for a dataset: header ones first, then one per content problem found."""
     found: list[DatasetWarning] = []
     if not summary.files:
@@ -470,69 +501,103 @@ def dataset_warnings(summary: DatasetSummary, config: TrainingConfig, analyses: 
     if total < LITTLE_AUDIO_SECONDS:
         if training_seconds is None:
             training_seconds = sum(file_chunk_count(info, config) for info in summary.files) * (
-                chunk_frames(config) / rate)
-        found.append(DatasetWarning(
-            code=WarningCode.LITTLE_AUDIO,
-            message=(
-                f"Only {total:.1f} s of usable audio ({training_seconds:.0f} s of training chunks), under "
-                f"{LITTLE_AUDIO_SECONDS:.0f} s: expect the model to memorise these sounds rather than generalise "
-                "from them, so previews will echo the recordings; more audio helps most."
-            ),
-        ))
+                chunk_frames(config) / rate
+            )
+        found.append(
+            DatasetWarning(
+                code=WarningCode.LITTLE_AUDIO,
+                message=(
+                    f"Only {total:.1f} s of usable audio ({training_seconds:.0f} s of training chunks), under "
+                    f"{LITTLE_AUDIO_SECONDS:.0f} s: expect the model to memorise these sounds rather than generalise "
+                    "from them, so previews will echo the recordings; more audio helps most."
+                ),
+            )
+        )
     rates = summary.sample_rates
     if len(rates) > 1:
         listed = ", ".join(f"{value} Hz x{count}" for value, count in rates.items())
         other = [info for info in summary.files if info.sample_rate != rate]
         named = _name([(info.path, f"{info.sample_rate} Hz") for info in other])
-        found.append(DatasetWarning(
-            code=WarningCode.MIXED_SAMPLE_RATES,
-            message=(f"Files come at {len(rates)} sample rates ({listed}); everything is resampled to {rate} Hz, "
-                     f"including {named}."),
-            paths=[info.path for info in other],
-        ))
+        found.append(
+            DatasetWarning(
+                code=WarningCode.MIXED_SAMPLE_RATES,
+                message=(
+                    f"Files come at {len(rates)} sample rates ({listed}); everything is resampled to {rate} Hz, "
+                    f"including {named}."
+                ),
+                paths=[info.path for info in other],
+            )
+        )
     low = [info for info in summary.files if info.sample_rate < rate]
     if low:
-        found.append(DatasetWarning(
-            code=WarningCode.LOW_SAMPLE_RATE,
-            message=(
-                f"{_count(low, ('is', 'are'))} below the project rate of {rate} Hz and upsampled, so they hold nothing above "
-                f"half their own rate: {_name([(i.path, f'{i.sample_rate} Hz') for i in low])}."
-            ),
-            paths=[info.path for info in low],
-        ))
+        found.append(
+            DatasetWarning(
+                code=WarningCode.LOW_SAMPLE_RATE,
+                message=(
+                    f"{_count(low, ('is', 'are'))} below the project rate of {rate} Hz and upsampled, so they hold nothing above "
+                    f"half their own rate: {_name([(i.path, f'{i.sample_rate} Hz') for i in low])}."
+                ),
+                paths=[info.path for info in low],
+            )
+        )
     analyses = list(analyses)
 
-    def add(code: str, chosen: list[FileAnalysis], verbs: tuple[str, str], text: str,
-            detail: Callable[[FileAnalysis], str]) -> None:
+    def add(
+        code: str, chosen: list[FileAnalysis], verbs: tuple[str, str], text: str, detail: Callable[[FileAnalysis], str]
+    ) -> None:
         if chosen:
             named = _name([(a.path, detail(a)) for a in chosen])
             single = len(chosen) == 1
-            message = text.format(files=_count(chosen, verbs), named=named, it="it" if single else "each",
-                                  them="it" if single else "them")
-            found.append(DatasetWarning(code=code, message=message,
-                                        paths=[a.path for a in chosen]))
+            message = text.format(
+                files=_count(chosen, verbs), named=named, it="it" if single else "each", them="it" if single else "them"
+            )
+            found.append(DatasetWarning(code=code, message=message, paths=[a.path for a in chosen]))
 
-    add(WarningCode.CLIPPING, [a for a in analyses if a.clipping], ("clips", "clip"),
+    add(
+        WarningCode.CLIPPING,
+        [a for a in analyses if a.clipping],
+        ("clips", "clip"),
         f"{{files}} (over {CLIPPING_FRACTION:.1%} of samples at full scale): {{named}}; "
         "the model will learn the distortion.",
-        lambda a: f"{a.clipped_fraction:.1%}")
-    add(WarningCode.DC_OFFSET, [a for a in analyses if a.has_dc_offset], ("has", "have"),
+        lambda a: f"{a.clipped_fraction:.1%}",
+    )
+    add(
+        WarningCode.DC_OFFSET,
+        [a for a in analyses if a.has_dc_offset],
+        ("has", "have"),
         f"{{files}} a DC offset (a channel mean beyond +/-{DC_OFFSET_LIMIT}): {{named}}; "
         "a high-pass filter before training removes it.",
-        lambda a: f"{a.dc_offset:+.3f}")
-    add(WarningCode.NEAR_SILENT, [a for a in analyses if a.near_silent], ("is", "are"),
+        lambda a: f"{a.dc_offset:+.3f}",
+    )
+    add(
+        WarningCode.NEAR_SILENT,
+        [a for a in analyses if a.near_silent],
+        ("is", "are"),
         f"{{files}} near-silent (RMS below {SILENT_RMS_DBFS:.0f} dBFS or peak below {SILENT_PEAK_DBFS:.0f} dBFS): "
         "{named}; they give the model little to learn from.",
-        lambda a: f"RMS {a.rms_dbfs:.0f} dBFS, peak {a.peak_dbfs:.0f} dBFS")
-    add(WarningCode.NON_FINITE, [a for a in analyses if a.non_finite], ("holds", "hold"),
+        lambda a: f"RMS {a.rms_dbfs:.0f} dBFS, peak {a.peak_dbfs:.0f} dBFS",
+    )
+    add(
+        WarningCode.NON_FINITE,
+        [a for a in analyses if a.non_finite],
+        ("holds", "hold"),
         "{files} NaN or infinite samples: {named}; training skips them.",
-        lambda a: f"{a.non_finite} samples")
-    add(WarningCode.TRUNCATED, [a for a in analyses if a.truncated and not a.unreadable], ("is", "are"),
+        lambda a: f"{a.non_finite} samples",
+    )
+    add(
+        WarningCode.TRUNCATED,
+        [a for a in analyses if a.truncated and not a.unreadable],
+        ("is", "are"),
         "{files} shorter than the header claims: {named}; {it} is used up to where the data ends.",
-        lambda a: _truncation(a, summary))
-    add(WarningCode.READ_ERROR, [a for a in analyses if a.unreadable], ("fails", "fail"),
+        lambda a: _truncation(a, summary),
+    )
+    add(
+        WarningCode.READ_ERROR,
+        [a for a in analyses if a.unreadable],
+        ("fails", "fail"),
         "{files} to decode: {named}; remove or re-export {them}, or training will fail on {them}.",
-        lambda a: f"libsndfile: {a.error}")
+        lambda a: f"libsndfile: {a.error}",
+    )
     return found
 
 

@@ -106,7 +106,9 @@ def check_transform(transform: object) -> None:
     label = f"{type(transform).__module__}.{type(transform).__qualname__}"
     for method in ("sample", "apply"):
         if not callable(getattr(transform, method, None)):
-            raise TypeError(f"augmentation transform {label} has no {method}() method (see sda_core.data.augmentation.Transform)")
+            raise TypeError(
+                f"augmentation transform {label} has no {method}() method (see sda_core.data.augmentation.Transform)"
+            )
     name = getattr(transform, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"augmentation transform {label} needs a non-empty string attribute 'name'")
@@ -200,7 +202,8 @@ class AugmentationPipeline:
                 _check_pickles(transform)
             except (TypeError, ValueError) as error:
                 raise TransformError(
-                    plugin, f"plugin {plugin!r} answered sda_augmentations with a bad transform: {error}") from error
+                    plugin, f"plugin {plugin!r} answered sda_augmentations with a bad transform: {error}"
+                ) from error
         transforms = [transform for _plugin, transform in contributed]
         if config.augmentation_strength == 0:
             transforms = []
@@ -279,7 +282,9 @@ class AugmentationPipeline:
 
     def _apply(self, audio: np.ndarray, plan: list[tuple[Transform, Params]]) -> np.ndarray:
         if audio.ndim not in (1, 2):
-            raise ValueError(f"augmentation expects audio of shape (channels, samples) or (samples,), got {audio.shape}")
+            raise ValueError(
+                f"augmentation expects audio of shape (channels, samples) or (samples,), got {audio.shape}"
+            )
         if audio.shape[-1] == 0:
             return audio
         dtype = audio.dtype if np.issubdtype(audio.dtype, np.floating) else np.dtype(np.float32)
@@ -325,7 +330,11 @@ class AugmentationPipeline:
         if not isinstance(other, AugmentationPipeline):
             return NotImplemented
         return (self.transforms, self.probability, self.seed, self.sample_rate, self.clip) == (
-            other.transforms, other.probability, other.seed, other.sample_rate, other.clip,
+            other.transforms,
+            other.probability,
+            other.seed,
+            other.sample_rate,
+            other.clip,
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable attributes: not hashable

@@ -40,7 +40,8 @@ def chunk_count(total: int, chunk: int, min_partial_fraction: float = DEFAULT_MI
     return full
 
 
-def file_chunk_count(info: AudioFileInfo, config: TrainingConfig,
-                     min_partial_fraction: float = DEFAULT_MIN_PARTIAL_FRACTION) -> int:
+def file_chunk_count(
+    info: AudioFileInfo, config: TrainingConfig, min_partial_fraction: float = DEFAULT_MIN_PARTIAL_FRACTION
+) -> int:
     """Chunks one file yields under ``config``."""
     return chunk_count(target_frames(info, config.sample_rate), chunk_frames(config), min_partial_fraction)

@@ -162,14 +162,20 @@ def create_data_loaders(
     if workers > 0:
         common["prefetch_factor"] = 4
     train_sampler = EpochSampler(
-        len(train_set), samples_per_epoch=samples_per_epoch(config, len(train_set)),
-        shuffle=True, seed=config.seed, rank=rank, world_size=world_size,
+        len(train_set),
+        samples_per_epoch=samples_per_epoch(config, len(train_set)),
+        shuffle=True,
+        seed=config.seed,
+        rank=rank,
+        world_size=world_size,
         epoch_keys=getattr(train_set, "epoch_keys", False),
     )
-    train_loader = DataLoader(train_set, sampler=train_sampler,
-                              drop_last=len(train_sampler) >= config.batch_size, **common)
-    val_sampler = EpochSampler(len(val_set), shuffle=False, rank=rank, world_size=world_size,
-                               epoch_keys=getattr(val_set, "epoch_keys", False))
+    train_loader = DataLoader(
+        train_set, sampler=train_sampler, drop_last=len(train_sampler) >= config.batch_size, **common
+    )
+    val_sampler = EpochSampler(
+        len(val_set), shuffle=False, rank=rank, world_size=world_size, epoch_keys=getattr(val_set, "epoch_keys", False)
+    )
     val_loader = DataLoader(val_set, sampler=val_sampler, drop_last=False, **common)
     return train_loader, val_loader, split
 

@@ -37,15 +37,43 @@ from sda_core.config.dataset import AudioFileInfo, DatasetSummary, SkippedFile, 
 from sda_core.config.overrides import SETTINGS_FILENAME
 from sda_core.errors import AudioReadError, DatasetError
 
-AUDIO_EXTENSIONS = frozenset(
-    {
-        ".wav", ".wave", ".bwf", ".rf64", ".w64",
-        ".flac", ".ogg", ".oga", ".opus",
-        ".aif", ".aiff", ".aifc",
-        ".au", ".snd", ".caf", ".voc", ".wv", ".sd2", ".sf", ".ircam",
-        ".paf", ".svx", ".nist", ".sph", ".mat", ".pvf", ".xi", ".htk", ".avr", ".mpc",
-    }
-) | MPEG_EXTENSIONS
+AUDIO_EXTENSIONS = (
+    frozenset(
+        {
+            ".wav",
+            ".wave",
+            ".bwf",
+            ".rf64",
+            ".w64",
+            ".flac",
+            ".ogg",
+            ".oga",
+            ".opus",
+            ".aif",
+            ".aiff",
+            ".aifc",
+            ".au",
+            ".snd",
+            ".caf",
+            ".voc",
+            ".wv",
+            ".sd2",
+            ".sf",
+            ".ircam",
+            ".paf",
+            ".svx",
+            ".nist",
+            ".sph",
+            ".mat",
+            ".pvf",
+            ".xi",
+            ".htk",
+            ".avr",
+            ".mpc",
+        }
+    )
+    | MPEG_EXTENSIONS
+)
 """Extensions of audio formats; a file with one of them that libsndfile cannot open is "unreadable"."""
 
 _NOT_AUDIO_DETAIL = "not an audio format libsndfile can open"
@@ -211,7 +239,8 @@ class _Walk:
             return
         frames = int(header.frames)
         if length_is_a_claim(header.format) and not plausible_mpeg_length(
-                entry.path, frames, int(header.samplerate), size):
+            entry.path, frames, int(header.samplerate), size
+        ):
             try:
                 frames = decoded_frames(native_path(entry.path))
             except AudioReadError as error:

@@ -49,16 +49,18 @@ class SplitReconciliation:
         lines = []
         if self.missing:
             lines.append(
-                f"{len(self.missing)} file(s) of the saved split are gone and were dropped: "
-                + ", ".join(self.missing)
+                f"{len(self.missing)} file(s) of the saved split are gone and were dropped: " + ", ".join(self.missing)
             )
         if self.added:
             where = (
-                "added to the training set" if self.added_to_training
+                "added to the training set"
+                if self.added_to_training
                 else "left out of both sets (start a fresh run to use them)"
             )
-            lines.append(f"{len(self.added)} file(s) are new since the split was saved and were {where}: "
-                         + ", ".join(self.added))
+            lines.append(
+                f"{len(self.added)} file(s) are new since the split was saved and were {where}: "
+                + ", ".join(self.added)
+            )
         return lines
 
 
@@ -119,6 +121,7 @@ def load_split(path: str | os.PathLike[str]) -> FileSplit:
     if isinstance(data, dict) and "train" not in data and isinstance(data.get("split"), dict):
         data = data["split"]
     if not isinstance(data, dict):
-        raise RunDataError(f"split file '{source}'",
-                           f"a JSON {type(data).__name__}, not an object with train, validation and seed")
+        raise RunDataError(
+            f"split file '{source}'", f"a JSON {type(data).__name__}, not an object with train, validation and seed"
+        )
     return from_stored(FileSplit, data, f"split file '{source}'")

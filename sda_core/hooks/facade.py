@@ -75,8 +75,11 @@ class Hooks:
         if hasattr(kind, "__getitem__") and hasattr(kind, "__len__") and not isinstance(dataset, (str, bytes, Mapping)):
             return dataset
         plugin = self.answered_by("sda_make_dataset") or "?"
-        raise PluginError(plugin, f"plugin {plugin!r} answered sda_make_dataset with {kind.__name__}, expected a "
-                          "map-style torch.utils.data.Dataset (with __len__ and __getitem__)")
+        raise PluginError(
+            plugin,
+            f"plugin {plugin!r} answered sda_make_dataset with {kind.__name__}, expected a "
+            "map-style torch.utils.data.Dataset (with __len__ and __getitem__)",
+        )
 
     def make_model(self, config: TrainingConfig, *, check: bool = False) -> Any:
         """``sda_make_model``: the model; with ``check``, it must be a ``torch.nn.Module``."""
@@ -86,8 +89,11 @@ class Hooks:
 
             if not isinstance(model, torch.nn.Module):
                 plugin = self.answered_by("sda_make_model") or "?"
-                raise PluginError(plugin, f"plugin {plugin!r} answered sda_make_model with {type(model).__name__}, "
-                                  "expected a torch.nn.Module")
+                raise PluginError(
+                    plugin,
+                    f"plugin {plugin!r} answered sda_make_model with {type(model).__name__}, "
+                    "expected a torch.nn.Module",
+                )
         return model
 
     def check_overfitting(self, history: MetricsHistory, config: TrainingConfig) -> OverfittingWarning | None:
@@ -98,8 +104,15 @@ class Hooks:
         self, model: Any, config: TrainingConfig, epoch: int, directory: str, references: Any
     ) -> PreviewEvent | None:
         """``sda_render_previews``: a PreviewEvent naming the files written, or None."""
-        return self.host.call_provider("sda_render_previews", PreviewEvent, model=model, config=config,
-                                       epoch=epoch, directory=str(directory), references=references)
+        return self.host.call_provider(
+            "sda_render_previews",
+            PreviewEvent,
+            model=model,
+            config=config,
+            epoch=epoch,
+            directory=str(directory),
+            references=references,
+        )
 
     def should_stop(self, history: MetricsHistory, config: TrainingConfig) -> str | None:
         """``sda_should_stop``: a reason string to stop early, or None."""
@@ -128,16 +141,25 @@ class Hooks:
         )
         for plugin, answer in answers:
             if not isinstance(answer, Mapping):
-                raise PluginError(plugin, f"plugin {plugin!r} answered sda_evaluate_metrics with "
-                                  f"{type(answer).__name__}, expected a dict of metric name -> number")
+                raise PluginError(
+                    plugin,
+                    f"plugin {plugin!r} answered sda_evaluate_metrics with "
+                    f"{type(answer).__name__}, expected a dict of metric name -> number",
+                )
             for name, value in answer.items():
                 if name in owner:
-                    raise PluginError(plugin, f"plugins {owner[name]!r} and {plugin!r} both answered the metric "
-                                      f"{name!r} in sda_evaluate_metrics; one of them must rename it")
+                    raise PluginError(
+                        plugin,
+                        f"plugins {owner[name]!r} and {plugin!r} both answered the metric "
+                        f"{name!r} in sda_evaluate_metrics; one of them must rename it",
+                    )
                 number = _real_number(value)
                 if number is None:
-                    raise PluginError(plugin, f"plugin {plugin!r} answered the metric {name!r} with "
-                                      f"{type(value).__name__}, expected a number")
+                    raise PluginError(
+                        plugin,
+                        f"plugin {plugin!r} answered the metric {name!r} with "
+                        f"{type(value).__name__}, expected a number",
+                    )
                 owner[str(name)] = plugin
                 merged[str(name)] = number
         return merged

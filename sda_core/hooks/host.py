@@ -56,6 +56,7 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
         found += [ep for ep in reference_entry_points() if ep.name not in {other.name for other in found}]
     return found
 
+
 LOADED = "loaded"
 EXPLICIT = "explicit"
 BLOCKED = "blocked"
@@ -169,14 +170,20 @@ class PluginHost:
             name = entry_point.name
             if name in self._records:
                 if self._records[name].distribution != dist_name:
-                    self._fail(name, dist_name, version, f"the name {name!r} is already taken by "
-                               f"{self._records[name].distribution or 'another plugin'}", key=f"{name} ({dist_name})")
+                    self._fail(
+                        name,
+                        dist_name,
+                        version,
+                        f"the name {name!r} is already taken by {self._records[name].distribution or 'another plugin'}",
+                        key=f"{name} ({dist_name})",
+                    )
                 continue
             blocked = self._block_reason(name, dist_name)
             if blocked:
                 self.pm.set_blocked(name)
-                self._records[name] = PluginInfo(name=name, status=BLOCKED, distribution=dist_name,
-                                                 version=version, reason=blocked)
+                self._records[name] = PluginInfo(
+                    name=name, status=BLOCKED, distribution=dist_name, version=version, reason=blocked
+                )
                 continue
             try:
                 plugin = entry_point.load()
@@ -273,7 +280,9 @@ class PluginHost:
             raise  # a ConfigError is about the user's settings, not a plugin fault
         except Exception as error:
             plugin = _plugin_in_traceback(error, impls)
-            raise PluginError(plugin, f"plugin {plugin!r} failed in {hook_name}: {type(error).__name__}: {error}") from error
+            raise PluginError(
+                plugin, f"plugin {plugin!r} failed in {hook_name}: {type(error).__name__}: {error}"
+            ) from error
         if self._observers:
             self._observed(hook_name, kwargs, result)
         if answered_by is None or result is None:
@@ -295,8 +304,10 @@ class PluginHost:
         collected: list[tuple[str, Any]] = []
         for plugin_name, answer in self._answers(hook_name, impls, kwargs):
             if not isinstance(answer, (list, tuple)):
-                raise PluginError(plugin_name, f"plugin {plugin_name!r} answered {hook_name} with "
-                                  f"{type(answer).__name__}, expected a list")
+                raise PluginError(
+                    plugin_name,
+                    f"plugin {plugin_name!r} answered {hook_name} with {type(answer).__name__}, expected a list",
+                )
             collected.extend((plugin_name, item) for item in answer)
         self._trace_after(hook_name, impls, kwargs, collected)
         if self._observers:
@@ -324,8 +335,10 @@ class PluginHost:
             except ConfigError:
                 raise  # the user's settings are wrong, not the plugin
             except Exception as error:
-                raise PluginError(impl.plugin_name, f"plugin {impl.plugin_name!r} failed in {hook_name}: "
-                                  f"{type(error).__name__}: {error}") from error
+                raise PluginError(
+                    impl.plugin_name,
+                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(error).__name__}: {error}",
+                ) from error
             if answer is not None:
                 answers.append((impl.plugin_name, answer))
         return answers
@@ -341,8 +354,10 @@ class PluginHost:
             except (ConfigError, PluginError):
                 raise  # the user's settings are wrong (a veto), or a plugin already named
             except Exception as error:
-                raise PluginError(impl.plugin_name, f"plugin {impl.plugin_name!r} failed in {hook_name}: "
-                                  f"{type(error).__name__}: {error}") from error
+                raise PluginError(
+                    impl.plugin_name,
+                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(error).__name__}: {error}",
+                ) from error
         self._trace_after(hook_name, impls, kwargs, None)
         if self._observers:
             self._observed(hook_name, kwargs, None)
@@ -390,8 +405,13 @@ class PluginHost:
 
     def _register(self, plugin: object, name: str, status: str, dist_name: str | None, version: str | None) -> None:
         if name in self._records or self.pm.has_plugin(name):
-            self._fail(name, dist_name, version, f"failed to register: the name {name!r} is already taken",
-                       key=f"{name} ({dist_name or 'duplicate'})")
+            self._fail(
+                name,
+                dist_name,
+                version,
+                f"failed to register: the name {name!r} is already taken",
+                key=f"{name} ({dist_name or 'duplicate'})",
+            )
             return
         try:
             self.pm.register(plugin, name=name)
@@ -406,26 +426,38 @@ class PluginHost:
             self.pm.unregister(name=name)
         self._fail(name, record.distribution, record.version, f"is invalid: {reason}")
 
-    def _fail(self, name: str, dist_name: str | None, version: str | None, reason: str,
-              error: BaseException | None = None, key: str | None = None) -> None:
+    def _fail(
+        self,
+        name: str,
+        dist_name: str | None,
+        version: str | None,
+        reason: str,
+        error: BaseException | None = None,
+        key: str | None = None,
+    ) -> None:
         origin = f"plugin {name!r} from distribution {dist_name!r}" if dist_name else f"plugin {name!r}"
         message = f"{origin} {reason}"
         if self.policy.strict:
             raise PluginError(name, message + " (SDA_STRICT_PLUGINS=1)") from error
-        self._records[key or name] = PluginInfo(name=name, status=FAILED, distribution=dist_name,
-                                                version=version, reason=reason)
+        self._records[key or name] = PluginInfo(
+            name=name, status=FAILED, distribution=dist_name, version=version, reason=reason
+        )
         warnings.warn(message + "; it was skipped and everything else goes on", PluginLoadWarning, stacklevel=3)
 
     def _consumer_failed(self, plugin: str, hook_name: str, error: Exception) -> None:
         if self.policy.strict:
-            raise PluginError(plugin, f"plugin {plugin!r} raised in {hook_name}: {type(error).__name__}: "
-                              f"{error} (SDA_STRICT_PLUGINS=1)") from error
+            raise PluginError(
+                plugin,
+                f"plugin {plugin!r} raised in {hook_name}: {type(error).__name__}: {error} (SDA_STRICT_PLUGINS=1)",
+            ) from error
         errors = self._consumer_failures.setdefault(plugin, [])
         errors.append(f"{hook_name}: {type(error).__name__}: {error}")
         if len(errors) > 1:
             return
-        message = (f"plugin {plugin!r} raised in {hook_name}: {type(error).__name__}: {error}; "
-                   "it was isolated and the run goes on (further errors from it are counted, not repeated)")
+        message = (
+            f"plugin {plugin!r} raised in {hook_name}: {type(error).__name__}: {error}; "
+            "it was isolated and the run goes on (further errors from it are counted, not repeated)"
+        )
         try:
             warnings.warn(message, PluginRuntimeWarning, stacklevel=3)
         except Exception:  # warnings turned into errors by the host must not break isolation

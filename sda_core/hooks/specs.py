@@ -312,8 +312,11 @@ def sda_on_train_end(event: TrainingCompleteEvent) -> None:
 
 
 def _specs() -> dict[str, Any]:
-    return {name: fn for name, fn in globals().items()
-            if name.startswith("sda_") and inspect.isfunction(fn) and hasattr(fn, PROJECT_NAME + "_spec")}
+    return {
+        name: fn
+        for name, fn in globals().items()
+        if name.startswith("sda_") and inspect.isfunction(fn) and hasattr(fn, PROJECT_NAME + "_spec")
+    }
 
 
 #: Notification hooks, one per event class (its ``hook`` ClassVar), called one implementation at
@@ -321,9 +324,11 @@ def _specs() -> dict[str, Any]:
 CONSUMER_HOOKS: tuple[str, ...] = tuple(cls.hook for cls in EVENT_CLASSES)
 #: Hooks whose first non-None answer wins (the ``firstresult`` specs).
 PROVIDER_HOOKS: tuple[str, ...] = tuple(
-    name for name, fn in _specs().items() if getattr(fn, PROJECT_NAME + "_spec")["firstresult"])
+    name for name, fn in _specs().items() if getattr(fn, PROJECT_NAME + "_spec")["firstresult"]
+)
 #: Hooks every implementation of which may veto the config by raising ConfigError.
 CHECK_HOOKS: tuple[str, ...] = ("sda_check_config",)
 #: Hooks every implementation of which contributes (a list of transforms, a dict of metrics).
 COLLECTOR_HOOKS: tuple[str, ...] = tuple(
-    name for name in _specs() if name not in PROVIDER_HOOKS + CONSUMER_HOOKS + CHECK_HOOKS)
+    name for name in _specs() if name not in PROVIDER_HOOKS + CONSUMER_HOOKS + CHECK_HOOKS
+)

@@ -106,15 +106,24 @@ class EvaluationResult:
         """The figures as an :class:`~sda_core.config.events.EvaluationEvent` (``sda_on_evaluation``)."""
         validation = self.validation
         return EvaluationEvent(
-            run_dir=self.run_dir, epoch=self.epoch, checkpoint=self.checkpoint, count=self.count, seed=self.seed,
-            resemblance=self.training.resemblance, copying=self.training.copying,
-            diversity=self.training.diversity, nn_accuracy=self.training.nn_accuracy,
+            run_dir=self.run_dir,
+            epoch=self.epoch,
+            checkpoint=self.checkpoint,
+            count=self.count,
+            seed=self.seed,
+            resemblance=self.training.resemblance,
+            copying=self.training.copying,
+            diversity=self.training.diversity,
+            nn_accuracy=self.training.nn_accuracy,
             validation_resemblance=None if validation is None else validation.resemblance,
             validation_copying=None if validation is None else validation.copying,
             validation_diversity=None if validation is None else validation.diversity,
             validation_nn_accuracy=None if validation is None else validation.nn_accuracy,
-            reconstruction=self.reconstruction, reconstruction_source=self.reconstruction_source,
-            metrics=self.plugins, duration=self.duration, path=self.path,
+            reconstruction=self.reconstruction,
+            reconstruction_source=self.reconstruction_source,
+            metrics=self.plugins,
+            duration=self.duration,
+            path=self.path,
         )
 
 
@@ -164,8 +173,10 @@ def evaluate_run(
         raise ValueError(f"count must be at least 2 to measure spread, got {count}")
     folder = Path(run_dir)
     if lock is not None and not (lock.held and lock.folder.resolve() == folder.resolve()):
-        raise ValueError(f"lock must be the held lock of '{folder}', not one of '{lock.folder}' "
-                         f"({'held' if lock.held else 'not held'})")
+        raise ValueError(
+            f"lock must be the held lock of '{folder}', not one of '{lock.folder}' "
+            f"({'held' if lock.held else 'not held'})"
+        )
 
     def check_stop() -> None:
         if stop is not None and stop():
@@ -191,15 +202,18 @@ def evaluate_run(
     check_stop()
     reconstructions = _reconstruct(model, originals, torch)
     samples = min(originals.shape[-1], reconstructions.shape[-1])
-    reconstruction = mrstft_distance(_mono(originals)[:, :samples], _mono(reconstructions)[:, :samples], config.sample_rate)
+    reconstruction = mrstft_distance(
+        _mono(originals)[:, :samples], _mono(reconstructions)[:, :samples], config.sample_rate
+    )
 
     check_stop()
     training = compare_sets(generated, training_real, config.sample_rate, seed=seed)
     validation = None
     if validation_real is not None and len(validation_real) >= 2:
         validation = compare_sets(generated, validation_real, config.sample_rate, seed=seed)
-    plugins = hooks.evaluate_metrics(generated=generated, real=training_real, sample_rate=config.sample_rate,
-                                      config=config)
+    plugins = hooks.evaluate_metrics(
+        generated=generated, real=training_real, sample_rate=config.sample_rate, config=config
+    )
 
     result = EvaluationResult(
         run_dir=str(folder),
@@ -280,10 +294,14 @@ def _mono(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=1) if audio.ndim == 3 else audio
 
 
-def _generate(model: Any, config: TrainingConfig, count: int, seed: int, temperature: float | None, torch: Any) -> np.ndarray:
+def _generate(
+    model: Any, config: TrainingConfig, count: int, seed: int, temperature: float | None, torch: Any
+) -> np.ndarray:
     """``count`` sounds of one chunk from the model, seeded: (count, channels, samples)."""
-    options: dict[str, Any] = {"seconds": config.chunk_seconds,
-                               "generator": torch.Generator(device="cpu").manual_seed(seed)}
+    options: dict[str, Any] = {
+        "seconds": config.chunk_seconds,
+        "generator": torch.Generator(device="cpu").manual_seed(seed),
+    }
     if temperature is not None:
         parameters = inspect.signature(model.generate).parameters
         takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())

@@ -95,8 +95,14 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, *,  # noqa: A002
-               hooks: Any = None, device: Any = "cpu") -> list[Path]:
+def export_run(
+    run_dir: str | Path,
+    format: str = "onnx",
+    out: str | Path | None = None,
+    *,  # noqa: A002
+    hooks: Any = None,
+    device: Any = "cpu",
+) -> list[Path]:
     """Export a run's best checkpoint; return the paths written (the generator first, the sidecar last).
 
     Args:
@@ -120,8 +126,9 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
     model = copy.deepcopy(model).to("cpu").eval().requires_grad_(False)
     target = Path(out) if out is not None else default_export_path(run_dir, format)
     if target.exists() and target.is_dir():
-        raise ExportError(f"'{target}' is a folder; give --out the file to write (e.g. {target / 'generator'}"
-                          f"{SUFFIXES[format]})")
+        raise ExportError(
+            f"'{target}' is a folder; give --out the file to write (e.g. {target / 'generator'}{SUFFIXES[format]})"
+        )
     samples = chunk_frames(config)
     audio = _example_audio(2, config.channels, samples, seed=0)
     with torch.no_grad():
@@ -175,8 +182,9 @@ def describe_sampler(model: Any, shape: tuple[int, ...]) -> dict[str, Any]:
 # -- formats ------------------------------------------------------------------------------------
 
 
-def _export_onnx(model: nn.Module, target: Path, audio: torch.Tensor, latent: torch.Tensor,
-                 layout: dict[str, Any]) -> list[Path]:
+def _export_onnx(
+    model: nn.Module, target: Path, audio: torch.Tensor, latent: torch.Tensor, layout: dict[str, Any]
+) -> list[Path]:
     encoder = encoder_path(target)
     graphs = (
         (target, _Decoder(model), latent, "latent", "audio", "decoder"),
@@ -187,8 +195,13 @@ def _export_onnx(model: nn.Module, target: Path, audio: torch.Tensor, latent: to
         try:
             with _quiet():
                 torch.onnx.export(
-                    module, (example,), str(temporary), dynamo=False, opset_version=ONNX_OPSET,
-                    input_names=[input_name], output_names=[output_name],
+                    module,
+                    (example,),
+                    str(temporary),
+                    dynamo=False,
+                    opset_version=ONNX_OPSET,
+                    input_names=[input_name],
+                    output_names=[output_name],
                     dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
                 )
             _check_onnx(temporary, module, example, input_name, role)
@@ -196,8 +209,9 @@ def _export_onnx(model: nn.Module, target: Path, audio: torch.Tensor, latent: to
         except ExportError:
             raise
         except Exception as error:  # the exporter's many error types: one sentence
-            raise ExportError(f"this run's model ({layout['model']}) cannot be exported to ONNX: "
-                              f"{_first_line(error)}") from None
+            raise ExportError(
+                f"this run's model ({layout['model']}) cannot be exported to ONNX: {_first_line(error)}"
+            ) from None
         finally:
             temporary.unlink(missing_ok=True)
     layout["opset"] = ONNX_OPSET
@@ -206,13 +220,15 @@ def _export_onnx(model: nn.Module, target: Path, audio: torch.Tensor, latent: to
     return [target, encoder]
 
 
-def _export_torchscript(model: nn.Module, target: Path, audio: torch.Tensor, latent: torch.Tensor,
-                        layout: dict[str, Any]) -> list[Path]:
+def _export_torchscript(
+    model: nn.Module, target: Path, audio: torch.Tensor, latent: torch.Tensor, layout: dict[str, Any]
+) -> list[Path]:
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with _quiet():
-            traced = torch.jit.trace_module(_Decoder(model), {"forward": (latent,), "encode": (audio,)},
-                                            check_trace=False)
+            traced = torch.jit.trace_module(
+                _Decoder(model), {"forward": (latent,), "encode": (audio,)}, check_trace=False
+            )
             torch.jit.save(traced, str(temporary))
             loaded = torch.jit.load(str(temporary), map_location="cpu")
         _compare(lambda x: loaded(x), _Decoder(model), latent.shape, "decoder", layout["model"], "TorchScript")
@@ -221,8 +237,9 @@ def _export_torchscript(model: nn.Module, target: Path, audio: torch.Tensor, lat
     except ExportError:
         raise
     except Exception as error:
-        raise ExportError(f"this run's model ({layout['model']}) cannot be exported to TorchScript: "
-                          f"{_first_line(error)}") from None
+        raise ExportError(
+            f"this run's model ({layout['model']}) cannot be exported to TorchScript: {_first_line(error)}"
+        ) from None
     finally:
         temporary.unlink(missing_ok=True)
     layout["decoder"] = {**_tensor_io(target.name, "latent", latent, "audio", audio), "method": "forward"}
@@ -238,23 +255,36 @@ def _check_onnx(path: Path, module: nn.Module, example: torch.Tensor, input_name
         return
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     model_name = type(getattr(module, "model", module)).__name__
-    _compare(lambda x: torch.from_numpy(session.run(None, {input_name: x.numpy()})[0]), module, example.shape,
-             role, model_name, "ONNX")
+    _compare(
+        lambda x: torch.from_numpy(session.run(None, {input_name: x.numpy()})[0]),
+        module,
+        example.shape,
+        role,
+        model_name,
+        "ONNX",
+    )
 
 
 def _compare(run: Any, module: nn.Module, shape: torch.Size, role: str, model_name: str, what: str) -> None:
-    fresh = (_example_audio(3, shape[1], shape[2], seed=1) if role == "encoder"
-             else torch.randn(3, *shape[1:], generator=torch.Generator().manual_seed(1)))
+    fresh = (
+        _example_audio(3, shape[1], shape[2], seed=1)
+        if role == "encoder"
+        else torch.randn(3, *shape[1:], generator=torch.Generator().manual_seed(1))
+    )
     with torch.no_grad():
         expected = module(fresh)
         got = run(fresh)
     if tuple(got.shape) != tuple(expected.shape):
-        raise ExportError(f"the {what} {role} of this run's model ({model_name}) gives shape {tuple(got.shape)} "
-                          f"for a batch of 3, the model {tuple(expected.shape)}")
+        raise ExportError(
+            f"the {what} {role} of this run's model ({model_name}) gives shape {tuple(got.shape)} "
+            f"for a batch of 3, the model {tuple(expected.shape)}"
+        )
     error = float((got.float() - expected.float()).abs().max())
     if not error <= TOLERANCE:
-        raise ExportError(f"the {what} {role} of this run's model ({model_name}) differs from the model by "
-                          f"{error:.2g} (at most {TOLERANCE:g} allowed)")
+        raise ExportError(
+            f"the {what} {role} of this run's model ({model_name}) differs from the model by "
+            f"{error:.2g} (at most {TOLERANCE:g} allowed)"
+        )
 
 
 def _example_audio(batch: int, channels: int, samples: int, *, seed: int) -> torch.Tensor:
@@ -264,8 +294,9 @@ def _example_audio(batch: int, channels: int, samples: int, *, seed: int) -> tor
     return 0.3 * torch.randn(batch, channels, samples, generator=generator) * envelope
 
 
-def _tensor_io(file: str, input_name: str, example_in: torch.Tensor, output_name: str,
-               example_out: torch.Tensor) -> dict[str, Any]:
+def _tensor_io(
+    file: str, input_name: str, example_in: torch.Tensor, output_name: str, example_out: torch.Tensor
+) -> dict[str, Any]:
     return {
         "file": file,
         "input": {"name": input_name, "shape": ["batch", *example_in.shape[1:]], "dtype": "float32"},

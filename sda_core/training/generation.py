@@ -55,7 +55,9 @@ TRIM_TAIL_SECONDS = 0.02
 EDGE_FADE_SECONDS = 0.005
 
 
-def load_trained_model(engine: Any, run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Any, TrainingConfig, Path]:
+def load_trained_model(
+    engine: Any, run_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Any, TrainingConfig, Path]:
     """The model of a run with its best weights (``best.pt``, else ``last.pt``), in eval mode."""
     folder = Path(run_dir)
     if not folder.is_dir():
@@ -168,8 +170,14 @@ def latent_shape(model: Any, config: TrainingConfig) -> tuple[int, ...]:
         return tuple(model.encode(silence).shape[1:])
 
 
-def sample_codes(model: Any, config: TrainingConfig, count: int, *, generator: torch.Generator | None = None,
-                 temperature: float | None = None) -> torch.Tensor:
+def sample_codes(
+    model: Any,
+    config: TrainingConfig,
+    count: int,
+    *,
+    generator: torch.Generator | None = None,
+    temperature: float | None = None,
+) -> torch.Tensor:
     """``count`` latent codes from the model's sampler: its ``sample_latents`` (see
     :class:`sda_core.training.model.LatentSampling`) when it has one, else N(0, temperature^2 I)."""
     sampler = getattr(model, "sample_latents", None)
@@ -221,8 +229,16 @@ def _decode(model: Any, codes: torch.Tensor) -> list[np.ndarray]:
 # -- the three modes, in memory -------------------------------------------------------------------
 
 
-def generate_sounds(model: Any, config: TrainingConfig, count: int, *, seconds: float | None = None, seed: int = 0,
-                    temperature: float | None = None, trim: bool = False) -> list[np.ndarray]:
+def generate_sounds(
+    model: Any,
+    config: TrainingConfig,
+    count: int,
+    *,
+    seconds: float | None = None,
+    seed: int = 0,
+    temperature: float | None = None,
+    trim: bool = False,
+) -> list[np.ndarray]:
     """``count`` new sounds (channels, samples) of ``seconds`` each (default one chunk), finished.
 
     ``temperature`` goes to ``model.generate`` only when given; a model whose ``generate`` takes
@@ -239,8 +255,16 @@ def generate_sounds(model: Any, config: TrainingConfig, count: int, *, seconds: 
     return [_finished(sound, config, trim) for sound in audio]
 
 
-def like_sounds(model: Any, config: TrainingConfig, like: str | Path, count: int, *, seed: int = 0,
-                temperature: float | None = None, trim: bool = False) -> list[np.ndarray]:
+def like_sounds(
+    model: Any,
+    config: TrainingConfig,
+    like: str | Path,
+    count: int,
+    *,
+    seed: int = 0,
+    temperature: float | None = None,
+    trim: bool = False,
+) -> list[np.ndarray]:
     """``count`` variations of the sound in ``like`` (its loudest chunk), one chunk each, finished.
 
     Each is decoded from ``code + a * (draw - code)``: ``code`` the sound's latent, ``draw`` a
@@ -276,15 +300,17 @@ def morph_codes(start: torch.Tensor, end: torch.Tensor, steps: int, *, spherical
     return ((1 - t) * a + t * b).to(start.dtype)
 
 
-def morph_sounds(model: Any, config: TrainingConfig, start: str | Path, end: str | Path, steps: int, *,
-                 spherical: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+def morph_sounds(
+    model: Any, config: TrainingConfig, start: str | Path, end: str | Path, steps: int, *, spherical: bool = False
+) -> tuple[list[np.ndarray], np.ndarray]:
     """A path of ``steps`` sounds from the sound in ``start`` to the one in ``end`` (their loudest
     chunks; the endpoints are the model's reconstructions of them), and the steps joined into one
     sound with equal-power crossfades of ``min(50 ms, chunk / 4)`` and short fades at its ends."""
     if steps < 2:
         raise ValueError(f"a morph needs at least 2 steps, got {steps}")
-    codes = morph_codes(encode_sound(model, config, start), encode_sound(model, config, end), steps,
-                        spherical=spherical)
+    codes = morph_codes(
+        encode_sound(model, config, start), encode_sound(model, config, end), steps, spherical=spherical
+    )
     sounds = _decode(model, codes)
     size = sounds[0].shape[-1]
     fade = min(round(CROSSFADE_SECONDS * config.sample_rate), size // 4)

@@ -90,8 +90,9 @@ class LatentSampling(Protocol):
     mixture written there, any other the N(0, I) prior.
     """
 
-    def sample_latents(self, count: int, *, generator: torch.Generator | None = None,
-                       temperature: float | None = None) -> torch.Tensor:
+    def sample_latents(
+        self, count: int, *, generator: torch.Generator | None = None, temperature: float | None = None
+    ) -> torch.Tensor:
         """``count`` codes (count, latent...) as ``decode`` takes them, drawn with ``generator``
         (seeded: same generator state, same codes); ``temperature`` None: the model's default
         spread. ``temperature`` is optional: a model may leave it out of its signature."""

@@ -227,8 +227,7 @@ def describe_run(folder: str | os.PathLike[str]) -> tuple[int | None, float | No
         history = json.loads(RunPaths(Path(folder)).history.read_text(encoding="utf-8"))
         epochs = history.get("epochs") or []
         last = max((int(item["epoch"]) for item in epochs), default=None)
-        scored = [(float(item["val_loss"]), int(item["epoch"])) for item in epochs
-                  if item.get("val_loss") is not None]
+        scored = [(float(item["val_loss"]), int(item["epoch"])) for item in epochs if item.get("val_loss") is not None]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None, None, None
     if not scored:
@@ -265,7 +264,9 @@ def prepare_run_folder(folder: str | os.PathLike[str], *, overwrite: bool = Fals
             root,
             f"'{root}' already holds {what}; continue it with --resume {root}, train into a new "
             "folder with --out NEW, or replace it with --overwrite",
-            last_epoch=last_epoch, best_val_loss=best_loss, best_epoch=best_epoch,
+            last_epoch=last_epoch,
+            best_val_loss=best_loss,
+            best_epoch=best_epoch,
         )
     removed = []
     for entry in sorted(entries):

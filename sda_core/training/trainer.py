@@ -47,8 +47,16 @@ from sda_core.training.model import LOSS_KEY, SAMPLER_FIT_CHUNKS, SamplerFitting
 from sda_core.training.run_folder import RunLock, RunPaths, default_run_dir, prepare_run_folder
 
 #: Settings that shape the model or the data; a resumed run cannot change them.
-FIXED_ON_RESUME = ("preset", "sample_rate", "channels", "chunk_seconds", "latent_dim",
-                   "validation_fraction", "split_seed", "model")
+FIXED_ON_RESUME = (
+    "preset",
+    "sample_rate",
+    "channels",
+    "chunk_seconds",
+    "latent_dim",
+    "validation_fraction",
+    "split_seed",
+    "model",
+)
 #: Validation chunks reconstructed at every preview.
 PREVIEW_REFERENCES = 4
 #: Share of all steps spent warming the learning rate up (then a cosine decay to 10%).
@@ -120,8 +128,11 @@ def resume_config(saved: Mapping[str, Any], overrides: Mapping[str, Any] | None)
     updated = apply_overrides(config, overrides)
     for key in FIXED_ON_RESUME:
         if getattr(updated, key) != getattr(config, key):
-            raise ConfigError(key, getattr(updated, key),
-                              f"{getattr(config, key)!r} as when the run started (start a new run to change it)")
+            raise ConfigError(
+                key,
+                getattr(updated, key),
+                f"{getattr(config, key)!r} as when the run started (start a new run to change it)",
+            )
     return updated
 
 
@@ -198,14 +209,16 @@ class Trainer:
         """Train while holding the run folder's lock; a fresh run checks that the folder holds no
         other run (or empties it, with ``overwrite``) once its data and settings are usable."""
         if self.resume and self.overwrite:
-            raise TrainingError("resume and overwrite exclude each other: resume continues the run, "
-                                "overwrite deletes it")
+            raise TrainingError(
+                "resume and overwrite exclude each other: resume continues the run, overwrite deletes it"
+            )
         lock = RunLock(self.paths.root, action="resuming" if self.resume else "training")
         try:
             lock.acquire()
         except OSError as error:
-            raise TrainingError(f"cannot write to the run folder '{self.paths.root}': "
-                                f"{error.strerror or error}") from None
+            raise TrainingError(
+                f"cannot write to the run folder '{self.paths.root}': {error.strerror or error}"
+            ) from None
         with lock:
             self._lock = lock
             try:
@@ -217,8 +230,10 @@ class Trainer:
         """Refuse a folder holding another run, or empty it with ``overwrite``; called once the
         data and settings are known to be usable, before anything is written."""
         if self.overwrite and _inside(self.data_dir, self.paths.root):
-            raise TrainingError(f"the data folder '{self.data_dir}' is inside the run folder "
-                                f"'{self.paths.root}'; --overwrite would delete it")
+            raise TrainingError(
+                f"the data folder '{self.data_dir}' is inside the run folder "
+                f"'{self.paths.root}'; --overwrite would delete it"
+            )
         prepare_run_folder(self.paths.root, overwrite=self.overwrite)
 
     def _run(self) -> TrainingResult:
@@ -249,11 +264,13 @@ class Trainer:
         steps_per_epoch = len(train_loader)
         if steps_per_epoch == 0:
             raise TrainingError("the training set yields no batch; lower batch_size")
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
-                                      weight_decay=config.regularization.weight_decay)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.regularization.weight_decay
+        )
         total_steps = config.max_epochs * steps_per_epoch
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_cosine(total_steps, max(1, int(total_steps * WARMUP_FRACTION))))
+            optimizer, warmup_cosine(total_steps, max(1, int(total_steps * WARMUP_FRACTION)))
+        )
         amp = _Precision(device)
         if state is not None:
             model.load_state_dict(state["model"])
@@ -269,17 +286,33 @@ class Trainer:
             step = 0
         start_epoch = history.last_epoch + 1
         references = _references(val_loader.dataset, train_loader.dataset)
-        run = _RunState(config=config, split=split, history=history, model=model, optimizer=optimizer,
-                        scheduler=scheduler, amp=amp, step=step, initial_val_loss=initial_val_loss,
-                        train_files=tuple(info for info in summary.files if info.path in set(split.train)),
-                        root=str(summary.root))
+        run = _RunState(
+            config=config,
+            split=split,
+            history=history,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            amp=amp,
+            step=step,
+            initial_val_loss=initial_val_loss,
+            train_files=tuple(info for info in summary.files if info.path in set(split.train)),
+            root=str(summary.root),
+        )
 
-        self.hooks.emit(TrainingStartEvent(
-            run_dir=str(self.paths.root), config=config.to_dict(), train_files=len(split.train),
-            validation_files=len(split.validation), start_epoch=min(start_epoch, config.max_epochs),
-            max_epochs=config.max_epochs, steps_per_epoch=steps_per_epoch, device=str(device),
-            resumed=state is not None,
-        ))
+        self.hooks.emit(
+            TrainingStartEvent(
+                run_dir=str(self.paths.root),
+                config=config.to_dict(),
+                train_files=len(split.train),
+                validation_files=len(split.validation),
+                start_epoch=min(start_epoch, config.max_epochs),
+                max_epochs=config.max_epochs,
+                steps_per_epoch=steps_per_epoch,
+                device=str(device),
+                resumed=state is not None,
+            )
+        )
         reason = "max_epochs"
         last_preview = ran = 0
         try:
@@ -317,10 +350,17 @@ class Trainer:
         event = self._complete_event(run, reason, started)
         self.hooks.emit(event)
         return TrainingResult(
-            run_dir=event.run_dir, reason=event.reason, epochs_completed=event.epochs_completed,
-            steps=event.steps, best_epoch=event.best_epoch, best_val_loss=event.best_val_loss,
-            initial_val_loss=run.initial_val_loss, final_train_loss=event.final_train_loss,
-            final_val_loss=event.final_val_loss, checkpoints=event.checkpoints, duration=event.duration,
+            run_dir=event.run_dir,
+            reason=event.reason,
+            epochs_completed=event.epochs_completed,
+            steps=event.steps,
+            best_epoch=event.best_epoch,
+            best_val_loss=event.best_val_loss,
+            initial_val_loss=run.initial_val_loss,
+            final_train_loss=event.final_train_loss,
+            final_val_loss=event.final_val_loss,
+            checkpoints=event.checkpoints,
+            duration=event.duration,
             evaluation=evaluation,
         )
 
@@ -334,15 +374,24 @@ class Trainer:
         from sda_core.training.evaluation import EvaluationStopped, evaluate_run
 
         try:
-            result = evaluate_run(self.paths.root, hooks=self.hooks, count=count, device=device,
-                                  lock=self._lock, stop=self.stop_event.is_set)
+            result = evaluate_run(
+                self.paths.root,
+                hooks=self.hooks,
+                count=count,
+                device=device,
+                lock=self._lock,
+                stop=self.stop_event.is_set,
+            )
         except EvaluationStopped:
             return None
         except Exception as error:  # the run is complete and saved: its evaluation must not fail it
             warnings.warn(
                 f"the evaluation at the end of the run failed ({type(error).__name__}: {error}); the run "
                 f"itself is complete. Measure it later with `sda evaluate {self.paths.root}`, or set "
-                "evaluation_sounds = 0 to skip it", UserWarning, stacklevel=2)
+                "evaluation_sounds = 0 to skip it",
+                UserWarning,
+                stacklevel=2,
+            )
             return None
         event = result.to_event()
         self.hooks.emit(event)
@@ -350,8 +399,15 @@ class Trainer:
 
     # -- one epoch -------------------------------------------------------------------------
 
-    def _train_epoch(self, run: "_RunState", train_loader: Any, val_loader: Any, epoch: int,
-                     steps_per_epoch: int, device: torch.device) -> bool:
+    def _train_epoch(
+        self,
+        run: "_RunState",
+        train_loader: Any,
+        val_loader: Any,
+        epoch: int,
+        steps_per_epoch: int,
+        device: torch.device,
+    ) -> bool:
         """Train one epoch and validate; False when a stop request cut it short."""
         model, history = run.model, run.history
         model.train()
@@ -369,7 +425,8 @@ class Trainer:
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} at epoch {epoch}, step {epoch_step}; last.pt keeps "
-                    "the last good epoch: resume with a lower learning_rate (--set learning_rate=...)")
+                    "the last good epoch: resume with a lower learning_rate (--set learning_rate=...)"
+                )
             run.optimizer.zero_grad(set_to_none=True)
             run.amp.backward(loss)
             if model_clip := run.config.regularization.gradient_clip_norm:
@@ -383,10 +440,16 @@ class Trainer:
             totals.add(objective, values, len(batch))
             finished = time.perf_counter()
             metrics = StepMetrics(
-                epoch=epoch, step=run.step, epoch_step=epoch_step, steps_per_epoch=steps_per_epoch,
-                loss=objective, losses=values, learning_rate=run.optimizer.param_groups[0]["lr"],
+                epoch=epoch,
+                step=run.step,
+                epoch_step=epoch_step,
+                steps_per_epoch=steps_per_epoch,
+                loss=objective,
+                losses=values,
+                learning_rate=run.optimizer.param_groups[0]["lr"],
                 items_per_second=len(batch) / max(finished - wait_started, 1e-9),
-                duration=finished - wait_started, data_wait=fetched - wait_started,
+                duration=finished - wait_started,
+                data_wait=fetched - wait_started,
             )
             history.record_step(metrics)
             self.hooks.emit(metrics)
@@ -402,10 +465,16 @@ class Trainer:
         val_loss, val_losses = self._validate(model, val_loader, epoch=epoch, amp=run.amp)
         now = time.perf_counter()
         metrics = EpochMetrics(
-            epoch=epoch, step=run.step, train_loss=totals.mean(), val_loss=val_loss,
-            train_losses=totals.components(), val_losses=val_losses,
-            learning_rate=run.optimizer.param_groups[0]["lr"], duration=now - epoch_started,
-            train_duration=train_seconds, val_duration=now - val_started,
+            epoch=epoch,
+            step=run.step,
+            train_loss=totals.mean(),
+            val_loss=val_loss,
+            train_losses=totals.components(),
+            val_losses=val_losses,
+            learning_rate=run.optimizer.param_groups[0]["lr"],
+            duration=now - epoch_started,
+            train_duration=train_seconds,
+            val_duration=now - val_started,
         )
         history.record_epoch(metrics)
         history.epochs[-1] = attrs.evolve(metrics, eta_seconds=history.eta_seconds(run.config.max_epochs))
@@ -415,8 +484,11 @@ class Trainer:
         """Events, checkpoints, then the overfitting check and the stop decision, after an epoch."""
         history, config = run.history, run.config
         self.hooks.emit(history.epochs[-1], history=history)
-        if (history.best_epoch in (epoch, None) or epoch % get_effective_preview_interval(config) == 0
-                or epoch == config.max_epochs):
+        if (
+            history.best_epoch in (epoch, None)
+            or epoch % get_effective_preview_interval(config) == 0
+            or epoch == config.max_epochs
+        ):
             self._fit_sampler(run)  # so best.pt, last.pt and the previews sample from these weights' codes
         if history.best_epoch == epoch or history.best_epoch is None:
             self._save(run, self.paths.best)
@@ -446,7 +518,10 @@ class Trainer:
             warnings.warn(
                 "not one validation file can be read, so training goes on without validation (no validation "
                 "loss, and no early stopping or best checkpoint by it); fix or remove those files and start a "
-                "fresh run", UserWarning, stacklevel=2)
+                "fresh run",
+                UserWarning,
+                stacklevel=2,
+            )
             return None, {}
         finally:
             model.train(was_training)
@@ -463,7 +538,9 @@ class Trainer:
         if run.fit_chunks is None:
             dataset = self.hooks.make_dataset(run.train_files, run.config, "train", None, root=run.root)
             count = len(dataset)
-            picks = sorted({round(i * count / SAMPLER_FIT_CHUNKS) for i in range(SAMPLER_FIT_CHUNKS)} & set(range(count)))
+            picks = sorted(
+                {round(i * count / SAMPLER_FIT_CHUNKS) for i in range(SAMPLER_FIT_CHUNKS)} & set(range(count))
+            )
             keyed = getattr(dataset, "epoch_keys", False)
             run.fit_chunks = torch.stack([dataset[(0, i)] if keyed else dataset[i] for i in picks]) if picks else None
             if run.fit_chunks is None:
@@ -531,18 +608,30 @@ class Trainer:
             save_checkpoint(path, state)
 
     def _complete_event(self, run: "_RunState | None", reason: str, started: float) -> TrainingCompleteEvent:
-        checkpoints = {name: str(path) for name, path in (("last", self.paths.last), ("best", self.paths.best))
-                       if path.exists()}
+        checkpoints = {
+            name: str(path) for name, path in (("last", self.paths.last), ("best", self.paths.best)) if path.exists()
+        }
         if run is None:
-            return TrainingCompleteEvent(reason=reason, epochs_completed=0, run_dir=str(self.paths.root),
-                                         checkpoints=checkpoints, duration=time.perf_counter() - started)
+            return TrainingCompleteEvent(
+                reason=reason,
+                epochs_completed=0,
+                run_dir=str(self.paths.root),
+                checkpoints=checkpoints,
+                duration=time.perf_counter() - started,
+            )
         history = run.history
         last = history.epochs[-1] if history.epochs else None
         return TrainingCompleteEvent(
-            reason=reason, epochs_completed=history.last_epoch, steps=run.step,
-            best_epoch=history.best_epoch, best_val_loss=history.best_val_loss,
-            final_train_loss=last.train_loss if last else None, final_val_loss=last.val_loss if last else None,
-            run_dir=str(self.paths.root), checkpoints=checkpoints, duration=time.perf_counter() - started,
+            reason=reason,
+            epochs_completed=history.last_epoch,
+            steps=run.step,
+            best_epoch=history.best_epoch,
+            best_val_loss=history.best_val_loss,
+            final_train_loss=last.train_loss if last else None,
+            final_val_loss=last.val_loss if last else None,
+            run_dir=str(self.paths.root),
+            checkpoints=checkpoints,
+            duration=time.perf_counter() - started,
         )
 
 
@@ -577,7 +666,8 @@ def _writing(path: Path):
     except OSError as error:
         raise TrainingError(
             f"cannot write '{path}' ({error.strerror or error}); the files saved before are intact, so "
-            "the run resumes from its last saved epoch (--resume) once that is fixed") from None
+            "the run resumes from its last saved epoch (--resume) once that is fixed"
+        ) from None
 
 
 class _Totals:
@@ -655,5 +745,6 @@ def _references(validation: Any, train: Any) -> torch.Tensor:
 def _first_chunks(dataset: Any) -> torch.Tensor:
     """The first chunks of a dataset (epoch 0: the fixed grid), stacked."""
     count = min(PREVIEW_REFERENCES, len(dataset))
-    return torch.stack([dataset[(0, index)] if getattr(dataset, "epoch_keys", False) else dataset[index]
-                        for index in range(count)])
+    return torch.stack(
+        [dataset[(0, index)] if getattr(dataset, "epoch_keys", False) else dataset[index] for index in range(count)]
+    )

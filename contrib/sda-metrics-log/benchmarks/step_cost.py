@@ -30,10 +30,21 @@ EPOCHS = 20
 
 def _steps(epoch: int) -> list[StepMetrics]:
     base = (epoch - 1) * STEPS
-    return [StepMetrics(epoch=epoch, step=base + i, epoch_step=i, steps_per_epoch=STEPS, loss=0.5,
-                        losses={"loss": 0.5, "objective": 0.5, "recon": 0.4, "kl": 0.1, "kl_nats": 3.0},
-                        learning_rate=1e-3, items_per_second=100.0, duration=0.01, data_wait=0.001)
-            for i in range(1, STEPS + 1)]
+    return [
+        StepMetrics(
+            epoch=epoch,
+            step=base + i,
+            epoch_step=i,
+            steps_per_epoch=STEPS,
+            loss=0.5,
+            losses={"loss": 0.5, "objective": 0.5, "recon": 0.4, "kl": 0.1, "kl_nats": 3.0},
+            learning_rate=1e-3,
+            items_per_second=100.0,
+            duration=0.01,
+            data_wait=0.001,
+        )
+        for i in range(1, STEPS + 1)
+    ]
 
 
 def measure(steps_setting: bool = True) -> dict[str, float]:
@@ -77,5 +88,7 @@ if __name__ == "__main__":
     print(f"{STEPS} steps per epoch, {EPOCHS} epochs; microseconds per step (medians)")
     for setting in (True, False):
         result = measure(setting)
-        print(f"steps={str(setting).lower():5}  call {result['call']:6.3f}   deferred {result['deferred']:6.2f}"
-              f"   engine.emit {result['emit']:6.2f}")
+        print(
+            f"steps={str(setting).lower():5}  call {result['call']:6.3f}   deferred {result['deferred']:6.2f}"
+            f"   engine.emit {result['emit']:6.2f}"
+        )

@@ -10,8 +10,14 @@ from pathlib import Path
 from sda_core import MetricsHistory
 
 #: A real but tiny training run: 2 optimiser steps per epoch on 8 kHz audio, no worker processes.
-FAST = {"max_epochs": 2, "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0,
-        "evaluation_sounds": 0}
+FAST = {
+    "max_epochs": 2,
+    "sample_rate": 8000,
+    "batch_size": 4,
+    "samples_per_epoch": 8,
+    "num_workers": 0,
+    "evaluation_sounds": 0,
+}
 STEPS_PER_EPOCH = 2
 
 
@@ -36,8 +42,13 @@ def saved_history(run_dir: Path) -> MetricsHistory:
     return MetricsHistory.from_dict(json.loads((run_dir / "history.json").read_text()))
 
 
-def assert_one_run(run_dir: Path, epochs: int, steps_per_epoch: int = STEPS_PER_EPOCH,
-                   events_name: str = "events.jsonl", csv_name: str = "metrics.csv") -> list[dict]:
+def assert_one_run(
+    run_dir: Path,
+    epochs: int,
+    steps_per_epoch: int = STEPS_PER_EPOCH,
+    events_name: str = "events.jsonl",
+    csv_name: str = "metrics.csv",
+) -> list[dict]:
     """Both files hold epochs 1..``epochs`` and their steps exactly once, in order, and agree
     with the run's own history.json. Returns the events."""
     events = read_jsonl(run_dir / events_name)
@@ -50,7 +61,8 @@ def assert_one_run(run_dir: Path, epochs: int, steps_per_epoch: int = STEPS_PER_
     assert [int(row["epoch"]) for row in rows] == list(range(1, epochs + 1))
     history = saved_history(run_dir)
     assert [(int(r["epoch"]), int(r["step"]), float(r["train_loss"]), float(r["val_loss"])) for r in rows] == [
-        (m.epoch, m.step, m.train_loss, m.val_loss) for m in history.epochs]
+        (m.epoch, m.step, m.train_loss, m.val_loss) for m in history.epochs
+    ]
     best = history.best_epoch
     assert [row["epoch"] for row in rows if row["is_best"] == "true"][-1] == str(best)
     return events

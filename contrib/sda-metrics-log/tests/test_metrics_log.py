@@ -53,15 +53,19 @@ def test_a_training_run_writes_every_event_and_one_row_per_epoch(engine_with, da
     events = assert_one_run(run_dir, epochs=2)
     assert events == [event_to_dict(event) for event in delivered]
     assert [event["event"] for event in events] == (
-        ["train_start"] + (["step"] * STEPS_PER_EPOCH + ["epoch"]) * 2 + ["preview", "train_end"])
+        ["train_start"] + (["step"] * STEPS_PER_EPOCH + ["epoch"]) * 2 + ["preview", "train_end"]
+    )
     assert [event_from_dict(event) for event in events] == delivered
 
     # metrics.csv: the base columns, then every loss component of the first epoch
     epoch_events = engine.recorder.events("epoch")
     header, rows = read_csv(run_dir / "metrics.csv")
     first = epoch_events[0]
-    assert header == [*BASE_COLUMNS, *(f"train.{k}" for k in first.train_losses),
-                      *(f"val.{k}" for k in first.val_losses)]
+    assert header == [
+        *BASE_COLUMNS,
+        *(f"train.{k}" for k in first.train_losses),
+        *(f"val.{k}" for k in first.val_losses),
+    ]
     assert "train.recon" in header and "val.kl" in header
     best = best_epochs(epoch_events)
     for row, event in zip(rows, epoch_events, strict=True):
@@ -136,16 +140,19 @@ def test_an_unknown_setting_vetoes_the_run_naming_the_key(engine_with, data_dir,
     assert not run_dir.exists() and not log.active
 
 
-@pytest.mark.parametrize(("table", "key"), [
-    ({"step": True}, "step"),
-    ({"steps": "yes"}, "steps"),
-    ({"steps": 1}, "steps"),
-    ({"filename": ""}, "filename"),
-    ({"filename": 3}, "filename"),
-    ({"filename": "logs/"}, "filename"),
-    ({"csv_filename": ".."}, "csv_filename"),
-    ({"filename": "log.txt", "csv_filename": "./log.txt"}, "csv_filename"),
-])
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ({"step": True}, "step"),
+        ({"steps": "yes"}, "steps"),
+        ({"steps": 1}, "steps"),
+        ({"filename": ""}, "filename"),
+        ({"filename": 3}, "filename"),
+        ({"filename": "logs/"}, "filename"),
+        ({"csv_filename": ".."}, "csv_filename"),
+        ({"filename": "log.txt", "csv_filename": "./log.txt"}, "csv_filename"),
+    ],
+)
 def test_bad_settings_raise_a_config_error_naming_the_key(table, key):
     with pytest.raises(ConfigError, match=f"'?{key}'?") as caught:
         read_settings({"plugins": {"metrics_log": table}})
@@ -163,14 +170,25 @@ def test_settings_defaults_and_constructor_defaults():
     assert read_settings({"plugins": {"other": {"x": 1}}}) == Settings()
     plugin = MetricsLog(steps=False, filename="e.jsonl")
     assert read_settings({"plugins": {"metrics_log": {"csv_filename": "m.csv"}}}, plugin.defaults) == Settings(
-        steps=False, filename="e.jsonl", csv_filename="m.csv")
+        steps=False, filename="e.jsonl", csv_filename="m.csv"
+    )
     with pytest.raises(ConfigError):
         MetricsLog(filename="")
 
 
 def test_the_fast_step_serialisation_matches_event_to_dict():
-    step = StepMetrics(epoch=3, step=17, epoch_step=2, steps_per_epoch=8, loss=0.25, losses={"recon": 0.2, "kl": 0.05},
-                       learning_rate=1e-4, items_per_second=12.5, duration=0.3, data_wait=0.01)
+    step = StepMetrics(
+        epoch=3,
+        step=17,
+        epoch_step=2,
+        steps_per_epoch=8,
+        loss=0.25,
+        losses={"recon": 0.2, "kl": 0.05},
+        learning_rate=1e-4,
+        items_per_second=12.5,
+        duration=0.3,
+        data_wait=0.01,
+    )
     assert _to_dict(step) == event_to_dict(step)
     assert list(_to_dict(step)) == list(event_to_dict(step))
 
@@ -178,8 +196,10 @@ def test_the_fast_step_serialisation_matches_event_to_dict():
 def test_sda_on_step_is_cheap(tmp_path):
     plugin = MetricsLog()
     plugin.sda_on_train_start(TrainingStartEvent(run_dir=str(tmp_path)))
-    steps = [StepMetrics(epoch=1, step=i, epoch_step=i, steps_per_epoch=900, loss=0.5, losses={"kl": 0.1})
-             for i in range(1, 901)]
+    steps = [
+        StepMetrics(epoch=1, step=i, epoch_step=i, steps_per_epoch=900, loss=0.5, losses={"kl": 0.1})
+        for i in range(1, 901)
+    ]
     timings = []
     for _ in range(5):
         started = time.perf_counter()

@@ -16,8 +16,16 @@ from sda_core.testing import REFERENCE_DISTRIBUTION
 
 DISTRIBUTION = "sda-metrics-log"
 #: the settings check, then the consumer hooks
-HOOKS = ("sda_check_config", "sda_on_epoch", "sda_on_evaluation", "sda_on_overfitting", "sda_on_preview", "sda_on_step",
-         "sda_on_train_end", "sda_on_train_start")
+HOOKS = (
+    "sda_check_config",
+    "sda_on_epoch",
+    "sda_on_evaluation",
+    "sda_on_overfitting",
+    "sda_on_preview",
+    "sda_on_step",
+    "sda_on_train_end",
+    "sda_on_train_start",
+)
 
 # Other plugin distributions may be installed beside this one (and be broken while being written):
 # their load warnings are not this package's business.
@@ -27,8 +35,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::sda_core.PluginLoadWarning")
 def allowlist(*extra: str) -> str:
     """SDA_LOAD_PLUGINS for: sda's reference plugins but the progress display and the (slow)
     previews, plus ``extra``; other installed plugin distributions stay out of the run."""
-    names = [ep.name for ep in importlib.metadata.entry_points(group="sda")
-             if ep.dist is not None and ep.dist.name == REFERENCE_DISTRIBUTION]
+    names = [
+        ep.name
+        for ep in importlib.metadata.entry_points(group="sda")
+        if ep.dist is not None and ep.dist.name == REFERENCE_DISTRIBUTION
+    ]
     return ",".join(sorted({*names, *extra} - {"progress", "previews"}))
 
 
@@ -53,11 +64,14 @@ def test_an_engine_loads_it_with_its_distribution_and_version():
     assert Engine(environ={}).pm.get_plugin("metrics_log") is not plugin  # one instance per Engine
 
 
-@pytest.mark.parametrize("how", [
-    {"disable": ["metrics_log"]},
-    {"disable": [DISTRIBUTION]},
-    {"environ": {"SDA_DISABLE_PLUGINS": "metrics_log"}},
-])
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"disable": ["metrics_log"]},
+        {"disable": [DISTRIBUTION]},
+        {"environ": {"SDA_DISABLE_PLUGINS": "metrics_log"}},
+    ],
+)
 def test_it_can_be_turned_off_by_name(how):
     engine = Engine(**{"environ": {}, **how})
     info = info_of(engine)
@@ -85,8 +99,19 @@ def test_sda_train_reads_set_options(data_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SDA_LOAD_PLUGINS", allowlist("metrics_log"))
     run_dir = tmp_path / "run"
     options = [f"--set={key}={value}" for key, value in FAST.items()]
-    code = main(["train", str(data_dir), "--out", str(run_dir), *options,
-                 "--set", "plugins.metrics_log.steps=false", "--set", "plugins.metrics_log.filename=log.jsonl"])
+    code = main(
+        [
+            "train",
+            str(data_dir),
+            "--out",
+            str(run_dir),
+            *options,
+            "--set",
+            "plugins.metrics_log.steps=false",
+            "--set",
+            "plugins.metrics_log.filename=log.jsonl",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     kinds = [json.loads(line)["event"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert kinds == ["train_start", "epoch", "epoch", "train_end"]

@@ -118,8 +118,13 @@ def test_a_run_killed_mid_epoch_resumes_without_duplicates_or_broken_lines(data_
         engine = make_engine(Killer(), MetricsLog(), reference=True, disable=("progress", "previews"))
         engine.train(sys.argv[1], sys.argv[2], {json.dumps({**FAST, "max_epochs": 4})})
     """)
-    killed = subprocess.run([sys.executable, "-c", script, str(data_dir), str(run_dir)],
-                            check=False, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(data_dir), str(run_dir)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not (run_dir / "events.jsonl").read_text().endswith("\n")
     before = read_jsonl_lenient(run_dir / "events.jsonl")
@@ -137,7 +142,9 @@ def test_installed_in_the_middle_of_a_run_it_rebuilds_the_earlier_rows(engine_wi
     engine_with(MetricsLog()).train(data_dir, run_dir, {**FAST, "max_epochs": 3}, resume=True)
     _, rows = read_csv(run_dir / "metrics.csv")
     history = saved_history(run_dir)
-    assert [(int(r["epoch"]), float(r["train_loss"])) for r in rows] == [(m.epoch, m.train_loss) for m in history.epochs]
+    assert [(int(r["epoch"]), float(r["train_loss"])) for r in rows] == [
+        (m.epoch, m.train_loss) for m in history.epochs
+    ]
     events = read_jsonl(run_dir / "events.jsonl")
     assert [e["epoch"] for e in events if e["event"] == "step"] == [3] * STEPS_PER_EPOCH
 
@@ -155,11 +162,18 @@ def read_jsonl_lenient(path):
 
 def test_repair_events_drops_later_epochs_and_torn_lines_and_keeps_invocations(tmp_path):
     path = tmp_path / "events.jsonl"
-    kept = [{"event": "train_start", "start_epoch": 1}, {"event": "step", "epoch": 1, "step": 1},
-            {"event": "epoch", "epoch": 1}, {"event": "preview", "epoch": 1},
-            {"event": "train_end", "epochs_completed": 1, "reason": "interrupted"}]
-    dropped = [{"event": "step", "epoch": 2, "step": 2}, {"event": "overfitting", "epoch": 2},
-               {"event": "epoch", "epoch": 3}]
+    kept = [
+        {"event": "train_start", "start_epoch": 1},
+        {"event": "step", "epoch": 1, "step": 1},
+        {"event": "epoch", "epoch": 1},
+        {"event": "preview", "epoch": 1},
+        {"event": "train_end", "epochs_completed": 1, "reason": "interrupted"},
+    ]
+    dropped = [
+        {"event": "step", "epoch": 2, "step": 2},
+        {"event": "overfitting", "epoch": 2},
+        {"event": "epoch", "epoch": 3},
+    ]
     path.write_text(_lines(*kept[:3]) + "not json\n" + _lines(*dropped, *kept[3:]) + '{"event": "st')
     assert repair_events(path, cutoff=2) == 5
     assert path.read_text() == _lines(*kept)

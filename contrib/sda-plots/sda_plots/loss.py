@@ -80,8 +80,9 @@ class StepPoints:
         return np.array(self._x, dtype=float), _finite(self._y)
 
 
-def step_curve(history: MetricsHistory, max_points: int = MAX_STEP_POINTS,
-               points: StepPoints | None = None) -> tuple[np.ndarray, np.ndarray]:
+def step_curve(
+    history: MetricsHistory, max_points: int = MAX_STEP_POINTS, points: StepPoints | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(x, loss) of the per-step training curve (see :class:`StepPoints`), with more than
     ``max_points`` steps averaged into ``max_points`` bins of consecutive steps."""
     x, y = (points or StepPoints()).update(history)
@@ -133,8 +134,7 @@ def _format_loss(value: float) -> str:
     return f"{value:.4g}"
 
 
-def loss_figure(history: MetricsHistory, title: str | None = None,
-                step_points: StepPoints | None = None) -> Figure:
+def loss_figure(history: MetricsHistory, title: str | None = None, step_points: StepPoints | None = None) -> Figure:
     """Draw the loss curves of ``history`` on a new Agg figure (see the module docstring).
 
     Pass the same ``step_points`` on every call of a run to convert only new steps each time.
@@ -160,15 +160,32 @@ def loss_figure(history: MetricsHistory, title: str | None = None,
 
     handles = []
     if step_x.size:
-        (line,) = axes.plot(step_x, step_y, color=TRAIN_COLOR, alpha=0.25, linewidth=0.8,
-                            label="training loss per step", zorder=1)
+        (line,) = axes.plot(
+            step_x, step_y, color=TRAIN_COLOR, alpha=0.25, linewidth=0.8, label="training loss per step", zorder=1
+        )
         handles.append(line)
-    (line,) = axes.plot(epochs, train, color=TRAIN_COLOR, linewidth=1.8, marker=marker, markersize=3.5,
-                        label="training loss (epoch mean)", zorder=3)
+    (line,) = axes.plot(
+        epochs,
+        train,
+        color=TRAIN_COLOR,
+        linewidth=1.8,
+        marker=marker,
+        markersize=3.5,
+        label="training loss (epoch mean)",
+        zorder=3,
+    )
     handles.append(line)
     if np.isfinite(val).any():
-        (line,) = axes.plot(epochs, val, color=VAL_COLOR, linewidth=1.8, marker=marker, markersize=3.5,
-                            label="validation loss", zorder=3)
+        (line,) = axes.plot(
+            epochs,
+            val,
+            color=VAL_COLOR,
+            linewidth=1.8,
+            marker=marker,
+            markersize=3.5,
+            label="validation loss",
+            zorder=3,
+        )
         handles.append(line)
 
     overfitting = history.overfitting_epochs
@@ -177,8 +194,14 @@ def loss_figure(history: MetricsHistory, title: str | None = None,
     if overfitting:
         count = len(overfitting)
         threshold = history.overfitting_threshold
-        handles.append(Patch(color=OVERFIT_COLOR, alpha=0.25, linewidth=0,
-                             label=f"overfitting: val more than {threshold:.0%} above train ({count} epoch{'s' * (count != 1)})"))
+        handles.append(
+            Patch(
+                color=OVERFIT_COLOR,
+                alpha=0.25,
+                linewidth=0,
+                label=f"overfitting: val more than {threshold:.0%} above train ({count} epoch{'s' * (count != 1)})",
+            )
+        )
 
     decades = log_decades(train, val, step_y)
     if decades > math.log10(LOG_RATIO):
@@ -197,19 +220,33 @@ def loss_figure(history: MetricsHistory, title: str | None = None,
     if best is not None:
         best_val = history.best_val_loss
         axes.axvline(best, color=BEST_COLOR, linestyle=":", linewidth=1.2, zorder=2)
-        (star,) = axes.plot([best], [best_val], linestyle="none", marker="*", markersize=13,
-                            color=BEST_COLOR, markeredgecolor="white", markeredgewidth=0.6,
-                            label=f"best epoch {best}", zorder=4)
+        (star,) = axes.plot(
+            [best],
+            [best_val],
+            linestyle="none",
+            marker="*",
+            markersize=13,
+            color=BEST_COLOR,
+            markeredgecolor="white",
+            markeredgewidth=0.6,
+            label=f"best epoch {best}",
+            zorder=4,
+        )
         handles.append(star)
         # Place the label away from the edges: left or right of the star by its x position,
         # above or below it by its y position (in axes coordinates, so log scales work too).
         x_frac, y_frac = axes.transAxes.inverted().transform(axes.transData.transform((best, best_val)))
         right_side, upper_half = x_frac > 0.7, y_frac > 0.55
         axes.annotate(
-            f"best: epoch {best}\nval {_format_loss(best_val)}", xy=(best, best_val),
-            xytext=(-8 if right_side else 8, -14 if upper_half else 14), textcoords="offset points",
-            ha="right" if right_side else "left", va="top" if upper_half else "bottom",
-            fontsize=8.5, color="darkgreen", zorder=5,
+            f"best: epoch {best}\nval {_format_loss(best_val)}",
+            xy=(best, best_val),
+            xytext=(-8 if right_side else 8, -14 if upper_half else 14),
+            textcoords="offset points",
+            ha="right" if right_side else "left",
+            va="top" if upper_half else "bottom",
+            fontsize=8.5,
+            color="darkgreen",
+            zorder=5,
             bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": BEST_COLOR, "alpha": 0.85},
         )
 
@@ -217,7 +254,12 @@ def loss_figure(history: MetricsHistory, title: str | None = None,
     return figure
 
 
-def write_loss_plot(history: MetricsHistory, path: str | os.PathLike[str], dpi: float = 100,
-                    title: str | None = None, step_points: StepPoints | None = None) -> Path:
+def write_loss_plot(
+    history: MetricsHistory,
+    path: str | os.PathLike[str],
+    dpi: float = 100,
+    title: str | None = None,
+    step_points: StepPoints | None = None,
+) -> Path:
     """Draw ``history`` and write it atomically as a PNG at ``path``."""
     return save_png(loss_figure(history, title=title, step_points=step_points), path, dpi=dpi)

@@ -114,9 +114,14 @@ class Plots:
         if self._analyzer is None:
             self._analyzer = MelAnalyzer()
         started = time.perf_counter()
-        write_spectrograms(event.files, event.kinds, Path(event.directory) / SPECTROGRAM_FILENAME,
-                           dpi=self.settings.dpi, title=f"{self._title}: previews of epoch {event.epoch}",
-                           analyzer=self._analyzer)
+        write_spectrograms(
+            event.files,
+            event.kinds,
+            Path(event.directory) / SPECTROGRAM_FILENAME,
+            dpi=self.settings.dpi,
+            title=f"{self._title}: previews of epoch {event.epoch}",
+            analyzer=self._analyzer,
+        )
         self.spectrogram_seconds.append(time.perf_counter() - started)
 
     # -- internals -------------------------------------------------------------------------
@@ -130,12 +135,10 @@ class Plots:
         started = time.perf_counter()
         last = history.last_epoch
         title = f"{self._title}: epoch {last}" + (f" of {self._max_epochs}" if self._max_epochs else "")
-        write_loss_plot(history, self.loss_path, dpi=self.settings.dpi, title=title,
-                        step_points=self._step_points)
+        write_loss_plot(history, self.loss_path, dpi=self.settings.dpi, title=title, step_points=self._step_points)
         self.loss_seconds.append(time.perf_counter() - started)
         self.drawn_epochs = tuple(history.epoch_numbers)
         self._drawn_epoch = last
 
     def __repr__(self) -> str:
         return f"Plots(settings={self.settings!r}, loss_path={self.loss_path!r})"
-

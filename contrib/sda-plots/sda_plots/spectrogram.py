@@ -63,7 +63,8 @@ class MelAnalyzer:
         if cached is None:
             n_fft = self.n_fft(sample_rate)
             transform = torchaudio.transforms.MelSpectrogram(
-                sample_rate=sample_rate, n_fft=n_fft, hop_length=n_fft // 4, n_mels=self.n_mels, power=2.0)
+                sample_rate=sample_rate, n_fft=n_fft, hop_length=n_fft // 4, n_mels=self.n_mels, power=2.0
+            )
             # A periodic Hann window sums to n_fft / 2: a sine of amplitude A has a peak power of
             # (A * n_fft / 4) ** 2, so dividing by (n_fft / 4) ** 2 gives dB relative to full scale.
             cached = (transform, (n_fft / 4.0) ** 2)
@@ -106,8 +107,9 @@ def _plural(kind: str) -> str:
     return kind if kind.endswith("s") else kind + "s"
 
 
-def spectrogram_figure(files: Sequence[str], kinds: Sequence[str] = (), title: str | None = None,
-                       analyzer: MelAnalyzer | None = None) -> Figure:
+def spectrogram_figure(
+    files: Sequence[str], kinds: Sequence[str] = (), title: str | None = None, analyzer: MelAnalyzer | None = None
+) -> Figure:
     """One panel per file, a column per kind (see the module docstring). An unreadable file
     gets a panel saying why instead of failing the whole figure."""
     analyzer = analyzer or MelAnalyzer()
@@ -146,13 +148,28 @@ def spectrogram_figure(files: Sequence[str], kinds: Sequence[str] = (), title: s
             try:
                 db, sample_rate = analyzer.mel_db_file(path)
             except Exception as error:  # noqa: BLE001 - one bad file must not cost the others
-                axes.text(0.5, 0.5, f"cannot read: {type(error).__name__}", ha="center", va="center",
-                          fontsize=8, transform=axes.transAxes)
+                axes.text(
+                    0.5,
+                    0.5,
+                    f"cannot read: {type(error).__name__}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    transform=axes.transAxes,
+                )
                 axes.set_yticks([])
                 continue
             seconds = db.shape[1] * analyzer.hop_length(sample_rate) / sample_rate
-            image = axes.imshow(db, origin="lower", aspect="auto", cmap=COLORMAP, vmin=FLOOR_DB, vmax=0.0,
-                                extent=(0.0, seconds, -0.5, db.shape[0] - 0.5), interpolation="nearest")
+            image = axes.imshow(
+                db,
+                origin="lower",
+                aspect="auto",
+                cmap=COLORMAP,
+                vmin=FLOOR_DB,
+                vmax=0.0,
+                extent=(0.0, seconds, -0.5, db.shape[0] - 0.5),
+                interpolation="nearest",
+            )
             _frequency_ticks(axes, sample_rate, db.shape[0])
     if image is not None:
         bar_axes = figure.add_axes((1 - 0.75 / width, bottom, 0.12 / width, top - bottom))
@@ -175,8 +192,13 @@ def _frequency_ticks(axes: Any, sample_rate: int, n_mels: int) -> None:
     axes.set_yticks(positions, labels)
 
 
-def write_spectrograms(files: Sequence[str], kinds: Sequence[str], path: str | os.PathLike[str],
-                       dpi: float = 100, title: str | None = None,
-                       analyzer: MelAnalyzer | None = None) -> Path:
+def write_spectrograms(
+    files: Sequence[str],
+    kinds: Sequence[str],
+    path: str | os.PathLike[str],
+    dpi: float = 100,
+    title: str | None = None,
+    analyzer: MelAnalyzer | None = None,
+) -> Path:
     """Draw the spectrograms of ``files`` and write them atomically as one PNG at ``path``."""
     return save_png(spectrogram_figure(files, kinds, title=title, analyzer=analyzer), path, dpi=dpi)

@@ -49,8 +49,9 @@ def read_png(path: Path) -> np.ndarray:
     return matplotlib.image.imread(path)
 
 
-def synthetic_history(epochs: int = 12, steps_per_epoch: int = 5, overfit_from: int = 7,
-                      scale: float = 1.0) -> MetricsHistory:
+def synthetic_history(
+    epochs: int = 12, steps_per_epoch: int = 5, overfit_from: int = 7, scale: float = 1.0
+) -> MetricsHistory:
     """Falling training loss; validation follows it, then rises from ``overfit_from``."""
     history = MetricsHistory()
     step = 0
@@ -58,8 +59,15 @@ def synthetic_history(epochs: int = 12, steps_per_epoch: int = 5, overfit_from: 
         train = scale * (0.2 + 4.0 * math.exp(-epoch / 3))
         for index in range(1, steps_per_epoch + 1):
             step += 1
-            history.record_step(StepMetrics(epoch=epoch, step=step, epoch_step=index,
-                                            steps_per_epoch=steps_per_epoch, loss=train * (1.1 - 0.04 * index)))
+            history.record_step(
+                StepMetrics(
+                    epoch=epoch,
+                    step=step,
+                    epoch_step=index,
+                    steps_per_epoch=steps_per_epoch,
+                    loss=train * (1.1 - 0.04 * index),
+                )
+            )
         val = train * 1.05 if epoch < overfit_from else train * (1.3 + 0.1 * (epoch - overfit_from))
         history.record_epoch(EpochMetrics(epoch=epoch, step=step, train_loss=train, val_loss=val))
     return history
@@ -90,11 +98,22 @@ def test_unknown_setting_names_the_key():
     assert "[plugins.plots]" in str(caught.value)
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("dpi", 0), ("dpi", 5000), ("dpi", "high"), ("dpi", True), ("dpi", float("nan")),
-    ("every", 0), ("every", 1.5), ("every", "2"), ("every", True),
-    ("spectrograms", "yes"), ("spectrograms", 1),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("dpi", 0),
+        ("dpi", 5000),
+        ("dpi", "high"),
+        ("dpi", True),
+        ("dpi", float("nan")),
+        ("every", 0),
+        ("every", 1.5),
+        ("every", "2"),
+        ("every", True),
+        ("spectrograms", "yes"),
+        ("spectrograms", 1),
+    ],
+)
 def test_bad_setting_values_are_rejected(key, value):
     with pytest.raises(ConfigError, match=f"plugins.plots.{key}"):
         PlotSettings.from_config({"plugins": {"plots": {key: value}}})
@@ -206,8 +225,9 @@ def test_spectrogram_figure_has_a_column_per_kind(tmp_path):
     assert [axes.get_title() for axes in figure.axes if axes.get_title()] == ["samples", "reconstructions"]
     assert any("cannot read" in text.get_text() for axes in figure.axes for text in axes.texts)
 
-    path = write_spectrograms(files, ["sample", "sample", "reconstruction", "reconstruction"],
-                              tmp_path / SPECTROGRAM_FILENAME, dpi=60)
+    path = write_spectrograms(
+        files, ["sample", "sample", "reconstruction", "reconstruction"], tmp_path / SPECTROGRAM_FILENAME, dpi=60
+    )
     image = read_png(path)
     assert image.shape[0] > 100 and image.shape[1] > 300
 

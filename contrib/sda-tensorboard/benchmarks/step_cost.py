@@ -30,10 +30,20 @@ COMPONENTS = {"loss": 1.0, "objective": 1.0, "recon": 0.5, "kl": 0.1, "kl_nats":
 def events(count: int, spacing: float) -> list[StepMetrics]:
     """Steps timestamped ``spacing`` seconds apart (the logger's write-out clock follows them)."""
     now = time.time()
-    return [StepMetrics(epoch=1, step=i + 1, epoch_step=i + 1, steps_per_epoch=count, loss=1.0 / (i + 1),
-                        losses=COMPONENTS, learning_rate=1e-3, items_per_second=100.0,
-                        timestamp=now + i * spacing)
-            for i in range(count)]
+    return [
+        StepMetrics(
+            epoch=1,
+            step=i + 1,
+            epoch_step=i + 1,
+            steps_per_epoch=count,
+            loss=1.0 / (i + 1),
+            losses=COMPONENTS,
+            learning_rate=1e-3,
+            items_per_second=100.0,
+            timestamp=now + i * spacing,
+        )
+        for i in range(count)
+    ]
 
 
 def loop(steps: list[StepMetrics], work: float, logger: TensorBoardLogger | None) -> tuple[float, list[float]]:
@@ -59,19 +69,26 @@ def main() -> None:
         steps = events(args.steps, work)
         baseline, _ = loop(steps, work, None)
         logger = TensorBoardLogger()
-        logger.sda_on_train_start(TrainingStartEvent(run_dir=run_dir, config={"plugins": {}},
-                                                     steps_per_epoch=args.steps, timestamp=steps[0].timestamp))
+        logger.sda_on_train_start(
+            TrainingStartEvent(
+                run_dir=run_dir, config={"plugins": {}}, steps_per_epoch=args.steps, timestamp=steps[0].timestamp
+            )
+        )
         total, calls = loop(steps, work, logger)
         before = time.perf_counter()
         logger.sda_on_train_end(TrainingCompleteEvent(reason="max_epochs", epochs_completed=1, steps=args.steps))
         end = time.perf_counter() - before
     calls.sort()
     print(f"{args.steps} steps, {args.work_us:.0f} us of simulated work each")
-    print(f"one call: median {statistics.median(calls) * 1e6:.2f} us, "
-          f"p99 {calls[int(len(calls) * 0.99)] * 1e6:.2f} us, "
-          f"mean with batch writes {statistics.fmean(calls) * 1e6:.1f} us, max {calls[-1] * 1e3:.1f} ms")
-    print(f"loop: {baseline:.2f} s without the plugin, {total:.2f} s with it: "
-          f"+{(total - baseline) / args.steps * 1e6:.1f} us per step")
+    print(
+        f"one call: median {statistics.median(calls) * 1e6:.2f} us, "
+        f"p99 {calls[int(len(calls) * 0.99)] * 1e6:.2f} us, "
+        f"mean with batch writes {statistics.fmean(calls) * 1e6:.1f} us, max {calls[-1] * 1e3:.1f} ms"
+    )
+    print(
+        f"loop: {baseline:.2f} s without the plugin, {total:.2f} s with it: "
+        f"+{(total - baseline) / args.steps * 1e6:.1f} us per step"
+    )
     print(f"train end (write the rest, close): {end * 1e3:.1f} ms")
 
 

@@ -249,10 +249,16 @@ class TensorBoardLogger:
                 continue
             tag = f"{_tag_part(kind)}/{_tag_part(Path(path).stem)}"
             clipped = torch.from_numpy(np.clip(audio, -1.0, 1.0))
-            writer.add_audio(f"preview/{tag}", clipped, global_step=event.epoch, sample_rate=rate,
-                             walltime=event.timestamp)
-            writer.add_image(f"spectrogram/{tag}", mel_image(clipped, rate), global_step=event.epoch,
-                             walltime=event.timestamp, dataformats="CHW")
+            writer.add_audio(
+                f"preview/{tag}", clipped, global_step=event.epoch, sample_rate=rate, walltime=event.timestamp
+            )
+            writer.add_image(
+                f"spectrogram/{tag}",
+                mel_image(clipped, rate),
+                global_step=event.epoch,
+                walltime=event.timestamp,
+                dataformats="CHW",
+            )
         writer.flush()
 
     @hookimpl
@@ -274,14 +280,19 @@ class TensorBoardLogger:
             writer = self._writer()
             if writer is not None:
                 self._drain()
-                lines = [(f"**{event.reason}** after {event.epochs_completed} epoch(s), {event.steps} steps, "
-                          f"{event.duration:.1f} s in this session.")]
+                lines = [
+                    (
+                        f"**{event.reason}** after {event.epochs_completed} epoch(s), {event.steps} steps, "
+                        f"{event.duration:.1f} s in this session."
+                    )
+                ]
                 if event.best_epoch is not None and event.best_val_loss is not None:
                     lines.append(f"Best validation loss {event.best_val_loss:.4g} at epoch {event.best_epoch}.")
                 for name, path in sorted(event.checkpoints.items()):
                     lines.append(f"Checkpoint {name}: `{path}`")
-                writer.add_text("run/end", "\n\n".join(lines), global_step=event.epochs_completed,
-                                walltime=event.timestamp)
+                writer.add_text(
+                    "run/end", "\n\n".join(lines), global_step=event.epochs_completed, walltime=event.timestamp
+                )
         finally:
             self._close()
             self._active = False
@@ -319,12 +330,17 @@ class TensorBoardLogger:
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-        writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step, max_queue=MAX_QUEUE,
-                               flush_secs=FLUSH_SECONDS)
+        writer = SummaryWriter(
+            log_dir=str(self.log_dir), purge_step=purge_step, max_queue=MAX_QUEUE, flush_secs=FLUSH_SECONDS
+        )
         self.writer = writer
         step = purge_step or 0
-        writer.add_text("run/config", "```json\n" + json.dumps(self._config, indent=2, sort_keys=True) + "\n```",
-                        global_step=step, walltime=walltime)
+        writer.add_text(
+            "run/config",
+            "```json\n" + json.dumps(self._config, indent=2, sort_keys=True) + "\n```",
+            global_step=step,
+            walltime=walltime,
+        )
         file_writer = writer._get_file_writer()  # what add_scalar and add_hparams write through
         for summary in hparams_summaries(_flat_hparams(self._config), {tag: 0.0 for tag in HPARAM_METRICS}):
             file_writer.add_summary(summary, None, walltime)
@@ -339,11 +355,14 @@ class TensorBoardLogger:
 
         file_writer = self.writer._get_file_writer()
         for event in pending:
-            values = [Summary.Value(tag="step/loss", simple_value=event.loss),
-                      Summary.Value(tag="step/learning_rate", simple_value=event.learning_rate),
-                      Summary.Value(tag="step/items_per_second", simple_value=event.items_per_second)]
-            values += [Summary.Value(tag=f"step_losses/{key}", simple_value=value)
-                       for key, value in event.losses.items()]
+            values = [
+                Summary.Value(tag="step/loss", simple_value=event.loss),
+                Summary.Value(tag="step/learning_rate", simple_value=event.learning_rate),
+                Summary.Value(tag="step/items_per_second", simple_value=event.items_per_second),
+            ]
+            values += [
+                Summary.Value(tag=f"step_losses/{key}", simple_value=value) for key, value in event.losses.items()
+            ]
             file_writer.add_summary(Summary(value=values), event.step, event.timestamp)
         self._drained_at = pending[-1].timestamp
         pending.clear()
@@ -351,8 +370,11 @@ class TensorBoardLogger:
     def _write_scalars(self, values: Mapping[str, float | None], step: int, walltime: float) -> None:
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        entries = [Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()
-                   if value is not None and math.isfinite(value)]
+        entries = [
+            Summary.Value(tag=tag, simple_value=value)
+            for tag, value in values.items()
+            if value is not None and math.isfinite(value)
+        ]
         if entries:
             self.writer._get_file_writer().add_summary(Summary(value=entries), step, walltime)
 

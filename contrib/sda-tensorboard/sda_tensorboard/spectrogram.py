@@ -25,14 +25,16 @@ MIN_WIDTH = 384
 ROW_SCALE = 3
 
 # Anchor colours of a magma-like map, dark (quiet) to bright (loud).
-_ANCHORS = torch.tensor([
-    [0.001, 0.000, 0.014],
-    [0.232, 0.060, 0.438],
-    [0.550, 0.161, 0.506],
-    [0.868, 0.288, 0.409],
-    [0.994, 0.624, 0.427],
-    [0.987, 0.991, 0.750],
-])
+_ANCHORS = torch.tensor(
+    [
+        [0.001, 0.000, 0.014],
+        [0.232, 0.060, 0.438],
+        [0.550, 0.161, 0.506],
+        [0.868, 0.288, 0.409],
+        [0.994, 0.624, 0.427],
+        [0.987, 0.991, 0.750],
+    ]
+)
 
 
 def fft_size(sample_rate: int) -> int:
@@ -45,8 +47,13 @@ def mel_transform(sample_rate: int) -> torchaudio.transforms.MelSpectrogram:
     """The (cached) mel transform for one sample rate."""
     n_fft = fft_size(sample_rate)
     return torchaudio.transforms.MelSpectrogram(
-        sample_rate=sample_rate, n_fft=n_fft, hop_length=n_fft // 4, n_mels=N_MELS,
-        f_min=0.0, f_max=sample_rate / 2, power=2.0,
+        sample_rate=sample_rate,
+        n_fft=n_fft,
+        hop_length=n_fft // 4,
+        n_mels=N_MELS,
+        f_min=0.0,
+        f_max=sample_rate / 2,
+        power=2.0,
     )
 
 

@@ -13,7 +13,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 #: A short real training: two steps per epoch at 8 kHz with a small model.
 FAST = {
-    "max_epochs": 2, "sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0,
+    "max_epochs": 2,
+    "sample_rate": 8000,
+    "batch_size": 4,
+    "samples_per_epoch": 8,
+    "num_workers": 0,
     "evaluation_sounds": 0,
     "plugins": {"mel_vae": {"hidden_channels": 16, "griffin_lim_iters": 4}},
 }
@@ -22,8 +26,7 @@ FAST = {
 def read_events(log_dir: str | Path, purge: bool = True) -> EventAccumulator:
     """Every event under ``log_dir`` as TensorBoard reads it (``purge=False``: without honouring
     restart markers, i.e. everything ever written)."""
-    keep_all = {"scalars": 0, "images": 0, "audio": 0, "tensors": 0, "histograms": 0,
-                "compressedHistograms": 0}
+    keep_all = {"scalars": 0, "images": 0, "audio": 0, "tensors": 0, "histograms": 0, "compressedHistograms": 0}
     accumulator = EventAccumulator(str(log_dir), size_guidance=keep_all, purge_orphaned_data=purge)
     return accumulator.Reload()
 

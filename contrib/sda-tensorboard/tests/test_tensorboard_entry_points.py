@@ -39,8 +39,14 @@ def test_an_engine_loads_it_with_its_distribution_and_version():
     engine = entry_point_engine()
     info = info_of(engine)
     assert (info.status, info.distribution, info.version) == ("loaded", "sda-tensorboard", "0.1.0")
-    assert {"sda_on_train_start", "sda_on_step", "sda_on_epoch", "sda_on_preview", "sda_on_overfitting",
-            "sda_on_train_end"} <= set(info.hooks)
+    assert {
+        "sda_on_train_start",
+        "sda_on_step",
+        "sda_on_epoch",
+        "sda_on_preview",
+        "sda_on_overfitting",
+        "sda_on_train_end",
+    } <= set(info.hooks)
 
 
 def test_each_engine_gets_its_own_instance():
@@ -59,21 +65,29 @@ def test_disabling_it_by_plugin_or_distribution_name(name):
 
 
 def test_nothing_in_sda_core_imports_it():
-    code = ("import sys, sda_core, sda_core.engine, sda_core.training.trainer, sda_core.cli; "
-            "print(any(name.startswith('sda_tensorboard') for name in sys.modules))")
+    code = (
+        "import sys, sda_core, sda_core.engine, sda_core.training.trainer, sda_core.cli; "
+        "print(any(name.startswith('sda_tensorboard') for name in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_sda_plugins_lists_it_and_disable_plugin_blocks_it():
     env = {key: value for key, value in os.environ.items() if not key.startswith("SDA_")}
-    listed = subprocess.run([sys.executable, "-m", "sda_core", "plugins", "--json"], capture_output=True,
-                            text=True, env=env, check=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "sda_core", "plugins", "--json"], capture_output=True, text=True, env=env, check=True
+    )
     plugins = {item["name"]: item for item in json.loads(listed.stdout)["plugins"]}
     assert plugins["tensorboard"]["distribution"] == "sda-tensorboard"
     assert plugins["tensorboard"]["version"] == "0.1.0"
     assert plugins["tensorboard"]["status"] == "loaded"
-    blocked = subprocess.run([sys.executable, "-m", "sda_core", "plugins", "--json", "--disable-plugin",
-                              "tensorboard"], capture_output=True, text=True, env=env, check=True)
+    blocked = subprocess.run(
+        [sys.executable, "-m", "sda_core", "plugins", "--json", "--disable-plugin", "tensorboard"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     plugins = {item["name"]: item for item in json.loads(blocked.stdout)["plugins"]}
     assert plugins["tensorboard"]["status"] == "blocked"

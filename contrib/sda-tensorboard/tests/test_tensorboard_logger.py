@@ -30,21 +30,43 @@ COMPONENTS = {"loss": 1.5, "recon": 1.0, "kl": 0.5}
 
 def start(logger, run_dir, settings=None, *, resumed=False, timestamp=None, **config):
     config = {"max_epochs": 3, "plugins": {"tensorboard": settings or {}}, **config}
-    event = TrainingStartEvent(run_dir=run_dir, config=config, resumed=resumed, steps_per_epoch=2,
-                               timestamp=timestamp if timestamp is not None else time.time())
+    event = TrainingStartEvent(
+        run_dir=run_dir,
+        config=config,
+        resumed=resumed,
+        steps_per_epoch=2,
+        timestamp=timestamp if timestamp is not None else time.time(),
+    )
     logger.sda_on_train_start(event)
 
 
 def step(number, spe=2, timestamp=None, loss=None):
     epoch = (number - 1) // spe + 1
-    return StepMetrics(epoch=epoch, step=number, epoch_step=(number - 1) % spe + 1, steps_per_epoch=spe,
-                       loss=loss if loss is not None else 1.0 / number, losses=COMPONENTS, learning_rate=1e-3,
-                       items_per_second=50.0, timestamp=timestamp if timestamp is not None else time.time())
+    return StepMetrics(
+        epoch=epoch,
+        step=number,
+        epoch_step=(number - 1) % spe + 1,
+        steps_per_epoch=spe,
+        loss=loss if loss is not None else 1.0 / number,
+        losses=COMPONENTS,
+        learning_rate=1e-3,
+        items_per_second=50.0,
+        timestamp=timestamp if timestamp is not None else time.time(),
+    )
 
 
 def epoch(number, spe=2, **fields):
-    values = {"train_loss": 1.0, "val_loss": 1.1, "duration": 2.0, "train_duration": 1.5, "val_duration": 0.5,
-              "eta_seconds": 10.0, "learning_rate": 1e-3, "train_losses": COMPONENTS, "val_losses": COMPONENTS}
+    values = {
+        "train_loss": 1.0,
+        "val_loss": 1.1,
+        "duration": 2.0,
+        "train_duration": 1.5,
+        "val_duration": 0.5,
+        "eta_seconds": 10.0,
+        "learning_rate": 1e-3,
+        "train_losses": COMPONENTS,
+        "val_losses": COMPONENTS,
+    }
     values.update(fields)
     return EpochMetrics(epoch=number, step=number * spe, **values)
 
@@ -72,26 +94,32 @@ def steps_of(events, tag="step/loss"):
 # -- settings -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("table, expected", [
-    (None, Settings()),
-    ({}, Settings()),
-    ({"steps": False}, Settings(steps=False)),
-    ({"audio": False, "log_dir": "tb"}, Settings(audio=False, log_dir="tb")),
-])
+@pytest.mark.parametrize(
+    "table, expected",
+    [
+        (None, Settings()),
+        ({}, Settings()),
+        ({"steps": False}, Settings(steps=False)),
+        ({"audio": False, "log_dir": "tb"}, Settings(audio=False, log_dir="tb")),
+    ],
+)
 def test_valid_settings(table, expected):
     assert settings_from_config({} if table is None else {"plugins": {"tensorboard": table}}) == expected
     assert settings_from_config(TrainingConfig(plugins={} if table is None else {"tensorboard": table})) == expected
 
 
-@pytest.mark.parametrize("table, field", [
-    ({"stepz": True}, "stepz"),
-    ({"steps": True, "images": False}, "images"),
-    ({"steps": "yes"}, "plugins.tensorboard.steps"),
-    ({"audio": 1}, "plugins.tensorboard.audio"),
-    ({"log_dir": ""}, "plugins.tensorboard.log_dir"),
-    ({"log_dir": 3}, "plugins.tensorboard.log_dir"),
-    ("steps", "plugins.tensorboard"),
-])
+@pytest.mark.parametrize(
+    "table, field",
+    [
+        ({"stepz": True}, "stepz"),
+        ({"steps": True, "images": False}, "images"),
+        ({"steps": "yes"}, "plugins.tensorboard.steps"),
+        ({"audio": 1}, "plugins.tensorboard.audio"),
+        ({"log_dir": ""}, "plugins.tensorboard.log_dir"),
+        ({"log_dir": 3}, "plugins.tensorboard.log_dir"),
+        ("steps", "plugins.tensorboard"),
+    ],
+)
 def test_invalid_settings_raise_config_error_naming_the_key(table, field):
     with pytest.raises(ConfigError) as caught:
         settings_from_config({"plugins": {"tensorboard": table}})
@@ -155,25 +183,52 @@ def test_the_end_of_run_evaluation_becomes_scalars_at_the_last_epoch(tmp_path, t
     logger = TensorBoardLogger()
     start(logger, tmp_path)
     run_epochs(logger, 1, 3)
-    logger.sda_on_evaluation(EvaluationEvent(
-        run_dir=str(tmp_path), epoch=2, count=32, resemblance=0.5, nn_accuracy=0.75, copying=1.5, diversity=0.25,
-        validation_nn_accuracy=1.0, reconstruction=4.0, metrics={"fad": 3.0}))
+    logger.sda_on_evaluation(
+        EvaluationEvent(
+            run_dir=str(tmp_path),
+            epoch=2,
+            count=32,
+            resemblance=0.5,
+            nn_accuracy=0.75,
+            copying=1.5,
+            diversity=0.25,
+            validation_nn_accuracy=1.0,
+            reconstruction=4.0,
+            metrics={"fad": 3.0},
+        )
+    )
     logger.sda_on_train_end(end(epochs=3))
     events = tb_events(tmp_path / "tensorboard")
-    found = {tag: [(scalar.step, scalar.value) for scalar in events.Scalars(tag)]
-             for tag in events.Tags()["scalars"] if tag.startswith("evaluation/")}
-    assert found == {"evaluation/resemblance": [(3, 0.5)], "evaluation/nn_accuracy": [(3, 0.75)],
-                     "evaluation/copying": [(3, 1.5)], "evaluation/diversity": [(3, 0.25)],
-                     "evaluation/validation_nn_accuracy": [(3, 1.0)], "evaluation/reconstruction": [(3, 4.0)],
-                     "evaluation/plugins/fad": [(3, 3.0)]}
+    found = {
+        tag: [(scalar.step, scalar.value) for scalar in events.Scalars(tag)]
+        for tag in events.Tags()["scalars"]
+        if tag.startswith("evaluation/")
+    }
+    assert found == {
+        "evaluation/resemblance": [(3, 0.5)],
+        "evaluation/nn_accuracy": [(3, 0.75)],
+        "evaluation/copying": [(3, 1.5)],
+        "evaluation/diversity": [(3, 0.25)],
+        "evaluation/validation_nn_accuracy": [(3, 1.0)],
+        "evaluation/reconstruction": [(3, 4.0)],
+        "evaluation/plugins/fad": [(3, 3.0)],
+    }
 
 
 def test_overfitting_warnings_become_text(tmp_path, tb_events):
     logger = TensorBoardLogger()
     start(logger, tmp_path)
-    logger.sda_on_overfitting(OverfittingWarning(epoch=4, gap=0.35, threshold=0.2, consecutive_epochs=2,
-                                                 train_loss=1.0, val_loss=1.35,
-                                                 message="Stop here or add more files."))
+    logger.sda_on_overfitting(
+        OverfittingWarning(
+            epoch=4,
+            gap=0.35,
+            threshold=0.2,
+            consecutive_epochs=2,
+            train_loss=1.0,
+            val_loss=1.35,
+            message="Stop here or add more files.",
+        )
+    )
     logger.sda_on_train_end(end())
     (text,) = tb_events(tmp_path / "tensorboard").Tensors("overfitting/text_summary")
     content = text.tensor_proto.string_val[0].decode()
@@ -192,16 +247,22 @@ def test_previews_are_mixed_to_mono_with_a_spectrogram_each(tmp_path, tb_events)
     write_wav(tmp_path / "previews" / "references" / "original_01.wav", tone)
     logger = TensorBoardLogger()
     start(logger, tmp_path)
-    logger.sda_on_preview(PreviewEvent(epoch=2, directory=folder, files=(stereo, mono),
-                                       kinds=("sample", "reconstruction"), sample_rate=8000))
-    logger.sda_on_preview(PreviewEvent(epoch=4, directory=folder, files=(stereo,), kinds=("sample",),
-                                       sample_rate=8000))
+    logger.sda_on_preview(
+        PreviewEvent(
+            epoch=2, directory=folder, files=(stereo, mono), kinds=("sample", "reconstruction"), sample_rate=8000
+        )
+    )
+    logger.sda_on_preview(PreviewEvent(epoch=4, directory=folder, files=(stereo,), kinds=("sample",), sample_rate=8000))
     logger.sda_on_train_end(end())
     events = tb_events(tmp_path / "tensorboard")
-    assert sorted(events.Tags()["audio"]) == ["preview/original/original_01", "preview/reconstruction/reconstruction_01",
-                                              "preview/sample/sample_01"]
-    assert sorted(events.Tags()["images"]) == [tag.replace("preview/", "spectrogram/", 1)
-                                               for tag in sorted(events.Tags()["audio"])]
+    assert sorted(events.Tags()["audio"]) == [
+        "preview/original/original_01",
+        "preview/reconstruction/reconstruction_01",
+        "preview/sample/sample_01",
+    ]
+    assert sorted(events.Tags()["images"]) == [
+        tag.replace("preview/", "spectrogram/", 1) for tag in sorted(events.Tags()["audio"])
+    ]
     assert [audio.step for audio in events.Audio("preview/sample/sample_01")] == [2, 4]
     assert len(events.Audio("preview/original/original_01")) == 1  # the originals once per session
     decoded, rate = soundfile.read(io.BytesIO(events.Audio("preview/sample/sample_01")[0].encoded_audio_string))
@@ -228,8 +289,9 @@ def test_an_unreadable_preview_is_skipped_with_a_warning(tmp_path, tb_events):
     logger = TensorBoardLogger()
     start(logger, tmp_path)
     with pytest.warns(RuntimeWarning, match="cannot read preview"):
-        logger.sda_on_preview(PreviewEvent(epoch=2, directory=tmp_path, files=(str(bad), good),
-                                           kinds=("sample", "sample")))
+        logger.sda_on_preview(
+            PreviewEvent(epoch=2, directory=tmp_path, files=(str(bad), good), kinds=("sample", "sample"))
+        )
     logger.sda_on_train_end(end())
     assert tb_events(tmp_path / "tensorboard").Tags()["audio"] == ["preview/sample/sample_02"]
 
@@ -318,8 +380,9 @@ def test_a_resume_with_nothing_left_to_run_still_records_its_end(tmp_path, tb_ev
 
 
 def test_hparams_are_flat_scalars():
-    flat = logger_module._flat_hparams({"a": 1, "b": {"c": 0.5, "d": None, "e": [1, 2]}, "f": True,
-                                        "g": float("inf"), "h": "x"})
+    flat = logger_module._flat_hparams(
+        {"a": 1, "b": {"c": 0.5, "d": None, "e": [1, 2]}, "f": True, "g": float("inf"), "h": "x"}
+    )
     assert flat == {"a": 1, "b.c": 0.5, "b.d": "none", "b.e": "[1, 2]", "f": True, "g": "inf", "h": "x"}
 
 

@@ -42,12 +42,21 @@ def test_a_training_writes_scalars_audio_images_and_text(sda_engine, data_dir, t
 
     # one point per epoch, at the epoch number
     epochs = engine.recorder.events("epoch")
-    for tag in ("epoch/train_loss", "epoch/val_loss", "epoch/overfitting_gap", "epoch/learning_rate",
-                "time/epoch_seconds", "time/train_seconds", "time/validation_seconds", "time/eta_seconds"):
+    for tag in (
+        "epoch/train_loss",
+        "epoch/val_loss",
+        "epoch/overfitting_gap",
+        "epoch/learning_rate",
+        "time/epoch_seconds",
+        "time/train_seconds",
+        "time/validation_seconds",
+        "time/eta_seconds",
+    ):
         assert step_steps(events, tag) == [1, 2], tag
     assert [s.value for s in events.Scalars("epoch/val_loss")] == pytest.approx([e.val_loss for e in epochs], rel=1e-6)
     assert [s.value for s in events.Scalars("epoch/overfitting_gap")] == pytest.approx(
-        [e.overfitting_gap for e in epochs], rel=1e-5)
+        [e.overfitting_gap for e in epochs], rel=1e-5
+    )
     assert any(tag.startswith("epoch_train_losses/") for tag in tags["scalars"])
     assert any(tag.startswith("epoch_val_losses/") for tag in tags["scalars"])
 
@@ -72,8 +81,9 @@ def test_a_training_writes_scalars_audio_images_and_text(sda_engine, data_dir, t
     assert "max_epochs" in end_text and "best.pt" in end_text
 
 
-def test_a_resumed_epoch_replaces_its_steps_instead_of_duplicating_them(sda_engine, data_dir, tmp_path, fast,
-                                                                         tb_events):
+def test_a_resumed_epoch_replaces_its_steps_instead_of_duplicating_them(
+    sda_engine, data_dir, tmp_path, fast, tb_events
+):
     run_dir = tmp_path / "run"
     first = sda_engine(TensorBoardLogger(), reference=True)
 
@@ -101,7 +111,8 @@ def test_a_resumed_epoch_replaces_its_steps_instead_of_duplicating_them(sda_engi
         assert step_steps(events, tag) == [1, 2]
     resumed_losses = {step.step: step.loss for step in second.recorder.events("step")}
     assert {s.step: s.value for s in events.Scalars("step/loss") if s.step in resumed_losses} == pytest.approx(
-        resumed_losses, rel=1e-6)  # the values of the run that was kept
+        resumed_losses, rel=1e-6
+    )  # the values of the run that was kept
 
 
 def test_bad_settings_stop_the_run_before_training(sda_engine, data_dir, tmp_path, fast):
@@ -130,8 +141,9 @@ class FailsAtEpochEnd:
         raise RuntimeError("boom")
 
 
-def test_a_run_that_ends_in_an_error_still_leaves_a_readable_closed_log(sda_engine, data_dir, tmp_path, fast,
-                                                                        tb_events):
+def test_a_run_that_ends_in_an_error_still_leaves_a_readable_closed_log(
+    sda_engine, data_dir, tmp_path, fast, tb_events
+):
     logger = TensorBoardLogger()
     engine = sda_engine(logger, FailsAtEpochEnd(), reference=True)
     with pytest.raises(PluginError, match="boom"):

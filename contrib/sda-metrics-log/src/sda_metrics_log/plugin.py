@@ -39,8 +39,7 @@ PLUGIN_NAME = "metrics_log"
 DEFAULT_EVENTS_FILENAME = "events.jsonl"
 DEFAULT_CSV_FILENAME = "metrics.csv"
 #: The first columns of metrics.csv; then ``train.NAME`` and ``val.NAME`` per loss component.
-BASE_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "gap", "learning_rate", "duration",
-                "eta_seconds", "is_best")
+BASE_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "gap", "learning_rate", "duration", "eta_seconds", "is_best")
 #: Event kinds whose lines belong to one epoch (their ``epoch`` field); a resumed run drops those
 #: of the epochs it re-runs. ``train_start`` and ``train_end`` lines record invocations and stay.
 EPOCH_KINDS = frozenset({"step", "epoch", "preview", "overfitting"})
@@ -49,8 +48,12 @@ MAX_BUFFERED_EVENTS = 1000
 
 
 def _filename(_instance: Any, attribute: Any, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip() or value.endswith(("/", os.sep)) \
-            or Path(value).name in ("", ".", ".."):
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or value.endswith(("/", os.sep))
+        or Path(value).name in ("", ".", "..")
+    ):
         raise ConfigError(attribute.name, value, "a file name (or a path relative to the run folder)")
 
 
@@ -72,6 +75,7 @@ class Settings:
 #: Every setting of ``[plugins.metrics_log]``.
 SETTINGS = tuple(field.name for field in attrs.fields(Settings))
 
+
 def read_settings(config: TrainingConfig | Mapping[str, Any], defaults: Settings | None = None) -> Settings:
     """The plugin's settings from a config (a TrainingConfig, or the dict of ``TrainingStartEvent.config``).
 
@@ -85,8 +89,11 @@ def read_settings(config: TrainingConfig | Mapping[str, Any], defaults: Settings
     chosen = set(config.plugin_settings(PLUGIN_NAME))
     settings = attrs.evolve(defaults, **{key: getattr(table, key) for key in chosen}) if defaults else table
     if os.path.normpath(settings.filename) == os.path.normpath(settings.csv_filename):
-        raise ConfigError(f"plugins.{PLUGIN_NAME}.csv_filename", settings.csv_filename,
-                          f"a file other than plugins.{PLUGIN_NAME}.filename")
+        raise ConfigError(
+            f"plugins.{PLUGIN_NAME}.csv_filename",
+            settings.csv_filename,
+            f"a file other than plugins.{PLUGIN_NAME}.filename",
+        )
     return settings
 
 
@@ -136,10 +143,12 @@ class MetricsLog:
 
     name = PLUGIN_NAME
 
-    def __init__(self, *, steps: bool = True, filename: str = DEFAULT_EVENTS_FILENAME,
-                 csv_filename: str = DEFAULT_CSV_FILENAME) -> None:
-        self.defaults = read_settings(TrainingConfig(plugins={PLUGIN_NAME: {
-            "steps": steps, "filename": filename, "csv_filename": csv_filename}}))
+    def __init__(
+        self, *, steps: bool = True, filename: str = DEFAULT_EVENTS_FILENAME, csv_filename: str = DEFAULT_CSV_FILENAME
+    ) -> None:
+        self.defaults = read_settings(
+            TrainingConfig(plugins={PLUGIN_NAME: {"steps": steps, "filename": filename, "csv_filename": csv_filename}})
+        )
         self.settings = self.defaults
         self.events_path: Path | None = None
         self.csv_path: Path | None = None
@@ -367,17 +376,25 @@ def _to_dict(event: Any) -> dict[str, Any]:
 
 def csv_columns(first: EpochMetrics) -> list[str]:
     """The header: the base columns, then ``train.NAME`` and ``val.NAME`` per loss component."""
-    return [*BASE_COLUMNS, *(f"train.{name}" for name in first.train_losses),
-            *(f"val.{name}" for name in first.val_losses)]
+    return [
+        *BASE_COLUMNS,
+        *(f"train.{name}" for name in first.train_losses),
+        *(f"val.{name}" for name in first.val_losses),
+    ]
 
 
 def csv_row(event: EpochMetrics, is_best: bool, columns: Iterable[str]) -> list[str]:
     """One epoch's fields, in the order of ``columns`` (empty where there is no value)."""
     values: dict[str, Any] = {
-        "epoch": event.epoch, "step": event.step, "train_loss": event.train_loss,
-        "val_loss": event.val_loss, "gap": event.overfitting_gap,
-        "learning_rate": event.learning_rate, "duration": event.duration,
-        "eta_seconds": event.eta_seconds, "is_best": "true" if is_best else "false",
+        "epoch": event.epoch,
+        "step": event.step,
+        "train_loss": event.train_loss,
+        "val_loss": event.val_loss,
+        "gap": event.overfitting_gap,
+        "learning_rate": event.learning_rate,
+        "duration": event.duration,
+        "eta_seconds": event.eta_seconds,
+        "is_best": "true" if is_best else "false",
     }
     for name, value in event.train_losses.items():
         values.setdefault(f"train.{name}", value)
