@@ -29,10 +29,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(SDA) demo --out demo
 
-# ruff (lint; the format check joins after the format pass) and import-linter (the layers of
+# ruff (lint and the format check) and import-linter (the layers of
 # sda_core, and plugins/contrib on public modules only) run before the tests, so CI enforces them.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
 test: lint
