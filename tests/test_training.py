@@ -92,7 +92,9 @@ def test_resume_refuses_to_change_what_shapes_the_model(data: Path, tmp_path: Pa
 
 # the share of the untrained validation loss each reference model gets below in 10 short epochs:
 # mel_vae's loss is a log-mel MSE; wave_vae's spectral L1 terms fall less in relative terms
-LEARNS_TO = {"mel_vae": 0.5, "wave_vae": 0.75}
+# wave_vae's log-magnitude loss reaches down to -150 dB (the reconstruction metric's floor), so the
+# silent padding of these short tones keeps a large term that falls slower in relative terms
+LEARNS_TO = {"mel_vae": 0.5, "wave_vae": 0.85}
 
 
 @pytest.mark.parametrize("model", sorted(LEARNS_TO))

@@ -159,12 +159,15 @@ def export_run(
 
 def describe_sampler(model: Any, shape: tuple[int, ...]) -> dict[str, Any]:
     """Where the model's ``generate`` draws codes, as JSON: a diagonal Gaussian mixture read from
-    ``sampler_weights`` / ``sampler_means`` / ``sampler_stds`` buffers (fitted components only),
-    else N(0, I); with the model's default ``temperature`` (it scales the stds)."""
-    temperature = float(getattr(model, "temperature", 1.0) or 1.0)
+    ``sampler_weights`` / ``sampler_means`` / ``sampler_stds`` buffers (fitted components only; a
+    kernel density on the training codes is such a mixture), else N(0, I); with the model's default
+    ``temperature`` (it scales the stds)."""
+    temperature = getattr(model, "temperature", None)
+    temperature = 1.0 if temperature is None else float(temperature)
     buffers = dict(model.named_buffers()) if hasattr(model, "named_buffers") else {}
     weights, means, stds = (buffers.get(f"sampler_{name}") for name in ("weights", "means", "stds"))
-    use_mixture = getattr(model, "sampler", "mixture") == "mixture"
+    # wave_vae's "codes" sampler (one kernel per training code) is stored as a mixture too
+    use_mixture = getattr(model, "sampler", "mixture") in ("mixture", "codes")
     if use_mixture and weights is not None and means is not None and stds is not None and float(weights.sum()) > 0:
         keep = weights > 0
         total = float(weights[keep].sum())
