@@ -17,9 +17,10 @@ from __future__ import annotations
 import pluggy
 
 from benchmarks.timing import Result, compare, describe
-from sda_core import hookimpl, hookspecs
+from sda_core import hookimpl
 from sda_core.config.events import StepMetrics
 from sda_core.engine import Engine
+from sda_core.hooks import specs as hookspecs
 
 NAME = "dispatch"
 TARGET = 2.0
