@@ -17,10 +17,7 @@ Settings (all optional) come from the ``[plugins.mel_vae]`` table:
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
-from typing import Any
 
 import attrs
 import torch
@@ -32,6 +29,7 @@ from sda_core import hookimpl, plugin_settings
 from sda_core import validators as v
 from sda_core.config import TrainingConfig
 from sda_core.data.chunks import chunk_frames
+from sda_core.training.model import evaluating, full_precision
 
 #: The plugin's name: its entry point and its ``[plugins.mel_vae]`` settings table.
 PLUGIN_NAME = "mel_vae"
@@ -263,7 +261,7 @@ class MelVAE(nn.Module):
         Computed in float32 (outside any autocast region) on the audio's device.
         """
         self._check_audio(audio)
-        with _full_precision(audio.device):
+        with full_precision(audio.device):
             mel = self.mel(audio.float()) / self.amplitude_scale  # (batch, channels, n_mels, frames)
             log_mel = torch.log(mel.clamp_min(LOG_FLOOR))
             normalised = (log_mel - LOG_CENTER) / LOG_SCALE
@@ -306,7 +304,7 @@ class MelVAE(nn.Module):
         else:
             latent = mean  # validation compares epochs without sampling noise
         prediction = self.decode_features(latent)
-        with _full_precision(audio.device):
+        with full_precision(audio.device):
             recon = F.mse_loss(prediction.float(), target)
             mean, logvar = mean.float(), logvar.float()
             kl_per_dim = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean(dim=0)
@@ -323,7 +321,7 @@ class MelVAE(nn.Module):
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         """Posterior means (batch, latent_dim) of chunks (batch, channels, samples)."""
-        with _evaluating(self), torch.no_grad():
+        with evaluating(self), torch.no_grad():
             mean, _ = self.posterior(self.features(audio.to(self.device)))
         return mean
 
@@ -338,14 +336,14 @@ class MelVAE(nn.Module):
             raise ValueError(
                 f"MelVAE.decode expects latents shaped (batch, {self.latent_dim}), got {tuple(latent.shape)}"
             )
-        with _evaluating(self), torch.no_grad():
+        with evaluating(self), torch.no_grad():
             features = self.decode_features(latent.to(self.device))
             return self.features_to_audio(features)
 
     def features_to_audio(self, features: torch.Tensor) -> torch.Tensor:
         """Audio (batch, channels, chunk_samples) from normalised log-mels (batch, channels * n_mels, frames)."""
         batch = features.shape[0]
-        with torch.no_grad(), _full_precision(features.device):
+        with torch.no_grad(), full_precision(features.device):
             normalised = features.float().clamp(max=MAX_NORMALISED)
             mel = (torch.exp(normalised * LOG_SCALE + LOG_CENTER) - LOG_FLOOR).clamp_min(0.0)
             mel = mel.reshape(batch * self.channels, self.n_mels, self.frames) * self.amplitude_scale
@@ -400,24 +398,6 @@ def peak_limit(audio: torch.Tensor) -> torch.Tensor:
     audio = torch.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
     peak = audio.abs().amax(dim=(1, 2), keepdim=True)
     return audio / peak.clamp_min(1.0)
-
-
-@contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Run with dropout off, then restore the model's training mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _full_precision(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """Leave any autocast region: spectrograms and losses are computed in float32."""
-    if device.type in ("cuda", "cpu"):
-        return torch.autocast(device_type=device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 @hookimpl(trylast=True)

@@ -32,9 +32,7 @@ Settings (all optional) come from the ``[plugins.wave_vae]`` table:
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -47,6 +45,7 @@ from sda_core import hookimpl, plugin_settings
 from sda_core import validators as v
 from sda_core.config import TrainingConfig
 from sda_core.data.chunks import chunk_frames
+from sda_core.training.model import evaluating, full_precision
 
 #: The plugin's name: its entry point, its ``model`` name and its ``[plugins.wave_vae]`` table.
 PLUGIN_NAME = "wave_vae"
@@ -584,7 +583,7 @@ class WaveVAE(nn.Module):
         """Normalised log-magnitudes (batch, channels * bins, frames), in float32."""
         self._check_audio(audio)
         batch = audio.shape[0]
-        with _full_precision(audio.device):
+        with full_precision(audio.device):
             real, imag = self.stft(audio.float().reshape(batch * self.channels, self.chunk_samples))
             magnitude = torch.sqrt(real.square() + imag.square() + 1e-12) / self.amplitude_scale
             normalised = (torch.log(magnitude.clamp_min(LOG_FLOOR)) - LOG_CENTER) / LOG_SCALE
@@ -609,7 +608,7 @@ class WaveVAE(nn.Module):
         mean, logvar = self.posterior(self.features(audio))
         latent = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if self.training else mean
         prediction = self.decoder(latent)
-        with _full_precision(audio.device):
+        with full_precision(audio.device):
             stft, mel = self._loss_transforms(prediction.float(), audio.float())
             recon = stft + mel
             mean, logvar = mean.float(), logvar.float()
@@ -628,7 +627,7 @@ class WaveVAE(nn.Module):
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         """Posterior means (batch, latent_dim) of chunks (batch, channels, samples)."""
-        with _evaluating(self), torch.no_grad():
+        with evaluating(self), torch.no_grad():
             mean, _ = self.posterior(self.features(audio.to(self.device)))
         return mean
 
@@ -639,7 +638,7 @@ class WaveVAE(nn.Module):
             raise ValueError(
                 f"WaveVAE.decode expects latents shaped (batch, {self.latent_dim}), got {tuple(latent.shape)}"
             )
-        with _evaluating(self), torch.no_grad():
+        with evaluating(self), torch.no_grad():
             return finish_audio(self.decoder(latent.to(self.device)))
 
     def reconstruct(self, audio: torch.Tensor) -> torch.Tensor:
@@ -772,22 +771,6 @@ class _LossSpectra(nn.Module):
             stft_total = stft_total + convergence + log_l1
             mel_total = mel_total + mel_l1
         return stft_total / len(self.sizes), mel_total / len(self.sizes)
-
-
-@contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _full_precision(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if device.type in ("cuda", "cpu"):
-        return torch.autocast(device_type=device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 @hookimpl(trylast=True)

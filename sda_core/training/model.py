@@ -9,7 +9,8 @@ any spectrogram transform happens inside the model, on the training device.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -107,3 +108,23 @@ def objective_of(losses: Mapping[str, Any]) -> Any:
     """The value the curves use: ``"objective"`` when the model reports one, else ``"loss"``
     (from the loss tensors or from their float values)."""
     return losses.get(OBJECTIVE_KEY, losses[LOSS_KEY])
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Run a block with the model in eval mode (dropout off), then restore its training mode: what
+    ``encode``, ``decode`` and ``generate`` need when previews call them in the middle of training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def full_precision(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Leave any autocast region on ``device``: spectrograms and loss terms are computed in float32
+    (the engine may run ``loss`` under mixed precision on CUDA)."""
+    if device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
