@@ -15,7 +15,6 @@ It writes ``evaluation.json`` atomically in the run folder. docs/evaluation.md e
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from collections.abc import Callable
@@ -303,9 +302,9 @@ def _generate(
         "generator": torch.Generator(device="cpu").manual_seed(seed),
     }
     if temperature is not None:
-        parameters = inspect.signature(model.generate).parameters
-        takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
-        if "temperature" not in parameters and not takes_any:
+        from sda_core.training.generation import accepts_keyword
+
+        if not accepts_keyword(model.generate, "temperature"):
             raise EvaluationError(f"this run's model ({type(model).__name__}) takes no sampling temperature")
         options["temperature"] = temperature
     with torch.no_grad():
@@ -315,8 +314,9 @@ def _generate(
 
 def _reconstruct(model: Any, originals: np.ndarray, torch: Any) -> np.ndarray:
     """The model's reconstructions of ``originals`` (n, channels, samples), in batches."""
-    parameter = next(iter(model.parameters()), None)
-    device = parameter.device if parameter is not None else "cpu"
+    from sda_core.training.generation import model_device
+
+    device = model_device(model)
     outputs = []
     with torch.no_grad():
         for start in range(0, len(originals), _BATCH):
