@@ -51,7 +51,8 @@ def test_shapes_for_rates_and_channels(sample_rate, channels):
     assert model.generate(2, seconds=0.3).shape == (2, channels, round(0.3 * sample_rate))
     assert model.generate(2, seconds=1.3).shape == (2, channels, round(1.3 * sample_rate))
     losses = model.loss(audio, epoch=1)
-    assert {"loss", "objective", "recon", "stft", "mel", "kl", "kl_nats"} <= set(losses)
+    assert {"loss", "objective", "recon", "stft", "mel", "envelope", "kl", "kl_nats"} <= set(losses)
+    assert torch.allclose(losses["recon"], losses["stft"] + losses["mel"] + losses["envelope"])
     assert all(value.dim() == 0 and torch.isfinite(value) for value in losses.values())
     with pytest.raises(ValueError, match="expects audio"):
         model.encode(torch.zeros(1, channels + 1, model.chunk_samples))
@@ -255,3 +256,30 @@ def test_a_checkpoint_from_before_the_envelope_path_loads():
     with torch.no_grad():
         model.decoder.to_envelope.weight.zero_()
     assert torch.allclose(model.decode(latent), other.decode(latent), atol=1e-6)
+
+
+def test_the_phase_starts_as_each_bins_centre_frequency():
+    """With no deviation the decoder's phase is what a sinusoid at the bin's centre frequency has
+    in each centred STFT frame, so a steady partial needs no learned wrapping."""
+    decoder = WaveVAE.from_config(config()).decoder
+    n_fft, hop = decoder.istft.n_fft, decoder.istft.hop_length
+    bin_index = 40
+    t = torch.arange(decoder.length, dtype=torch.float64)
+    sine = torch.cos(2 * math.pi * bin_index / n_fft * t)
+    spectrum = torch.stft(sine, n_fft, hop, window=torch.hann_window(n_fft, dtype=torch.float64), return_complex=True)
+    inner = slice(n_fft // hop, decoder.frames - n_fft // hop)  # frames away from the reflected edges
+    difference = spectrum[bin_index, inner].angle() - decoder.centre_phase[bin_index, inner].double()
+    assert torch.remainder(difference + math.pi, 2 * math.pi).sub(math.pi).abs().max() < 1e-4
+
+
+def test_a_checkpoint_from_before_the_integrated_phase_decodes_its_phase_directly():
+    model = WaveVAE.from_config(config())
+    state = {key: value for key, value in model.state_dict().items() if not key.endswith("phase_layout")}
+    older = WaveVAE.from_config(config())
+    older.load_state_dict(state)
+    assert model.decoder.integrated_phase and not older.decoder.integrated_phase
+    newer = WaveVAE.from_config(config())
+    newer.load_state_dict(model.state_dict())
+    assert newer.decoder.integrated_phase
+    latent = torch.randn(2, 8)
+    assert torch.allclose(model.decode(latent), newer.decode(latent), atol=1e-6)
