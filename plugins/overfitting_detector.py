@@ -11,6 +11,10 @@ Early stopping (``early_stopping = true``) ends the run when either
 * the model has overfit for ``overfitting_patience + early_stopping_patience // 2`` epochs in a
   row with no new best validation loss during that streak.
 
+Neither rule applies when the validation set has fewer than ``min_validation_chunks`` (8) chunks
+(``MetricsHistory.validation_selects``): the warning still comes, but the loss of so few held-out
+chunks is too noisy to stop by.
+
 Every decision is derived from the run's :class:`~sda_core.config.history.MetricsHistory` alone, which
 is saved in each checkpoint, so the detector's state survives a resume exactly. Whatever ends the
 run, ``best.pt`` holds the weights of the best validation epoch.
@@ -31,14 +35,17 @@ def overfitting_streak_limit(config: TrainingConfig) -> int:
 
 def _history_for(history: MetricsHistory, config: TrainingConfig) -> MetricsHistory:
     """The history judged with the config's threshold and minimum epochs."""
-    if (history.overfitting_threshold, history.min_epochs) == (
+    if (history.overfitting_threshold, history.min_epochs, history.min_validation_chunks) == (
         config.overfitting_threshold,
         config.overfitting_min_epochs,
+        config.min_validation_chunks,
     ):
         return history
     return MetricsHistory(
         overfitting_threshold=config.overfitting_threshold,
         min_epochs=config.overfitting_min_epochs,
+        validation_chunks=history.validation_chunks,
+        min_validation_chunks=config.min_validation_chunks,
         epochs=list(history.epochs),
     )
 
@@ -69,6 +76,12 @@ def sda_check_overfitting(history: MetricsHistory, config: TrainingConfig) -> Ov
 
 def _diagnosis(history: MetricsHistory) -> str:
     """What the gap means now: harmless while validation still improves, memorising once not."""
+    if not history.validation_selects:
+        return (
+            f"the model fits your training files better than the {history.validation_chunks} validation "
+            "chunks, too few to choose a checkpoint by (best.pt follows the latest epoch; check "
+            "the copying figure of `sda evaluate`)"
+        )
     if history.epochs_since_best() == 0:
         return (
             "the model fits your training files faster than it generalises, though the validation "
@@ -97,15 +110,17 @@ def _advice(config: TrainingConfig) -> str:
 
 @hookimpl(trylast=True)
 def sda_should_stop(history: MetricsHistory, config: TrainingConfig) -> str | None:
-    """Stop on a long plateau of the validation loss or persistent overfitting (if enabled)."""
-    if not config.early_stopping or history.best_epoch is None:
+    """Stop on a long plateau of the validation loss or persistent overfitting (if enabled and the
+    validation set is large enough to judge by: ``history.validation_selects``)."""
+    history = _history_for(history, config)
+    if not config.early_stopping or history.best_epoch is None or not history.validation_selects:
         return None
     since_best = history.epochs_since_best()
     if since_best >= config.early_stopping_patience:
         return (
             f"early stop: no improvement in validation loss for {since_best} epochs (best: epoch {history.best_epoch})"
         )
-    streak = _history_for(history, config).consecutive_overfitting_epochs()
+    streak = history.consecutive_overfitting_epochs()
     if streak >= overfitting_streak_limit(config) and since_best >= streak:
         return f"early stop: overfitting for {streak} consecutive epochs (best: epoch {history.best_epoch})"
     return None

@@ -30,11 +30,12 @@ from sda_core.config.events import (
     TrainingCompleteEvent,
     TrainingStartEvent,
 )
+from sda_core.config.history import MIN_VALIDATION_CHUNKS
 
 if TYPE_CHECKING:
     from rich.progress import Progress, Task
 
-    from sda_core.config.history import MetricsHistory
+    from sda_core.config.history import MIN_VALIDATION_CHUNKS, MetricsHistory
 
 #: The name this plugin registers under (and reads its ``[plugins.progress]`` settings from).
 PLUGIN_NAME = "progress"
@@ -199,6 +200,13 @@ class ProgressDisplay:
         else:
             what = f"training {event.run_dir}: epochs {event.start_epoch}-{event.max_epochs}"
         line = f"{what} on {event.device}, {files}, {event.steps_per_epoch} steps per epoch"
+        chunks = event.validation_chunks
+        needed = event.config.get("min_validation_chunks", MIN_VALIDATION_CHUNKS)
+        if chunks is not None and isinstance(needed, int) and 0 < chunks < needed:
+            line += (
+                f"\nnote: {chunks} validation chunk(s) are too few to choose a checkpoint by ({needed} needed, "
+                "min_validation_chunks): best.pt follows the latest epoch and nothing stops early"
+            )
         if mode == _PLAIN:
             self._on_step = self._plain_step
             self._plain(line)

@@ -400,4 +400,40 @@ def test_history_is_json_serialisable_and_small():
         history.record_epoch(epoch(n, val=1.0))
     text = json.dumps(history.to_dict(), allow_nan=False)
     assert "tensor" not in text
-    assert set(json.loads(text)) == {"overfitting_threshold", "min_epochs", "eta_smoothing", "steps", "epochs"}
+    assert set(json.loads(text)) == {
+        "overfitting_threshold",
+        "min_epochs",
+        "eta_smoothing",
+        "validation_chunks",
+        "min_validation_chunks",
+        "steps",
+        "epochs",
+    }
+
+
+def test_too_few_validation_chunks_make_the_latest_validated_epoch_the_best():
+    history = MetricsHistory(validation_chunks=5, min_validation_chunks=8)
+    for n, val in enumerate([3.0, 1.0, 2.0, 2.5], start=1):
+        history.record_epoch(epoch(n, val=val))
+    assert not history.validation_selects
+    assert history.best_epoch == 4 and history.best_val_loss == 2.5 and history.epochs_since_best() == 0
+    history.min_validation_chunks = 5  # enough now: the lowest validation loss chooses again
+    assert history.validation_selects and history.best_epoch == 2
+
+
+def test_histories_without_a_validation_size_choose_by_the_validation_loss():
+    # histories stored before the size was recorded load with it unknown: nothing changes for them
+    history = MetricsHistory()
+    for n, val in enumerate([3.0, 1.0, 2.0], start=1):
+        history.record_epoch(epoch(n, val=val))
+    data = history.to_dict()
+    del data["validation_chunks"], data["min_validation_chunks"]
+    stored = MetricsHistory.from_dict(data)
+    assert stored.validation_chunks is None and stored.validation_selects and stored.best_epoch == 2
+
+
+def test_the_config_sets_the_minimum_of_validation_chunks():
+    history = MetricsHistory.for_config(TrainingConfig(min_validation_chunks=3))
+    assert history.min_validation_chunks == 3
+    with pytest.raises(ConfigError, match="min_validation_chunks"):
+        TrainingConfig(min_validation_chunks=-1)

@@ -55,3 +55,22 @@ def test_early_stop_on_a_plateau_and_on_persistent_overfitting():
 def test_a_healthy_run_never_stops():
     healthy = [(1.0 / n, 1.1 / n) for n in range(1, 30)]
     assert all(sda_should_stop(history(healthy[:n]), CONFIG) is None for n in range(1, 30))
+
+
+def test_too_few_validation_chunks_never_stop_the_run_but_still_warn():
+    plateau = [(1.0, 1.0)] + [(0.5, 1.05)] * 12
+    few = history(plateau)
+    few.validation_chunks = 5
+    assert sda_should_stop(few, CONFIG) is None
+    warning = [w for w in (sda_check_overfitting(history(plateau[:n]), CONFIG) for n in range(1, 6)) if w]
+    assert warning  # the same curve with a large enough validation set warns ...
+    few_warnings = []
+    for n in range(1, len(plateau) + 1):
+        partial = history(plateau[:n])
+        partial.validation_chunks = 5
+        few_warnings.append(sda_check_overfitting(partial, CONFIG))
+    message = next(w for w in few_warnings if w).message  # ... and so does the small one, saying why
+    assert "5 validation chunks, too few to choose a checkpoint by" in message
+    assert sda_should_stop(
+        few, TrainingConfig(overfitting_patience=2, early_stopping_patience=6, min_validation_chunks=5)
+    )

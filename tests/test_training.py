@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 from audio_factory import make_folder, write_sound
 
-from sda_core import Engine, OverfittingWarning, TrainingCompleteEvent, hookimpl
+from sda_core import Engine, OverfittingWarning, TrainingCompleteEvent, TrainingStartEvent, hookimpl
 from sda_core.errors import ConfigError
 from sda_core.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from sda_core.training.trainer import TrainingError
@@ -388,6 +388,7 @@ def scripted_run(data: Path, tmp_path: Path, val_curve, **settings):
         "early_stopping_patience": 6,
         "overfitting_patience": 2,
         "preview_interval": 100,
+        "min_validation_chunks": 0,  # the scripted curve is the judge, whatever the split's size
         **settings,
     }
     result = engine.train(data, tmp_path / "run", overrides, callback=events.append)
@@ -403,6 +404,27 @@ def test_early_stop_fires_on_an_overfitting_run(data: Path, tmp_path: Path):
     assert warnings and warnings[0].consecutive_epochs == 2
     best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
     assert best["epoch"] == 4
+
+
+def test_too_few_validation_chunks_neither_choose_best_nor_stop(data: Path, tmp_path: Path):
+    # the same overfitting curve, judged with the default minimum of 8 validation chunks: this
+    # split holds out fewer, so the run goes on, best.pt follows the latest epoch, and it says so
+    result, events = scripted_run(
+        data,
+        tmp_path,
+        lambda epoch: 1.0 / min(epoch, 4) + 0.3 * max(0, epoch - 4),
+        max_epochs=12,
+        min_validation_chunks=8,
+    )
+    start = next(event for event in events if isinstance(event, TrainingStartEvent))
+    assert 0 < start.validation_chunks < 8
+    assert result.reason == "max_epochs" and result.epochs_completed == 12
+    assert result.best_epoch == 12
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 12
+    warnings = [event for event in events if isinstance(event, OverfittingWarning)]
+    assert warnings and "too few to choose a checkpoint by" in warnings[0].message
+    stored = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert stored["validation_chunks"] == start.validation_chunks and stored["min_validation_chunks"] == 8
 
 
 def test_early_stop_does_not_fire_on_a_healthy_run(data: Path, tmp_path: Path):

@@ -69,6 +69,8 @@ class TrainingStartEvent:
         config: the resolved TrainingConfig as a dict.
         train_files: number of training files.
         validation_files: number of validation files.
+        validation_chunks: chunks in the validation set; below ``MIN_VALIDATION_CHUNKS`` (8) the
+            validation loss neither chooses best.pt nor stops the run early (None: not given).
         start_epoch: first epoch that will run (1 for a fresh run, later on resume).
         max_epochs: last epoch the run may reach.
         steps_per_epoch: optimiser steps per epoch.
@@ -84,6 +86,7 @@ class TrainingStartEvent:
     config: dict[str, Any] = attrs.field(factory=dict, converter=_config_dict)
     train_files: int = attrs.field(default=0, validator=v.integer(0))
     validation_files: int = attrs.field(default=0, validator=v.integer(0))
+    validation_chunks: int | None = attrs.field(default=None, validator=v.integer(0, optional=True))
     start_epoch: int = attrs.field(default=1, validator=v.integer(1))
     max_epochs: int = attrs.field(default=1, validator=v.integer(1))
     steps_per_epoch: int = attrs.field(default=0, validator=v.integer(0))

@@ -17,6 +17,14 @@ from sda_core.config.training_config import TrainingConfig
 from sda_core.errors import ConfigError
 from sda_core.serialization import from_stored, to_jsonable
 
+#: Default of ``TrainingConfig.min_validation_chunks``: the fewest validation chunks whose loss may
+#: choose the best checkpoint and stop a run early. Below it (a handful of short files held out)
+#: the validation loss is one or two sounds unlike the training set, and its epoch-to-epoch noise
+#: picked checkpoints from the first hundred steps: on the built-in demo set (5 validation chunks)
+#: early stopping ended a run at epoch 16 with best.pt at epoch 9, whose sounds were drones
+#: (1-NN accuracy 1.00 against the training chunks).
+MIN_VALIDATION_CHUNKS = 8
+
 
 def _increasing_steps(_instance: Any, attribute: Any, steps: list[StepMetrics]) -> None:
     for index, metrics in enumerate(steps):
@@ -46,6 +54,12 @@ class MetricsHistory:
         overfitting_threshold: relative gap (val - train) / train above which an epoch overfits.
         min_epochs: no epoch before this one is flagged as overfitting (early epochs are noisy).
         eta_smoothing: weight of the newest epoch in the smoothed epoch duration (0 < a <= 1).
+        validation_chunks: chunks in the run's validation set (None: not recorded, as in
+            histories written before it was). With fewer than ``min_validation_chunks`` the
+            validation loss is still recorded and judged for overfitting, but it does not choose:
+            the best epoch is the latest validated one and nothing stops early on it
+            (:attr:`validation_selects`).
+        min_validation_chunks: the config's ``min_validation_chunks``.
         steps: every recorded StepMetrics, in step order.
         epochs: every recorded EpochMetrics, in epoch order.
     """
@@ -53,13 +67,19 @@ class MetricsHistory:
     overfitting_threshold: float = attrs.field(default=0.20, validator=v.number(0.0, exclusive_minimum=True))
     min_epochs: int = attrs.field(default=3, validator=v.integer(1))
     eta_smoothing: float = attrs.field(default=0.3, validator=v.number(0.0, 1.0, exclusive_minimum=True))
+    validation_chunks: int | None = attrs.field(default=None, validator=v.integer(0, optional=True))
+    min_validation_chunks: int = attrs.field(default=MIN_VALIDATION_CHUNKS, validator=v.integer(0))
     steps: list[StepMetrics] = attrs.field(factory=list, converter=list, validator=_increasing_steps)
     epochs: list[EpochMetrics] = attrs.field(factory=list, converter=list, validator=_contiguous_epochs)
 
     @classmethod
     def for_config(cls, config: TrainingConfig) -> "MetricsHistory":
         """An empty history using the config's overfitting threshold and minimum epochs."""
-        return cls(overfitting_threshold=config.overfitting_threshold, min_epochs=config.overfitting_min_epochs)
+        return cls(
+            overfitting_threshold=config.overfitting_threshold,
+            min_epochs=config.overfitting_min_epochs,
+            min_validation_chunks=config.min_validation_chunks,
+        )
 
     # -- recording -------------------------------------------------------------------------
 
@@ -137,8 +157,16 @@ class MetricsHistory:
         return count
 
     @property
+    def validation_selects(self) -> bool:
+        """Whether the validation loss chooses the best epoch and may stop the run early: it has at
+        least ``min_validation_chunks`` chunks (or its size was not recorded)."""
+        return self.validation_chunks is None or self.validation_chunks >= self.min_validation_chunks
+
+    @property
     def best_epoch(self) -> int | None:
-        """Epoch with the lowest validation loss (the earliest on ties); None without validation."""
+        """Epoch with the lowest validation loss (the earliest on ties), or the latest validated
+        epoch when the validation set is too small to choose (:attr:`validation_selects`); None
+        without validation."""
         best = self._best()
         return None if best is None else best.epoch
 
@@ -207,6 +235,8 @@ class MetricsHistory:
 
     def _best(self) -> EpochMetrics | None:
         validated = [m for m in self.epochs if m.val_loss is not None]
+        if validated and not self.validation_selects:
+            return validated[-1]
         return min(validated, key=lambda m: (m.val_loss, m.epoch)) if validated else None
 
     def _steps_after(self, epoch: int) -> list[StepMetrics]:

@@ -145,6 +145,12 @@ class TrainingConfig:
         overfitting_patience: consecutive overfitting epochs before a warning is emitted.
         early_stopping: stop when overfitting persists or validation stops improving.
         early_stopping_patience: epochs without a new best validation loss before stopping.
+        min_validation_chunks: the fewest validation chunks whose loss chooses best.pt and may stop
+            the run early; with fewer, best.pt follows the latest epoch, nothing stops early on the
+            validation loss and the overfitting warning still comes (0: always choose by it).
+        ema_decay: per-step decay of the exponential moving average of the weights that a run
+            validates, previews, samples from and saves as ``checkpoint["model"]`` (warmed up over
+            the first steps; see ``sda_core.training.averaging``); 0 uses the trained weights.
         preview_interval: epochs between previews; None means the effective default.
         samples_per_epoch: training items per epoch; None means one pass over the chunks.
         num_workers: DataLoader worker processes; None sizes them to the machine.
@@ -177,6 +183,8 @@ class TrainingConfig:
     overfitting_patience: int = attrs.field(default=3, validator=v.integer(1))
     early_stopping: bool = attrs.field(default=True, validator=v.instance_of(bool, "true or false"))
     early_stopping_patience: int = attrs.field(default=15, validator=v.integer(1))
+    min_validation_chunks: int = attrs.field(default=8, validator=v.integer(0))
+    ema_decay: float = attrs.field(default=0.99, validator=v.number(0.0, 1.0, exclusive_maximum=True))
     preview_interval: int | None = attrs.field(
         default=None, converter=v.auto_is_none, validator=v.integer(1, optional=True)
     )

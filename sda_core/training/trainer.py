@@ -42,6 +42,7 @@ from sda_core.data.splits import reconcile_split
 from sda_core.errors import ConfigError, DatasetError, TrainingError
 from sda_core.hooks.facade import Hooks, as_hooks
 from sda_core.serialization import to_jsonable
+from sda_core.training.averaging import WeightAverage
 from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from sda_core.training.model import LOSS_KEY, SAMPLER_FIT_CHUNKS, SamplerFitting, objective_of
 from sda_core.training.run_folder import RunLock, RunPaths, default_run_dir, prepare_run_folder
@@ -138,9 +139,10 @@ def resume_config(saved: Mapping[str, Any], overrides: Mapping[str, Any] | None)
 
 def checkpoint_space(paths: RunPaths, parameter_bytes: int) -> int:
     """Free bytes a run's checkpoints need at their peak: last.pt, best.pt and the temporary file
-    of the one being written (each holds the weights and AdamW's two moments: three times the
-    parameters), less the existing checkpoints they replace, plus 16 MB for previews and JSON."""
-    checkpoint = 3 * parameter_bytes + 2**20
+    of the one being written (each holds the weights, their average and AdamW's two moments: four
+    times the parameters), less the existing checkpoints they replace, plus 16 MB for previews and
+    JSON."""
+    checkpoint = 4 * parameter_bytes + 2**20
     existing = sum(path.stat().st_size for path in (paths.last, paths.best) if path.is_file())
     return max(3 * checkpoint - existing, checkpoint) + 16 * 2**20
 
@@ -256,6 +258,9 @@ class Trainer:
         # it, so a seed gives one run (a resumed run restores the generator from its checkpoint)
         torch.manual_seed(config.seed)
         train_loader, val_loader, split = create_data_loaders(summary, config, self.hooks, split=split, device=device)
+        # whether the validation loss chooses best.pt (also after a resume, with the resumed config)
+        history.validation_chunks = len(val_loader.dataset)
+        history.min_validation_chunks = config.min_validation_chunks
         model = self.hooks.make_model(config, check=True)
         model = model.to(device)
         parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -273,7 +278,9 @@ class Trainer:
         )
         amp = _Precision(device)
         if state is not None:
-            model.load_state_dict(state["model"])
+            # "model" holds the averaged weights (what generation uses), "training_model" the
+            # trained ones; a checkpoint without the latter (ema_decay = 0, or an older run) has one
+            model.load_state_dict(state.get("training_model", state["model"]))
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             amp.load_state_dict(state.get("scaler"))
@@ -284,6 +291,9 @@ class Trainer:
             self._write_run_files(config, summary, split)
             initial_val_loss = self._validate(model, val_loader, epoch=1, amp=amp)[0]
             step = 0
+        average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
+        if average is not None and state is not None:
+            average.model.load_state_dict(state["model"])
         start_epoch = history.last_epoch + 1
         references = _references(val_loader.dataset, train_loader.dataset)
         run = _RunState(
@@ -291,6 +301,7 @@ class Trainer:
             split=split,
             history=history,
             model=model,
+            average=average,
             optimizer=optimizer,
             scheduler=scheduler,
             amp=amp,
@@ -306,6 +317,7 @@ class Trainer:
                 config=config.to_dict(),
                 train_files=len(split.train),
                 validation_files=len(split.validation),
+                validation_chunks=history.validation_chunks,
                 start_epoch=min(start_epoch, config.max_epochs),
                 max_epochs=config.max_epochs,
                 steps_per_epoch=steps_per_epoch,
@@ -435,6 +447,8 @@ class Trainer:
             run.amp.step(run.optimizer)
             run.scheduler.step()
             run.step += 1
+            if run.average is not None:
+                run.average.update(model, run.step)
             values = {key: float(value.detach()) for key, value in losses.items()}
             objective = objective_of(values)
             totals.add(objective, values, len(batch))
@@ -462,7 +476,7 @@ class Trainer:
         if epoch < run.config.max_epochs:  # workers prefetch the next epoch while this one validates
             run.next_batches = _epoch_batches(train_loader, epoch + 1)
         val_started = time.perf_counter()
-        val_loss, val_losses = self._validate(model, val_loader, epoch=epoch, amp=run.amp)
+        val_loss, val_losses = self._validate(run.inference_model, val_loader, epoch=epoch, amp=run.amp)
         now = time.perf_counter()
         metrics = EpochMetrics(
             epoch=epoch,
@@ -532,7 +546,7 @@ class Trainer:
         """Hand a model with ``fit_sampler`` (:class:`sda_core.training.model.SamplerFitting`) the posterior
         means of the unaugmented training chunks (epoch 0's grid, at most SAMPLER_FIT_CHUNKS evenly
         spread), read once through the dataset provider and kept in memory for the run."""
-        model = run.model
+        model = run.inference_model
         if not isinstance(model, SamplerFitting):
             return
         if run.fit_chunks is None:
@@ -553,10 +567,11 @@ class Trainer:
     def _preview(self, run: "_RunState", epoch: int, references: torch.Tensor) -> None:
         directory = self.paths.previews / f"epoch_{epoch:04d}"
         directory.mkdir(parents=True, exist_ok=True)
-        model = run.model
+        model = run.inference_model
+        was_training = model.training
         model.eval()
         event = self.hooks.render_previews(model, run.config, epoch, str(directory), references)
-        model.train()
+        model.train(was_training)
         if event is not None:
             self.hooks.emit(event)
 
@@ -591,7 +606,7 @@ class Trainer:
 
     def _save(self, run: "_RunState", path: Path) -> None:
         state = {
-            "model": run.model.state_dict(),
+            "model": run.inference_model.state_dict(),
             "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(),
             "scaler": run.amp.state_dict(),
@@ -604,6 +619,8 @@ class Trainer:
             "initial_val_loss": run.initial_val_loss,
             "model_class": f"{type(run.model).__module__}.{type(run.model).__qualname__}",
         }
+        if run.average is not None:
+            state["training_model"] = run.model.state_dict()
         with _writing(path):
             save_checkpoint(path, state)
 
@@ -641,6 +658,7 @@ class _RunState:
     split: FileSplit
     history: MetricsHistory
     model: Any
+    average: WeightAverage | None
     optimizer: Any
     scheduler: Any
     amp: "_Precision"
@@ -650,6 +668,12 @@ class _RunState:
     train_files: tuple = ()
     root: str = ""
     fit_chunks: Any = None  # the unaugmented training chunks handed to fit_sampler, read once
+
+    @property
+    def inference_model(self) -> Any:
+        """The weights a run validates, previews, fits its sampler on and saves as "model": the
+        average (``ema_decay`` > 0), else the trained model."""
+        return self.model if self.average is None else self.average.model
 
 
 def _inside(path: Path, folder: Path) -> bool:
