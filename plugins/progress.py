@@ -473,7 +473,8 @@ class ProgressDisplay:
         if event.val_loss is None or (self._best_val is not None and event.val_loss >= self._best_val):
             return False
         self._best_val, self._best_epoch = event.val_loss, event.epoch
-        return True
+        # too few validation chunks to choose by: best.pt follows every epoch, so no marker
+        return history is None or history.validation_selects
 
     def _reset_run_state(self) -> None:
         self._on_step = self._ignore

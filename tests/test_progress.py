@@ -569,3 +569,26 @@ def test_measure_the_cost_of_sda_on_step(mode, terminal, record_property):
     assert not display.live and per_call > 0
     record_property(f"sda_on_step_{mode}_us", round(per_call * 1e6, 3))
     print(f"\nProgressDisplay.sda_on_step ({mode}): {per_call * 1e6:.2f} us per call")
+
+
+def test_too_few_validation_chunks_are_named_at_the_start_and_mark_no_best():
+    console, buffer = make_console(terminal=False)
+    engine = make_engine(ProgressDisplay(console=console))
+    engine.emit(
+        TrainingStartEvent(
+            run_dir="runs/demo",
+            config={"min_validation_chunks": 8},
+            train_files=8,
+            validation_files=2,
+            validation_chunks=3,
+            max_epochs=10,
+            steps_per_epoch=4,
+        )
+    )
+    history = MetricsHistory(validation_chunks=3)
+    for epoch, val in ((1, 1.0), (2, 0.5)):
+        history.record_epoch(EpochMetrics(epoch=epoch, train_loss=1.0, val_loss=val))
+        engine.emit(history.epochs[-1], history=history)
+    text = strip_ansi(buffer.getvalue())
+    assert "note: 3 validation chunk(s) are too few to choose a checkpoint by (8 needed" in text
+    assert not any(line.endswith("* best") for line in epoch_lines(text))
