@@ -147,7 +147,7 @@ def test_a_checkpoint_measured_on_disk_fits_the_estimate(data: Path, tmp_path: P
     model = engine.make_model(__import__("sda_core").TrainingConfig(sample_rate=8000))
     parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     size = (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_size
-    assert size <= 3 * parameter_bytes + 2**20
+    assert size <= 4 * parameter_bytes + 2**20  # the weights, their average and the AdamW moments
 
 
 # -- writes that fail midway ------------------------------------------------------------------
