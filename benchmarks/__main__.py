@@ -24,6 +24,7 @@ BENCHMARKS = {
     "loader": "benchmarks.bench_loader",
     "quality": "benchmarks.bench_quality",
     "read": "benchmarks.bench_read",
+    "resample": "benchmarks.bench_resample",
     "scan": "benchmarks.bench_scan",
     "training": "benchmarks.bench_training",
 }

@@ -61,7 +61,10 @@ def expected_slice(reference: np.ndarray, start: int, frames: int) -> np.ndarray
 
 
 def torchaudio_resample(planar: np.ndarray, source: int, target: int) -> np.ndarray:
-    return torchaudio.functional.resample(torch.from_numpy(planar), source, target).numpy()
+    """Whole-file resampling by torchaudio with the reader's filter: the reference for chunk reads."""
+    return torchaudio.functional.resample(
+        torch.from_numpy(planar), source, target, **resampling.RESAMPLE_OPTIONS
+    ).numpy()
 
 
 def mp3_or_skip(path: Path, data: np.ndarray, rate: int) -> Path:
@@ -194,6 +197,39 @@ def test_rates_with_huge_kernels_use_the_direct_sinc(resampling_files, monkeypat
         resampling._plan.cache_clear()
 
 
+def array_reader(data: np.ndarray) -> resampling.Reader:
+    """A segment reader over ``(frames, C)`` float32 rows, zero-padded outside them."""
+
+    def read(first: int, count: int) -> tuple[np.ndarray, None]:
+        rows = np.zeros((count, data.shape[1]), dtype=np.float32)
+        low, high = max(first, 0), min(first + count, len(data))
+        if high > low:
+            rows[low - first : high - first] = data[low:high]
+        return rows, None
+
+    return read
+
+
+@pytest.mark.parametrize("kernel_taps", [resampling._MAX_KERNEL_TAPS, 0])  # polyphase kernel, direct sinc
+def test_segment_takes_other_filters(monkeypatch: pytest.MonkeyPatch, kernel_taps: int) -> None:
+    """``options={}`` is torchaudio's default Hann-windowed sinc, on either path (the benchmark's baseline)."""
+    monkeypatch.setattr(resampling, "_MAX_KERNEL_TAPS", kernel_taps)
+    resampling._plan.cache_clear()
+    try:
+        data = signal(48000, 1, 48000, seed=3)
+        reference = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(data.T)), 48000, TARGET)
+        length = resampled_length(len(data), 48000, TARGET)
+        for start in (-40, 3000, length - 500):
+            out = resampling.segment(array_reader(data), len(data), 48000, start, 1000, TARGET, 1, options={})
+            np.testing.assert_allclose(out, expected_slice(reference.numpy(), start, 1000), atol=1e-4, rtol=0)
+        kaiser = resampling.segment(array_reader(data), len(data), 48000, 3000, 1000, TARGET, 1)
+        assert np.abs(kaiser - reference.numpy()[:, 3000:4000]).max() > 1e-3  # a different filter
+    finally:
+        resampling._plan.cache_clear()
+    with pytest.raises(ValueError, match="unknown resampling options"):
+        resampling.segment(array_reader(data), len(data), 48000, 0, 10, TARGET, 1, options={"width": 3})
+
+
 def test_an_awkward_rate_pair_works_without_a_giant_kernel(tmp_path: Path) -> None:
     # 44056 -> 22050 reduces to 22028:11025: the polyphase kernel would hold ~243 million taps.
     tone = (0.5 * np.sin(2 * np.pi * 110.0 * np.arange(44056) / 44056)).astype(np.float32)[:, None]
@@ -212,8 +248,63 @@ def test_resampling_kernels_are_cached_per_pair_of_rates() -> None:
     assert resampling._plan(48000, TARGET) is resampling._plan(48000, TARGET)
     plan = resampling._plan(48000, TARGET)
     assert (plan.down, plan.up) == (320, 147)
-    expected = torchaudio.transforms.Resample(48000, TARGET)
+    expected = torchaudio.transforms.Resample(48000, TARGET, **resampling.RESAMPLE_OPTIONS)
     torch.testing.assert_close(plan.kernel, expected.kernel)
+
+
+# --------------------------------------------------------------------------------- frequency response
+
+
+def tone_file(folder: Path, rate: int, frequency: float, amplitude: float = 0.5, seconds: float = 1.0) -> Path:
+    """A mono float WAV of one sine tone."""
+    t = np.arange(int(rate * seconds)) / rate
+    data = (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)[:, None]
+    return write(folder / f"tone-{rate}-{frequency:.1f}.wav", data, rate, "FLOAT")
+
+
+def fit_tone(audio: np.ndarray, frequency: float, rate: int) -> tuple[float, np.ndarray]:
+    """Amplitude of the ``frequency`` component (least squares) and what is left without it."""
+    phase = 2 * np.pi * frequency / rate * np.arange(audio.size)
+    basis = np.stack([np.sin(phase), np.cos(phase)], axis=1)
+    coefficients, *_ = np.linalg.lstsq(basis, audio.astype(np.float64), rcond=None)
+    return float(np.hypot(*coefficients)), audio - basis @ coefficients
+
+
+def decibels(ratio: float) -> float:
+    return 20 * np.log10(max(ratio, 1e-12))
+
+
+def middle_of_a_read(path: Path, target_rate: int) -> np.ndarray:
+    """Half a second from the middle of a 1 s file, read as a training chunk (away from the file's edges)."""
+    return read_segment(path, target_rate // 4, target_rate // 2, target_rate=target_rate, channels=1)[0]
+
+
+DOWNSAMPLING = ((44100, 22050), (48000, 22050), (22050, 16000))
+
+
+@pytest.mark.parametrize(("source", "target"), DOWNSAMPLING)
+@pytest.mark.parametrize("multiple", [1.05, 1.1, 1.25, 1.5, 1.9])
+def test_tones_above_the_new_nyquist_do_not_fold_back(tmp_path: Path, source: int, target: int, multiple: float):
+    frequency = multiple * target / 2
+    if frequency >= source / 2:
+        pytest.skip("not representable at the source rate")
+    amplitude = 0.5
+    out = middle_of_a_read(tone_file(tmp_path, source, frequency, amplitude), target)
+    # Whatever comes out is aliasing (it folds to target - frequency): all of it must be <= -60 dB.
+    rms = float(np.sqrt(np.mean(out.astype(np.float64) ** 2)))
+    assert decibels(rms / (amplitude / np.sqrt(2))) <= -60.0
+
+
+@pytest.mark.parametrize(("source", "target"), (*DOWNSAMPLING, (16000, 22050)))
+@pytest.mark.parametrize("multiple", [0.5, 0.8, 0.9])
+def test_the_pass_band_keeps_its_level(tmp_path: Path, source: int, target: int, multiple: float):
+    frequency = multiple * min(source, target) / 2
+    amplitude = 0.5
+    out = middle_of_a_read(tone_file(tmp_path, source, frequency, amplitude), target)
+    level, rest = fit_tone(out, frequency, target)
+    assert abs(decibels(level / amplitude)) <= 0.5
+    # Nothing else comes out: no alias, and when upsampling no image at source - frequency.
+    assert decibels(float(np.sqrt(np.mean(rest**2))) / (amplitude / np.sqrt(2))) <= -60.0
 
 
 # --------------------------------------------------------------------------------- padding

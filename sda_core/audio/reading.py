@@ -4,8 +4,8 @@
 with soundfile, seeks, and reads only the source frames the chunk needs (plus the few frames of
 context the resampling filter needs on each side), so one second of a one-hour WAV, FLAC or Ogg
 file costs about as much as one second of a one-second file. The result is resampled to the
-configured rate (:mod:`sda_core.audio.resampling`: torchaudio's windowed-sinc kernel, built once
-per pair of rates and process), mapped to the configured channel count and returned as a
+configured rate (:mod:`sda_core.audio.resampling`: torchaudio's Kaiser-windowed sinc kernel, built
+once per pair of rates and process), mapped to the configured channel count and returned as a
 C-contiguous float32 array ``(channels, frames)``. :func:`read_file` reads a whole file the same way.
 
 Formats that cannot seek cheaply
@@ -194,7 +194,8 @@ def read_segment(
 
     Only the source frames the segment needs are read (seek + read), plus the resampling filter's
     context on each side. The result equals the same frames of the whole file resampled with
-    ``torchaudio.functional.resample`` (default settings) and channel-mapped.
+    ``torchaudio.functional.resample(..., **resampling.RESAMPLE_OPTIONS)`` (a Kaiser-windowed sinc that
+    keeps aliases at or below -60 dB; see :mod:`sda_core.audio.resampling`) and channel-mapped.
 
     Args:
         path: the audio file.
@@ -262,8 +263,8 @@ def read_file(
 
     For small in-memory caches and previews. ``frames`` is ``ceil(decoded * target / source)``,
     where ``decoded`` is what the file really holds (which can be less than its header claims). The
-    result equals ``torchaudio.functional.resample`` of the decoded audio. MP3 files are decoded
-    directly (no decode cache: the whole file is wanted once).
+    result equals ``torchaudio.functional.resample(..., **RESAMPLE_OPTIONS)`` of the decoded audio.
+    MP3 files are decoded directly (no decode cache: the whole file is wanted once).
 
     Raises:
         AudioReadError: as :func:`read_segment`.
