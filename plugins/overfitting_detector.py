@@ -11,6 +11,10 @@ Early stopping (``early_stopping = true``) ends the run when either
 * the model has overfit for ``overfitting_patience + early_stopping_patience // 2`` epochs in a
   row with no new best validation loss during that streak.
 
+Both count from ``early_stopping_from`` (half) of ``max_epochs`` on
+(:func:`early_stopping_start_epoch`): before that the learning rate is near its peak and the
+validation loss swings, so no run stops in its first half.
+
 Neither rule applies when the validation set has fewer than ``min_validation_chunks`` (8) chunks
 (``MetricsHistory.validation_selects``): the warning still comes, but the loss of so few held-out
 chunks is too noisy to stop by.
@@ -22,6 +26,8 @@ run, ``best.pt`` holds the weights of the best validation epoch.
 
 from __future__ import annotations
 
+import math
+
 from sda_core import hookimpl
 from sda_core.config import TrainingConfig
 from sda_core.config.events import OverfittingWarning
@@ -31,6 +37,19 @@ from sda_core.config.history import MetricsHistory
 def overfitting_streak_limit(config: TrainingConfig) -> int:
     """Consecutive overfitting epochs (without a new best) after which early stopping stops."""
     return config.overfitting_patience + config.early_stopping_patience // 2
+
+
+def early_stopping_start_epoch(config: TrainingConfig) -> int:
+    """The first epoch that early stopping's patience and overfitting streaks count:
+    ``early_stopping_from`` of ``max_epochs`` (at least 1).
+
+    Measured on the 36 real sounds (wave_vae, 150 epochs, warm-up-cosine learning rate, averaged
+    weights): the validation loss reached 6.52 at epoch 50, swung between 7.2 and 10.2 while the
+    learning rate stayed above 80% of its peak, and improved again only from epoch 86 (learning
+    rate 48% of the peak) to 6.15 by epoch 93; counting from epoch 1, early stopping had ended
+    that run at epoch 64 with best.pt at epoch 50 (1-NN accuracy 0.93, reconstruction 3.00).
+    """
+    return max(1, math.ceil(config.max_epochs * config.early_stopping_from))
 
 
 def _history_for(history: MetricsHistory, config: TrainingConfig) -> MetricsHistory:
@@ -116,11 +135,14 @@ def sda_should_stop(history: MetricsHistory, config: TrainingConfig) -> str | No
     if not config.early_stopping or history.best_epoch is None or not history.validation_selects:
         return None
     since_best = history.epochs_since_best()
-    if since_best >= config.early_stopping_patience:
+    # patience and streaks count from the start epoch on: before it the learning rate is near its
+    # peak and the validation loss swings (see early_stopping_start_epoch)
+    counted = history.last_epoch - max(history.best_epoch, early_stopping_start_epoch(config) - 1)
+    if counted >= config.early_stopping_patience:
         return (
             f"early stop: no improvement in validation loss for {since_best} epochs (best: epoch {history.best_epoch})"
         )
-    streak = history.consecutive_overfitting_epochs()
+    streak = min(history.consecutive_overfitting_epochs(), max(0, counted))
     if streak >= overfitting_streak_limit(config) and since_best >= streak:
         return f"early stop: overfitting for {streak} consecutive epochs (best: epoch {history.best_epoch})"
     return None

@@ -389,6 +389,7 @@ def scripted_run(data: Path, tmp_path: Path, val_curve, **settings):
         "overfitting_patience": 2,
         "preview_interval": 100,
         "min_validation_chunks": 0,  # the scripted curve is the judge, whatever the split's size
+        "early_stopping_from": 0,  # and it judges from the first epoch
         **settings,
     }
     result = engine.train(data, tmp_path / "run", overrides, callback=events.append)

@@ -145,6 +145,9 @@ class TrainingConfig:
         overfitting_patience: consecutive overfitting epochs before a warning is emitted.
         early_stopping: stop when overfitting persists or validation stops improving.
         early_stopping_patience: epochs without a new best validation loss before stopping.
+        early_stopping_from: the fraction of ``max_epochs`` from which early stopping counts its
+            patience and overfitting streaks (0: from the first epoch); before it the learning
+            rate is near its peak and the validation loss swings.
         min_validation_chunks: the fewest validation chunks whose loss chooses best.pt and may stop
             the run early; with fewer, best.pt follows the latest epoch, nothing stops early on the
             validation loss and the overfitting warning still comes (0: always choose by it).
@@ -183,6 +186,7 @@ class TrainingConfig:
     overfitting_patience: int = attrs.field(default=3, validator=v.integer(1))
     early_stopping: bool = attrs.field(default=True, validator=v.instance_of(bool, "true or false"))
     early_stopping_patience: int = attrs.field(default=15, validator=v.integer(1))
+    early_stopping_from: float = attrs.field(default=0.5, validator=v.number(0.0, 1.0, exclusive_maximum=True))
     min_validation_chunks: int = attrs.field(default=8, validator=v.integer(0))
     ema_decay: float = attrs.field(default=0.99, validator=v.number(0.0, 1.0, exclusive_maximum=True))
     preview_interval: int | None = attrs.field(
