@@ -10,8 +10,11 @@ shift      small time shift, circular or zero-filled (+-0.1 s)          0.3
 filter     one of: 2nd-order low-pass, high-pass, or spectral tilt      0.3
 gain       gain (+-6 dB)                                                0.5
 polarity   polarity flip                                                0.5
-noise      white or pink noise at an SNR of 20 to 40 dB                 0.3
+noise      white or pink noise at an SNR of 20 to 40 dB (off by default) 0.3
 ========== ============================================================ ===========
+
+``noise`` is off unless ``enabled`` names it: a generative model reconstructs its augmented
+chunks, so it learns to make the noise floor it was shown (see :data:`DEFAULT_ENABLED`).
 
 Every range is the full-strength range scaled by ``config.augmentation_strength`` (0 turns the
 plugin off), so the adaptive presets scale them too: CONSERVATIVE (strength 1.0) augments most,
@@ -19,7 +22,7 @@ BALANCED 0.7, AGGRESSIVE 0.4. The probabilities do not scale.
 
 Settings, in ``[plugins.augmentations]`` of sda.toml (or ``--set plugins.augmentations.KEY=...``)::
 
-    enabled = ["gain", "noise", "filter"]      # a subset of the names above (default: all)
+    enabled = ["gain", "noise", "filter"]      # a subset of the names above (default: all but noise)
     noise_colors = ["white", "pink"]           # which noise colours may be drawn
     filter_modes = ["lowpass", "highpass", "tilt"]
     shift_mode = "circular"                    # or "zero" (zero-filled)
@@ -61,6 +64,13 @@ if TYPE_CHECKING:  # numpy is imported where a transform runs: loading the plugi
 PLUGIN_NAME = "augmentations"
 #: Transform names, in the order they are applied.
 TRANSFORM_NAMES = ("speed", "shift", "filter", "gain", "polarity", "noise")
+#: The transforms used unless ``enabled`` says otherwise: all but ``noise``. Measured with the
+#: wave_vae default (``sda evaluate``, 64 sounds): on the 36 real sounds, training without the noise
+#: transform gave resemblance 0.01 (with it 0.05), 1-NN accuracy 0.79 (0.85), reconstruction 2.44
+#: (2.85); on the demo set, two seeds, reconstruction 3.20 and 3.27 (4.07 and 4.21) and 1-NN 0.83
+#: and 0.92 (0.89 and 0.94), diversity 0.51 and 0.52 (0.76 and 0.77): the samples of a model shown
+#: noisy chunks carry broadband noise up to Nyquist where the data is silent.
+DEFAULT_ENABLED = ("speed", "shift", "filter", "gain", "polarity")
 #: The probability of each transform, applied to a chunk the pipeline augments.
 DEFAULT_PROBABILITIES = {"speed": 0.3, "shift": 0.3, "filter": 0.3, "gain": 0.5, "polarity": 0.5, "noise": 0.3}
 NOISE_COLORS = ("white", "pink")
@@ -606,7 +616,8 @@ class AugmentationSettings:
     """The ``[plugins.augmentations]`` table, read through :func:`sda_core.plugin_settings`.
 
     Attributes:
-        enabled: the transforms to use (a list of names from :data:`TRANSFORM_NAMES`; empty: none).
+        enabled: the transforms to use (a list of names from :data:`TRANSFORM_NAMES`; empty: none;
+            default :data:`DEFAULT_ENABLED`, all but ``noise``).
         probability: each transform's probability, from :data:`DEFAULT_PROBABILITIES`.
         noise_colors: the noise colours drawn from (``white``, ``pink``; at least one).
         filter_modes: the filters drawn from (``lowpass``, ``highpass``, ``tilt``; at least one).
@@ -614,7 +625,7 @@ class AugmentationSettings:
     """
 
     enabled: Any = attrs.field(  # a name or a list of names; a tuple of names once converted
-        default=TRANSFORM_NAMES,
+        default=DEFAULT_ENABLED,
         converter=_names_in(TRANSFORM_NAMES),
         validator=_names_from(TRANSFORM_NAMES, empty_ok=True),
     )

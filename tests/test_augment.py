@@ -6,6 +6,7 @@ import math
 import pickle
 from dataclasses import dataclass
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -33,7 +34,11 @@ def full_pipeline(
     strength: float = 1.0, sample_rate: int = SR, probability: float = 1.0, **kwargs
 ) -> AugmentationPipeline:
     """Every reference transform, each always applied (to the chunks the pipeline augments)."""
-    config = TrainingConfig(augmentation_strength=strength, sample_rate=sample_rate)
+    config = TrainingConfig(
+        augmentation_strength=strength,
+        sample_rate=sample_rate,
+        plugins={"augmentations": {"enabled": list(ref.TRANSFORM_NAMES)}},
+    )
     return AugmentationPipeline(
         always(ref.reference_transforms(config)), probability=probability, sample_rate=sample_rate, **kwargs
     )
@@ -327,7 +332,8 @@ def test_items_are_identical_with_zero_and_two_workers():
 
 
 def _ranges(config: TrainingConfig) -> dict[str, float]:
-    t = {x.name: x for x in ref.reference_transforms(config)}
+    every = attrs.evolve(config, plugins={"augmentations": {"enabled": list(ref.TRANSFORM_NAMES)}})
+    t = {x.name: x for x in ref.reference_transforms(every)}
     return {
         "gain": t["gain"].max_db,
         "noise": -t["noise"].min_snr_db,
@@ -372,7 +378,7 @@ def test_a_real_engine_collects_the_reference_transforms():
     engine = Engine()
     assert "augmentations" in {info.name for info in engine.plugin_infos()}
     pipeline = AugmentationPipeline.from_engine(engine, get_adaptive_config(50))
-    assert set(ref.TRANSFORM_NAMES) <= set(pipeline.names)
+    assert set(ref.DEFAULT_ENABLED) <= set(pipeline.names) and "noise" not in pipeline.names
     assert pipeline.seed == 42 and pipeline.sample_rate == 22050 and pipeline.probability == 0.5
     assert all(isinstance(t, Transform) for t in pipeline.transforms)
 
@@ -584,3 +590,9 @@ def test_fft_sizes_are_the_smallest_5_smooth_numbers(minimum):
             rest //= prime
     assert rest == 1
     assert all(ref._fast_length(m) == size for m in range(minimum, size + 1))
+
+
+def test_noise_is_off_unless_enabled():
+    assert [t.name for t in ref.reference_transforms(TrainingConfig())] == list(ref.DEFAULT_ENABLED)
+    noisy = TrainingConfig(plugins={"augmentations": {"enabled": [*ref.DEFAULT_ENABLED, "noise"]}})
+    assert [t.name for t in ref.reference_transforms(noisy)] == list(ref.TRANSFORM_NAMES)
