@@ -28,8 +28,7 @@ from torch.nn import functional as F
 from sda_core import hookimpl, plugin_settings
 from sda_core import validators as v
 from sda_core.config import TrainingConfig
-from sda_core.data.chunks import chunk_frames
-from sda_core.training.model import evaluating, full_precision
+from sda_core.training.model import evaluating, full_precision, model_arguments
 
 #: The plugin's name: its entry point and its ``[plugins.mel_vae]`` settings table.
 PLUGIN_NAME = "mel_vae"
@@ -228,18 +227,7 @@ class MelVAE(nn.Module):
         optional ``[plugins.mel_vae]`` settings ``hidden_channels`` and ``griffin_lim_iters``.
         ``regularization.weight_decay`` belongs to the optimiser, not to the model.
         """
-        reg = config.regularization
-        return cls(
-            sample_rate=config.sample_rate,
-            channels=config.channels,
-            chunk_samples=chunk_frames(config),
-            latent_dim=config.latent_dim,
-            dropout=reg.dropout,
-            kl_weight=reg.kl_weight,
-            kl_warmup_epochs=reg.kl_warmup_epochs,
-            free_bits=reg.free_bits,
-            **_settings(config),
-        )
+        return cls(**model_arguments(config), **_settings(config))
 
     # -- features -----------------------------------------------------------------------------
 

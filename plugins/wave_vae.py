@@ -44,8 +44,7 @@ from torch.nn import functional as F
 from sda_core import hookimpl, plugin_settings
 from sda_core import validators as v
 from sda_core.config import TrainingConfig
-from sda_core.data.chunks import chunk_frames
-from sda_core.training.model import evaluating, full_precision
+from sda_core.training.model import evaluating, full_precision, model_arguments
 
 #: The plugin's name: its entry point, its ``model`` name and its ``[plugins.wave_vae]`` table.
 PLUGIN_NAME = "wave_vae"
@@ -581,18 +580,7 @@ class WaveVAE(nn.Module):
     @classmethod
     def from_config(cls, config: TrainingConfig) -> WaveVAE:
         """Build the model a run with ``config`` trains (its fields and ``[plugins.wave_vae]``)."""
-        reg = config.regularization
-        return cls(
-            sample_rate=config.sample_rate,
-            channels=config.channels,
-            chunk_samples=chunk_frames(config),
-            latent_dim=config.latent_dim,
-            dropout=reg.dropout,
-            kl_weight=reg.kl_weight,
-            kl_warmup_epochs=reg.kl_warmup_epochs,
-            free_bits=reg.free_bits,
-            **_settings(config),
-        )
+        return cls(**model_arguments(config), **_settings(config))
 
     @property
     def device(self) -> torch.device:

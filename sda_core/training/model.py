@@ -15,6 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from sda_core.data.chunks import chunk_frames
+
 #: The key of ``loss()``'s dict that is backpropagated.
 LOSS_KEY = "loss"
 #: The optional key whose value the curves, best epoch and overfitting detection use; it should
@@ -128,3 +130,20 @@ def full_precision(device: torch.device) -> contextlib.AbstractContextManager[An
     if device.type in ("cuda", "cpu"):
         return torch.autocast(device_type=device.type, enabled=False)
     return contextlib.nullcontext()
+
+
+def model_arguments(config: Any) -> dict[str, Any]:
+    """The constructor arguments a reference-style VAE reads from a TrainingConfig: the sample
+    rate, channels, chunk length in samples, latent size and the model's regularisation (dropout,
+    KL weight, warm-up epochs, free bits). ``regularization.weight_decay`` belongs to the optimiser."""
+    reg = config.regularization
+    return {
+        "sample_rate": config.sample_rate,
+        "channels": config.channels,
+        "chunk_samples": chunk_frames(config),
+        "latent_dim": config.latent_dim,
+        "dropout": reg.dropout,
+        "kl_weight": reg.kl_weight,
+        "kl_warmup_epochs": reg.kl_warmup_epochs,
+        "free_bits": reg.free_bits,
+    }
