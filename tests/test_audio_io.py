@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import sda_core.audio.decoding as decoding
 import sda_core.audio.resampling as resampling
-from sda_core.audio.decode_cache import DecodeCache, default_cache_directory, default_decode_cache
+from sda_core.audio.decode_cache import CacheUsage, DecodeCache, default_cache_directory, default_decode_cache
 from sda_core.audio.formats import needs_decode_cache
 from sda_core.audio.reading import AudioReadError, read_file, read_segment
 from sda_core.audio.resampling import resampled_length
@@ -608,7 +608,8 @@ def test_the_cache_evicts_least_recently_used_entries_over_budget(tmp_path: Path
     data, _ = tiny.get(sources[1])
     assert data.shape == (10000, 1)
     assert [entry.name for entry in tiny.entries()] == [tiny.entry_path(tiny.key(sources[1]), 8000).name]
-    assert tiny.clear() == 1 and tiny.entries() == []
+    size = tiny.total_bytes()
+    assert tiny.clear() == CacheUsage(entries=1, bytes=size) and tiny.entries() == []
 
 
 def test_eviction_leaves_other_files_alone(tmp_path: Path) -> None:
@@ -620,6 +621,39 @@ def test_eviction_leaves_other_files_alone(tmp_path: Path) -> None:
     cache.get(write(tmp_path / "a.wav", signal(1000, 1, 8000), 8000, "PCM_16"))
     cache.evict()
     assert (folder / "notes.npy").exists() and (folder / "readme.txt").exists()
+
+
+def test_clear_deletes_entries_and_their_temporaries_only(tmp_path: Path) -> None:
+    cache = DecodeCache(tmp_path / "cache")
+    cache.get(write(tmp_path / "a.wav", signal(1000, 1, 8000), 8000, "PCM_16"))
+    cache.get(write(tmp_path / "b.wav", signal(3000, 2, 8000), 8000, "PCM_16"))
+    (entry, *_) = cache.entries()
+    leftover = cache.directory / f".{entry.name}.k3j4h5.tmp"  # a writer that died mid-write
+    leftover.write_bytes(b"x" * 100)
+    foreign = ["notes.npy", ".notes.npy.abc.tmp", "readme.txt", f"{'a' * 32}-8000.npy.bak"]
+    for name in foreign:
+        (cache.directory / name).write_bytes(b"mine")
+    held = cache.usage()
+    assert held == CacheUsage(entries=2, bytes=cache.total_bytes()) and held.bytes > 3000 * 2 * 4
+    assert cache.clear() == CacheUsage(entries=2, bytes=held.bytes + 100)
+    assert sorted(path.name for path in cache.directory.iterdir()) == sorted(foreign)
+    assert cache.usage() == CacheUsage(entries=0, bytes=0)
+
+
+def test_the_default_cache_is_the_platform_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import platformdirs
+    import platformdirs.macos
+
+    monkeypatch.delenv("SDA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(platformdirs, "PlatformDirs", platformdirs.macos.MacOS)  # as on a Mac
+    assert default_cache_directory() == tmp_path / "home" / "Library" / "Caches" / "sda" / "decoded"
+    monkeypatch.setattr(platformdirs, "user_cache_path", lambda *args, **kwargs: tmp_path / "platform" / "sda")
+    assert default_cache_directory() == tmp_path / "platform" / "sda" / "decoded"
+    assert DecodeCache().directory == tmp_path / "platform" / "sda" / "decoded"
+    monkeypatch.setenv("SDA_CACHE_DIR", str(tmp_path / "mine"))  # the variable wins
+    assert default_cache_directory() == tmp_path / "mine"
+    assert not (tmp_path / "home").exists() and not (tmp_path / "platform").exists()
 
 
 def test_the_cache_pickles_as_its_folder_and_limit(tmp_path: Path) -> None:

@@ -248,3 +248,107 @@ def test_a_config_error_in_train_start_makes_train_exit_2_with_one_sentence(
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
+
+
+# -- sda cache ------------------------------------------------------------------------------
+
+
+def cache_env(**variables: str) -> dict[str, str]:
+    """The environment without SDA_CACHE_DIR / XDG_CACHE_HOME, plus ``variables``."""
+    env = {key: value for key, value in os.environ.items() if key not in ("SDA_CACHE_DIR", "XDG_CACHE_HOME")}
+    return {**env, **variables}
+
+
+def run_cache(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([*SDA, "cache", *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.fixture
+def filled_cache(tmp_path: Path) -> Path:
+    """A cache folder holding two real entries (MP3 files decoded through the cache) and foreign files."""
+    from sda_core.audio.decode_cache import DecodeCache
+    from sda_core.audio.reading import read_segment
+
+    folder = tmp_path / "cache"
+    for index, seconds in enumerate((0.5, 1.0)):
+        path = tmp_path / f"song{index}.mp3"
+        write_tone(path, seconds, rate=44100, channels=2)
+        read_segment(path, 0, 1000, target_rate=22050, channels=1, cache=DecodeCache(folder))
+    (folder / "notes.txt").write_text("mine")
+    (folder / "keep.npy").write_bytes(b"not an entry")
+    (folder / ".backup.npy.tmp").write_bytes(b"not a temporary of the cache either")
+    return folder
+
+
+def test_cache_shows_its_folder_entries_and_size(filled_cache: Path):
+    from sda_core.audio.decode_cache import DecodeCache
+
+    entries = DecodeCache(filled_cache).entries()
+    assert len(entries) == 2
+    size = sum(entry.stat().st_size for entry in entries)
+
+    result = run_cache("--json", env=cache_env(SDA_CACHE_DIR=str(filled_cache)))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report == {
+        "directory": str(filled_cache),
+        "source": "$SDA_CACHE_DIR",
+        "exists": True,
+        "entries": 2,
+        "bytes": size,
+        "max_bytes": 2 * 1024**3,
+        "other_files": 3,
+        "cleared": None,
+    }
+
+    result = run_cache(env=cache_env(SDA_CACHE_DIR=str(filled_cache)))
+    assert result.returncode == 0, result.stderr
+    assert str(filled_cache) in result.stdout and "$SDA_CACHE_DIR" in result.stdout
+    assert f"2 entries, {size / 1024:.1f} KiB of at most 2.0 GiB" in result.stdout
+    assert "3 other files" in result.stdout
+    assert len(DecodeCache(filled_cache).entries()) == 2  # showing deletes nothing
+
+
+def test_cache_clear_deletes_only_the_entries_and_says_what_was_freed(filled_cache: Path):
+    from sda_core.audio.decode_cache import DecodeCache
+
+    size = DecodeCache(filled_cache).total_bytes()
+    foreign = {name: (filled_cache / name).read_bytes() for name in ("notes.txt", "keep.npy", ".backup.npy.tmp")}
+
+    result = run_cache("--clear", "--json", env=cache_env(SDA_CACHE_DIR=str(filled_cache)))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["cleared"] == {"entries": 2, "bytes": size}
+    assert (report["entries"], report["bytes"], report["other_files"]) == (0, 0, 3)
+    assert sorted(path.name for path in filled_cache.iterdir()) == sorted(foreign)
+    assert all((filled_cache / name).read_bytes() == content for name, content in foreign.items())
+
+    result = run_cache("--clear", env=cache_env(SDA_CACHE_DIR=str(filled_cache)))
+    assert result.returncode == 0, result.stderr
+    assert "cleared 0 entries, freed 0 bytes" in result.stdout
+    assert sorted(path.name for path in filled_cache.iterdir()) == sorted(foreign)
+
+
+def test_cache_without_the_variable_is_the_platform_folder(tmp_path: Path):
+    # on Linux the platform's folder is $XDG_CACHE_HOME/sda (platformdirs), else ~/.cache/sda
+    result = run_cache("--json", env=cache_env(XDG_CACHE_HOME=str(tmp_path / "xdg")))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["directory"] == str(tmp_path / "xdg" / "sda" / "decoded")
+    assert report["source"] == "the platform's cache folder"
+    assert (report["exists"], report["entries"], report["bytes"]) == (False, 0, 0)
+    assert not (tmp_path / "xdg").exists()  # looking does not create it
+
+    result = run_cache("--clear", env=cache_env(HOME=str(tmp_path / "home")))
+    assert result.returncode == 0, result.stderr
+    assert str(tmp_path / "home" / ".cache" / "sda" / "decoded") in result.stdout
+    assert "cleared 0 entries" in result.stdout and "does not exist yet" in result.stdout
+
+
+def test_cache_folder_that_is_a_file_is_a_usage_error(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cache("--clear", env=cache_env(SDA_CACHE_DIR=str(blocker)))
+    assert result.returncode == 2
+    assert "is a file" in result.stderr and "SDA_CACHE_DIR" in result.stderr and "Traceback" not in result.stderr
+    assert blocker.read_text() == "x"

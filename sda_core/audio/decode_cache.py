@@ -19,7 +19,9 @@ import warnings
 from collections import OrderedDict
 from pathlib import Path
 
+import attrs
 import numpy as np
+import platformdirs
 import soundfile
 
 from sda_core.atomic import write_atomic
@@ -28,7 +30,9 @@ from sda_core.audio.paths import native_path
 from sda_core.errors import AudioReadError
 
 __all__ = [
+    "CACHE_DIR_VARIABLE",
     "DEFAULT_CACHE_MAX_BYTES",
+    "CacheUsage",
     "DecodeCache",
     "default_cache_directory",
     "default_decode_cache",
@@ -38,14 +42,29 @@ DEFAULT_CACHE_MAX_BYTES = 2 * 1024**3
 """Default size limit of the decoded-audio cache: 2 GiB (about 100 minutes of 44.1 kHz stereo)."""
 
 
+CACHE_DIR_VARIABLE = "SDA_CACHE_DIR"
+"""The environment variable that moves the decoded-audio cache: the folder itself."""
+
+
 def default_cache_directory() -> Path:
-    """``$SDA_CACHE_DIR``, else ``$XDG_CACHE_HOME/sda/decoded``, else ``~/.cache/sda/decoded``."""
-    explicit = os.environ.get("SDA_CACHE_DIR")
+    """``$SDA_CACHE_DIR``, else ``decoded`` in the platform's cache folder for ``sda``.
+
+    The platform's folder is platformdirs' user cache folder: ``$XDG_CACHE_HOME/sda`` or
+    ``~/.cache/sda`` on Linux, ``~/Library/Caches/sda`` on macOS, ``%LOCALAPPDATA%\\sda\\Cache``
+    on Windows.
+    """
+    explicit = os.environ.get(CACHE_DIR_VARIABLE)
     if explicit:
         return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "sda" / "decoded"
+    return platformdirs.user_cache_path("sda", appauthor=False) / "decoded"
+
+
+@attrs.frozen
+class CacheUsage:
+    """Entries of a :class:`DecodeCache` and the bytes they take (held, or freed by ``clear``)."""
+
+    entries: int
+    bytes: int
 
 
 _default_caches: dict[tuple[Path, int], "DecodeCache"] = {}
@@ -126,25 +145,35 @@ class DecodeCache:
 
     def total_bytes(self) -> int:
         """Bytes the folder's entries take."""
-        total = 0
+        return self.usage().bytes
+
+    def usage(self) -> CacheUsage:
+        """How many entries the folder holds and the bytes they take."""
+        count = total = 0
         for entry in self.entries():
             try:
                 total += entry.stat().st_size
-            except OSError:
+                count += 1
+            except OSError:  # evicted by another process meanwhile
                 pass
-        return total
+        return CacheUsage(entries=count, bytes=total)
 
-    def clear(self) -> int:
-        """Delete every entry (and leftover temporary file); returns how many entries were deleted."""
-        removed = 0
+    def clear(self) -> CacheUsage:
+        """Delete every entry and the entries' leftover temporary files; returns what was freed.
+
+        Only this cache's own files go (see :meth:`entries`); anything else in the folder stays.
+        """
+        count = freed = 0
         for entry in self.entries():
             try:
+                size = entry.stat().st_size
                 entry.unlink()
-                removed += 1
             except OSError:
-                pass
-        self._remove_stale_temporaries(max_age=0.0)
-        return removed
+                continue
+            count += 1
+            freed += size
+        freed += self._remove_stale_temporaries(max_age=0.0)
+        return CacheUsage(entries=count, bytes=freed)
 
     # -- use
 
@@ -227,21 +256,28 @@ class DecodeCache:
         self._remove_stale_temporaries(max_age=3600.0)
         return removed
 
-    def _remove_stale_temporaries(self, max_age: float) -> None:
-        """Temporary files of writers that died (an hour old: no live writer takes that long)."""
+    def _remove_stale_temporaries(self, max_age: float) -> int:
+        """Temporary files of writers that died (an hour old: no live writer takes that long).
+
+        Returns the bytes freed.
+        """
         try:
             names = os.listdir(self.directory)
         except OSError:
-            return
+            return 0
         now = time.time()
+        freed = 0
         for name in names:
-            if name.startswith(".") and name.endswith(".tmp") and ".npy." in name:
+            if _is_temporary_name(name):
                 candidate = self.directory / name
                 try:
-                    if now - candidate.stat().st_mtime >= max_age:
+                    info = candidate.stat()
+                    if now - info.st_mtime >= max_age:
                         candidate.unlink()
+                        freed += info.st_size
                 except OSError:
                     pass
+        return freed
 
 
 def _is_entry_name(name: str) -> bool:
@@ -250,6 +286,14 @@ def _is_entry_name(name: str) -> bool:
         return False
     key, dash, rate = stem.partition("-")
     return bool(dash) and len(key) == 32 and rate.isdigit() and all(c in "0123456789abcdef" for c in key)
+
+
+def _is_temporary_name(name: str) -> bool:
+    """``.<entry name>.<random>.tmp``: what :func:`~sda_core.atomic.write_atomic` writes an entry through."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    entry, separator, _ = name[1:].partition(".npy.")
+    return bool(separator) and _is_entry_name(entry + ".npy")
 
 
 def _unlink_quietly(path: Path) -> bool:

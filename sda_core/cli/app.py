@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -146,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="cpu", metavar="D", help="cpu, cuda, mps or auto (default cpu)")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    cache = commands.add_parser(
+        "cache", parents=[common], help="show the decoded-MP3 cache: its folder, entries and size"
+    )
+    cache.add_argument(
+        "--clear",
+        action="store_true",
+        help="delete the cache's entries (nothing else in its folder) and say what was freed",
+    )
+    cache.add_argument("--json", action="store_true", help="machine-readable output")
+    cache.set_defaults(handler=cmd_cache)
 
     demo = commands.add_parser("demo", parents=[common], help="synthesise a demo dataset, train on it, generate")
     demo.add_argument("--out", default="demo", metavar="DIR", help="where to put the demo (default: ./demo)")
@@ -408,6 +420,25 @@ def _evaluate(
         temperature=args.temperature,
         device=select_device(args.device),
     )
+
+
+def cmd_cache(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    from sda_core.audio.decode_cache import CACHE_DIR_VARIABLE, DecodeCache
+    from sda_core.cli.report import cache_to_dict, print_cache
+
+    cache = DecodeCache()
+    source = f"${CACHE_DIR_VARIABLE}" if os.environ.get(CACHE_DIR_VARIABLE) else "the platform's cache folder"
+    if cache.directory.exists() and not cache.directory.is_dir():
+        raise UsageError(
+            f"the cache folder '{cache.directory}' (from {source}) is a file; point {CACHE_DIR_VARIABLE} at a folder"
+        )
+    cleared = cache.clear() if args.clear else None
+    usage = cache.usage()
+    if args.json:
+        _print_json(cache_to_dict(cache, source, usage, cleared))
+    else:
+        print_cache(console, cache, source, usage, cleared)
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int:

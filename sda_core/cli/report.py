@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.filesize import pick_unit_and_suffix
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -20,6 +22,7 @@ FILE_LIST_LIMIT = 40
 _CHANNEL_NAMES = {1: "mono", 2: "stereo"}
 
 if TYPE_CHECKING:
+    from sda_core.audio.decode_cache import CacheUsage, DecodeCache
     from sda_core.data.analysis import DatasetAnalysis
 
 # How the "notes" column of the usable-files table names each per-file finding.
@@ -267,3 +270,61 @@ def print_evaluation(console: Console, result: Any) -> None:
 
 def _figure(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:.3f}"
+
+
+def cache_to_dict(
+    cache: "DecodeCache", source: str, usage: "CacheUsage", cleared: "CacheUsage | None"
+) -> dict[str, Any]:
+    """The machine-readable report of ``sda cache --json``.
+
+    ``directory``, ``source`` (``$SDA_CACHE_DIR`` or the platform's cache folder), ``exists``,
+    ``entries`` and ``bytes`` (what it holds now), ``max_bytes`` (its limit), ``other_files``
+    (names in the folder that are not the cache's own, left alone), and ``cleared`` (``{entries,
+    bytes}`` freed by ``--clear``; None without it).
+    """
+    return {
+        "directory": str(cache.directory),
+        "source": source,
+        "exists": cache.directory.is_dir(),
+        "entries": usage.entries,
+        "bytes": usage.bytes,
+        "max_bytes": cache.max_bytes,
+        "other_files": len(_other_files(cache)),
+        "cleared": None if cleared is None else {"entries": cleared.entries, "bytes": cleared.bytes},
+    }
+
+
+def print_cache(
+    console: Console, cache: "DecodeCache", source: str, usage: "CacheUsage", cleared: "CacheUsage | None"
+) -> None:
+    """The cache's folder (and where that came from), its entries and size, and what ``--clear`` freed."""
+    console.print(
+        f"[bold]Decoded-MP3 cache[/bold] {escape(str(cache.directory))} (from {escape(source)})", soft_wrap=True
+    )
+    if cleared is not None:
+        console.print(f"cleared {_entries(cleared.entries)}, freed {_size(cleared.bytes)}")
+    existing = "" if cache.directory.is_dir() else " (the folder does not exist yet)"
+    console.print(f"{_entries(usage.entries)}, {_size(usage.bytes)} of at most {_size(cache.max_bytes)}{existing}")
+    others = len(_other_files(cache))
+    if others:
+        console.print(f"{others} other file{'s' if others != 1 else ''} in the folder (not the cache's; left alone)")
+    if cleared is None and usage.entries:
+        console.print("sda cache --clear deletes the entries; the next run decodes its MP3 files again")
+
+
+def _size(count: int) -> str:
+    """Bytes in binary units, as the docs give the cache's limit (2 GiB)."""
+    unit, suffix = pick_unit_and_suffix(count, ["bytes", "KiB", "MiB", "GiB", "TiB"], 1024)
+    return f"{count} bytes" if unit == 1 else f"{count / unit:.1f} {suffix}"
+
+
+def _entries(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
+
+
+def _other_files(cache: "DecodeCache") -> list[str]:
+    try:
+        names = set(os.listdir(cache.directory))
+    except OSError:
+        return []
+    return sorted(names - {entry.name for entry in cache.entries()})
