@@ -1,7 +1,8 @@
 """The TensorBoard logger: an sda consumer plugin writing one event folder per run.
 
-Everything goes through ``torch.utils.tensorboard.SummaryWriter`` into ``<run>/tensorboard``
-(or ``[plugins.tensorboard] log_dir``):
+Everything goes through the public API of tensorboardX's ``SummaryWriter`` (and the ``FileWriter``
+it exposes as ``writer.file_writer``) into ``<run>/tensorboard`` (or ``[plugins.tensorboard]
+log_dir``); records are checksummed natively (the ``crc32c`` package):
 
 =================================  =======================  ==========================================
 tag                                x axis                   what
@@ -32,6 +33,7 @@ tag                                x axis                   what
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -47,9 +49,9 @@ from sda_core import TrainingConfig, hookimpl, plugin_settings
 from sda_core import validators as v
 from sda_core.errors import ConfigError
 
-if TYPE_CHECKING:  # torch, tensorboard and numpy load when a run starts writing, not with the plugin
+if TYPE_CHECKING:  # tensorboardX, torch and numpy load when a run starts writing, not with the plugin
     import numpy as np
-    from torch.utils.tensorboard import SummaryWriter
+    from tensorboardX import SummaryWriter
 
     from sda_core.config.events import (
         EpochMetrics,
@@ -69,11 +71,12 @@ DEFAULT_SUBDIR = "tensorboard"
 DRAIN_SECONDS = 5.0
 #: ... or once this many are waiting, whichever comes first (and always at each epoch's end).
 MAX_PENDING = 512
-#: Records TensorBoard's writer thread may hold, so writing a batch of steps never waits for it
-#: (it checksums every record in pure Python: ~0.1 ms per step, off the training thread).
+#: Records tensorboardX's writer thread may hold, so writing a batch of steps never waits for it.
 MAX_QUEUE = 4096
-#: Seconds between the writer thread's own flushes (TensorBoard also sees each epoch at its end).
-FLUSH_SECONDS = 10
+#: Seconds between the writer thread's own flushes: tensorboardX's ``flush()`` writes out what its
+#: thread has written so far, not what is still queued, so this bounds how late TensorBoard sees
+#: the end of an epoch.
+FLUSH_SECONDS = 2
 #: Metrics the hparams dashboard shows beside each run's settings.
 HPARAM_METRICS = ("epoch/val_loss", "epoch/train_loss", "epoch/overfitting_gap")
 #: Charts of the Custom Scalars dashboard: training and validation loss on one plot.
@@ -136,8 +139,8 @@ class TensorBoardLogger:
     * **Per step** the event is only appended to a buffer (well under a microsecond of work);
       the buffer is written as one multi-value summary per step every few seconds, at every
       epoch's end and when the run ends, so the training loop never waits on protobufs.
-    * **Per epoch** the buffer and the epoch scalars are written and the file is flushed, so
-      TensorBoard shows the epoch as soon as it ends.
+    * **Per epoch** the buffer and the epoch scalars are written and the file is flushed;
+      TensorBoard shows the epoch within ``FLUSH_SECONDS`` (2 s) of its end.
     * **Resume**: a fresh run writes a TensorBoard restart marker at step 0 (event files an
       earlier run left in the folder are hidden); a resumed run writes it at its first global
       step (``purge_step``), so the steps of an interrupted epoch that is run again replace the
@@ -150,7 +153,7 @@ class TensorBoardLogger:
     keys and bad values raise :class:`~sda_core.errors.ConfigError` from ``sda_check_config``,
     which vetoes the run (fresh or resumed) before anything runs.
 
-    Loading the plugin imports neither torch nor tensorboard: they are imported when a run opens
+    Loading the plugin imports neither torch nor tensorboardX: they are imported when a run opens
     its writer, so ``sda plugins`` and ``sda scan`` stay light.
     """
 
@@ -248,13 +251,13 @@ class TensorBoardLogger:
             if audio is None:
                 continue
             tag = f"{_tag_part(kind)}/{_tag_part(Path(path).stem)}"
-            clipped = torch.from_numpy(np.clip(audio, -1.0, 1.0))
+            clipped = np.clip(audio, -1.0, 1.0)
             writer.add_audio(
                 f"preview/{tag}", clipped, global_step=event.epoch, sample_rate=rate, walltime=event.timestamp
             )
             writer.add_image(
                 f"spectrogram/{tag}",
-                mel_image(clipped, rate),
+                mel_image(torch.from_numpy(clipped), rate),
                 global_step=event.epoch,
                 walltime=event.timestamp,
                 dataformats="CHW",
@@ -327,11 +330,17 @@ class TensorBoardLogger:
         self._awaiting_first_step = False
         self.log_dir.mkdir(parents=True, exist_ok=True)
         _wait_for_a_later_file_name(self.log_dir)
-        from torch.utils.tensorboard import SummaryWriter
-        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+        from tensorboardX import SummaryWriter
+        from tensorboardX.summary import hparams as hparams_summaries
 
         writer = SummaryWriter(
-            log_dir=str(self.log_dir), purge_step=purge_step, max_queue=MAX_QUEUE, flush_secs=FLUSH_SECONDS
+            logdir=str(self.log_dir),
+            purge_step=purge_step,
+            max_queue=MAX_QUEUE,
+            flush_secs=FLUSH_SECONDS,
+            # tensorboardX names a file by second and host only: the process and a counter keep
+            # two writers opened in the same second (two engines, one folder) apart, as torch does
+            filename_suffix=f".{os.getpid()}.{next(_FILE_NUMBERS)}",
         )
         self.writer = writer
         step = purge_step or 0
@@ -341,19 +350,25 @@ class TensorBoardLogger:
             global_step=step,
             walltime=walltime,
         )
-        file_writer = writer._get_file_writer()  # what add_scalar and add_hparams write through
+        # The session's settings, in this run (add_hparams would open a run of its own, holding a
+        # copy of each metric): the dashboard reads the metrics from this run's epoch scalars.
         for summary in hparams_summaries(_flat_hparams(self._config), {tag: 0.0 for tag in HPARAM_METRICS}):
-            file_writer.add_summary(summary, None, walltime)
+            writer.file_writer.add_summary(summary, None, walltime)
         writer.add_custom_scalars(LAYOUT)
 
     def _drain(self) -> None:
-        """Write the buffered steps, one multi-value summary per step (4x cheaper than add_scalar)."""
+        """Write the buffered steps, one multi-value summary per step.
+
+        Through the writer's public ``FileWriter.add_summary``: ``add_scalar`` per value makes a
+        record each (eight a step), which measured +0.6 to 0.9 ms per step in
+        ``benchmarks/step_cost.py`` against about +0.1 ms for one record a step.
+        """
         pending = self._pending
         if not pending or self.writer is None:
             return
-        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboardX.proto.summary_pb2 import Summary
 
-        file_writer = self.writer._get_file_writer()
+        file_writer = self.writer.file_writer
         for event in pending:
             values = [
                 Summary.Value(tag="step/loss", simple_value=event.loss),
@@ -368,15 +383,11 @@ class TensorBoardLogger:
         pending.clear()
 
     def _write_scalars(self, values: Mapping[str, float | None], step: int, walltime: float) -> None:
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
-        entries = [
-            Summary.Value(tag=tag, simple_value=value)
-            for tag, value in values.items()
-            if value is not None and math.isfinite(value)
-        ]
-        if entries:
-            self.writer._get_file_writer().add_summary(Summary(value=entries), step, walltime)
+        """The finite ones of ``values`` as scalars at ``step`` (a missing or NaN value is left out)."""
+        assert self.writer is not None
+        for tag, value in values.items():
+            if value is not None and math.isfinite(value):
+                self.writer.add_scalar(tag, value, global_step=step, walltime=walltime)
 
     def _close(self) -> None:
         writer = self.writer
@@ -397,6 +408,9 @@ class TensorBoardLogger:
         self._originals_logged = False
         self._awaiting_first_step = False
         self._last_epoch: int | None = None
+
+
+_FILE_NUMBERS = itertools.count()
 
 
 def _wait_for_a_later_file_name(log_dir: Path) -> None:
