@@ -173,6 +173,8 @@ INVALID = [
     ("num_workers", 65, "64"),
     ("device", "tpu", "cpu"),
     ("device", "CPU", "cuda"),
+    ("precision", "fp64", "bf16"),
+    ("precision", "FP16", "fp32"),
 ]
 
 

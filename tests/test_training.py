@@ -90,6 +90,29 @@ def test_resume_refuses_to_change_what_shapes_the_model(data: Path, tmp_path: Pa
         engine.train(data, tmp_path / "elsewhere", {}, resume=True)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_off_cuda_is_refused_before_training(data: Path, tmp_path: Path, precision: str):
+    engine = Engine(disable=["progress"])
+    with pytest.raises(ConfigError, match=rf"precision: .*{precision}.*auto or fp32 when training on cpu"):
+        engine.train(data, tmp_path / "run", {**FAST, "max_epochs": 1, "precision": precision}, device="cpu")
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_fp32_is_what_auto_means_on_the_cpu(data: Path, tmp_path: Path):
+    engine = Engine(disable=["progress"])
+    engine.train(data, tmp_path / "auto", {**FAST, "max_epochs": 1}, device="cpu")
+    engine.train(data, tmp_path / "fp32", {**FAST, "max_epochs": 1, "precision": "fp32"}, device="cpu")
+
+    def losses(run: Path) -> list[float]:
+        hist = history(run)
+        return [s["loss"] for s in hist["steps"]] + [
+            e[key] for e in hist["epochs"] for key in ("train_loss", "val_loss")
+        ]
+
+    assert losses(tmp_path / "fp32") == losses(tmp_path / "auto")  # the same seed, the same arithmetic
+    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["precision"] == "fp32"
+
+
 # the share of the untrained validation loss each reference model gets below in 10 short epochs:
 # mel_vae's loss is a log-mel MSE; wave_vae's spectral L1 terms fall less in relative terms
 # wave_vae's log-magnitude loss reaches down to -150 dB (the reconstruction metric's floor), so the

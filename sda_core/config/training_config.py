@@ -20,6 +20,9 @@ from sda_core.errors import ConfigError
 from sda_core.serialization import from_jsonable, to_jsonable
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: Arithmetic of training: ``auto`` is mixed precision on CUDA (bf16 where the GPU has it, else
+#: fp16 with a gradient scaler) and fp32 elsewhere; ``bf16`` and ``fp16`` need CUDA.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 class OverfittingPreset(enum.Enum):
@@ -158,6 +161,9 @@ class TrainingConfig:
         samples_per_epoch: training items per epoch; None means one pass over the chunks.
         num_workers: DataLoader worker processes; None sizes them to the machine.
         device: "auto" (cuda, then mps, then cpu) or an explicit device.
+        precision: "auto" (mixed precision on CUDA: bf16 where the GPU supports it, else fp16
+            with a gradient scaler; fp32 on other devices), "fp32" (no autocast anywhere), or
+            "bf16" / "fp16" (that autocast dtype on CUDA; fp16 with the gradient scaler).
         model: which model ``sda_make_model`` builds: ``"wave_vae"`` (the default reference
             model) or ``"mel_vae"`` (the older one); each reference model answers only when
             named here. A third-party model plugin may read it too (or answer regardless).
@@ -199,6 +205,7 @@ class TrainingConfig:
         default=None, converter=v.auto_is_none, validator=v.integer(0, 64, optional=True)
     )
     device: str = attrs.field(default="auto", validator=v.one_of(DEVICES))
+    precision: str = attrs.field(default="auto", validator=v.one_of(PRECISIONS))
     model: str = attrs.field(default="wave_vae", validator=_model_name)
     evaluation_sounds: int = attrs.field(default=32, validator=_evaluation_sounds)
     regularization: RegularizationConfig = attrs.field(factory=RegularizationConfig, converter=_regularization)

@@ -254,6 +254,7 @@ class Trainer:
         if state is None:
             self._prepare_fresh_folder()
         device = select_device(self.requested_device or config.device)
+        amp = _Precision(device, config.precision)  # a precision this device lacks stops here
         # initialisation, dropout and the model's sampling draw from torch's global generator: seed
         # it, so a seed gives one run (a resumed run restores the generator from its checkpoint)
         torch.manual_seed(config.seed)
@@ -276,7 +277,6 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, warmup_cosine(total_steps, max(1, int(total_steps * WARMUP_FRACTION)))
         )
-        amp = _Precision(device)
         if state is not None:
             # "model" holds the averaged weights (what generation uses), "training_model" the
             # trained ones; a checkpoint without the latter (ema_decay = 0, or an older run) has one
@@ -716,11 +716,24 @@ class _Totals:
 
 
 class _Precision:
-    """Mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler); fp32 elsewhere."""
+    """The ``precision`` setting on a device: autocast and, for fp16, the gradient scaler.
 
-    def __init__(self, device: torch.device) -> None:
-        self.enabled = device.type == "cuda"
-        self.dtype = torch.bfloat16 if self.enabled and torch.cuda.is_bf16_supported() else torch.float16
+    ``auto`` is mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler) and
+    fp32 elsewhere; ``fp32`` never autocasts; ``bf16`` and ``fp16`` need CUDA (bf16 a GPU that
+    supports it), else :class:`~sda_core.errors.ConfigError`.
+    """
+
+    def __init__(self, device: torch.device, precision: str = "auto") -> None:
+        cuda = device.type == "cuda"
+        if precision in ("bf16", "fp16") and not cuda:
+            raise ConfigError(
+                "precision", precision, f"auto or fp32 when training on {device.type} (bf16 and fp16 need cuda)"
+            )
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("precision", precision, "fp16, fp32 or auto: this GPU has no bf16")
+        self.enabled = cuda and precision != "fp32"
+        bf16 = precision == "bf16" or (precision == "auto" and self.enabled and torch.cuda.is_bf16_supported())
+        self.dtype = torch.bfloat16 if bf16 else torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if self.enabled and self.dtype == torch.float16 else None
 
     def autocast(self):
