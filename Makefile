@@ -10,7 +10,7 @@ CONTRIB_INSTALL := $(foreach dist,$(CONTRIB),-e ./$(dist))
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo lint test bench install clean
+.PHONY: demo lint test bench gpu-check install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test: lint
 
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks
+
+# CUDA against the CPU on the demo dataset (benchmarks/gpu_check.py): a few minutes on a GPU
+# machine; one line and exit 0 where there is no CUDA. Not part of `make bench`.
+gpu-check: $(STAMP)
+	$(PY) -m benchmarks.gpu_check
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info
