@@ -129,6 +129,8 @@ def test_the_architecture_doc_names_every_layer_of_the_contract():
 
 
 class Veto:
+    name = "veto"  # the name it registers under, and so of its [plugins.veto] table
+
     @hookimpl
     def sda_check_config(self, config):
         if config.plugin_settings("veto").get("no"):

@@ -4,8 +4,9 @@
   and each faulty plugin is reported once, by name.
 * A provider (or collector) that answers the wrong type: `sda train` exits 1 with one sentence
   naming the plugin and the hook, and the epochs finished before the fault are kept.
-* An entry point that fails to import: one warning naming its distribution, and the run goes on;
-  strict mode (``SDA_STRICT_PLUGINS=1``) makes it an error.
+* An observer whose entry point fails to import: one warning naming its distribution, and the run
+  goes on; with a settings table for it, or in strict mode (``SDA_STRICT_PLUGINS=1``), it is an
+  error (a plugin the run depends on stops it: see test_plugin_author_faults.py).
 * A consumer that blocks for seconds: the run completes and the progress display keeps moving.
 """
 
@@ -228,6 +229,13 @@ def test_a_raising_provider_ends_sda_train_with_one_sentence_naming_the_plugin(
 
 BROKEN_IMPORT = """
 import sda_reliability_dependency_that_is_not_installed
+
+from sda_core import hookimpl
+
+
+@hookimpl
+def sda_on_epoch(event):
+    pass
 """
 
 
@@ -247,6 +255,14 @@ def test_a_plugin_that_fails_to_import_is_one_warning_naming_its_distribution(
     assert len(lines) == 1, lines
     assert "'sda-reliability-broken'" in lines[0] and "failed to import" in lines[0]
     assert "sda_reliability_dependency_that_is_not_installed" in lines[0]
+    assert "a run goes on without it: it only observes (sda_on_epoch)" in lines[0]
+
+    # settings for it make the run depend on it: they would be ignored, so the run stops
+    tabled = train_cli(data, tmp_path / "tabled_run", "--set", "plugins.broken_import.every=2")
+    assert tabled.returncode == 1
+    error = [line for line in tabled.stderr.splitlines() if line.startswith("sda: error:")]
+    assert len(error) == 1 and "the settings table [plugins.broken_import] is for it" in error[0], tabled.stderr
+    assert not (tmp_path / "tabled_run").exists()
 
     monkeypatch.setenv("SDA_STRICT_PLUGINS", "1")
     strict = train_cli(data, tmp_path / "strict_run")

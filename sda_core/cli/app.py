@@ -206,12 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_plugins(args: argparse.Namespace, console: Console, errors: Console) -> int:
     from sda_core.cli.report import print_plugins
 
-    engine, caught = _with_warnings(lambda: _engine(args))
+    engine, caught = _with_warnings(lambda: _engine(args), live=not args.json)
     infos = engine.plugin_infos()
     if args.json:
         _print_json({"plugins": [info.to_dict() for info in infos], "warnings": caught})
     else:
-        _print_warnings(errors, caught)
         print_plugins(console, infos)
     return EXIT_OK
 
@@ -232,7 +231,7 @@ def cmd_scan(args: argparse.Namespace, console: Console, errors: Console) -> int
             engine.check_config(config)  # every plugin may veto the settings (sda_check_config)
         return summary, config
 
-    (summary, config), caught = _with_warnings(resolve)
+    (summary, config), caught = _with_warnings(resolve, live=not args.json)
     analysis = None
     if config is not None:
         analysis = _analyse(summary, config, content=not args.no_analysis, console=None if args.json else console)
@@ -243,7 +242,6 @@ def cmd_scan(args: argparse.Namespace, console: Console, errors: Console) -> int
         if config is not None:
             print_config(console, config)
         print_dataset_warnings(console, analysis)
-        _print_warnings(errors, caught)
     require_usable(summary)
     return EXIT_OK
 
@@ -270,7 +268,6 @@ def cmd_train(args: argparse.Namespace, console: Console, errors: Console) -> in
     if args.seed is not None:
         overrides["seed"] = args.seed
     engine, caught = _with_warnings(lambda: _engine(args))
-    _print_warnings(errors, caught)
     result, caught = _with_warnings(
         lambda: engine.train(
             data_dir,
@@ -281,7 +278,6 @@ def cmd_train(args: argparse.Namespace, console: Console, errors: Console) -> in
             device=args.device,
         )
     )
-    _print_warnings(errors, caught)
     _print_result(console, result)
     return 130 if result.interrupted else EXIT_OK
 
@@ -312,7 +308,6 @@ def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) ->
             raise UsageError(f"'{path}' is a folder; pass one sound file")
     _existing_folder(args.run_dir, what="run folder")
     engine, caught = _with_warnings(lambda: _engine(args))
-    _print_warnings(errors, caught)
     device = select_device(args.device)
     if args.like:
         what = f"variations of {args.like}"
@@ -353,7 +348,6 @@ def cmd_generate(args: argparse.Namespace, console: Console, errors: Console) ->
             device=device,
         )
     paths, caught = _with_warnings(action)
-    _print_warnings(errors, caught)
     count = len(paths) - 1 if args.morph else len(paths)
     console.print(f"wrote {count} {what} to {paths[0].parent}", markup=False, highlight=False)
     for path in paths:
@@ -373,9 +367,7 @@ def cmd_export(args: argparse.Namespace, console: Console, errors: Console) -> i
             f"{'.onnx' if args.format == 'onnx' else '.pt'}"
         )
     engine, caught = _with_warnings(lambda: _engine(args))
-    _print_warnings(errors, caught)
     paths, caught = _with_warnings(lambda: export_run(run_dir, args.format, args.out, hooks=engine))
-    _print_warnings(errors, caught)
     console.print(f"exported {run_dir} as {args.format} to {paths[0].parent}", markup=False, highlight=False)
     for path in paths:
         console.print(f"  {path}", markup=False, highlight=False)
@@ -390,17 +382,19 @@ def cmd_evaluate(args: argparse.Namespace, console: Console, errors: Console) ->
     if args.count < 2:
         raise UsageError("-n must be at least 2")
     run_dir = _existing_folder(args.run_dir, what="run folder")
-    engine, caught = _with_warnings(lambda: _engine(args))
-    _print_warnings(errors, caught)
+    engine, caught = _with_warnings(lambda: _engine(args), live=not args.json)
+
+    def evaluate() -> Any:
+        return _evaluate(evaluate_run, engine, run_dir, args, select_device)
+
     if not args.json and console.is_terminal:
         with console.status(f"generating {args.count} sounds and measuring them ...", spinner="dots"):
-            result, caught = _with_warnings(lambda: _evaluate(evaluate_run, engine, run_dir, args, select_device))
+            result, more = _with_warnings(evaluate)
     else:
-        result, caught = _with_warnings(lambda: _evaluate(evaluate_run, engine, run_dir, args, select_device))
+        result, more = _with_warnings(evaluate, live=not args.json)
     if args.json:
-        _print_json({**result.to_dict(), "warnings": caught})
+        _print_json({**result.to_dict(), "warnings": list(dict.fromkeys(caught + more))})
     else:
-        _print_warnings(errors, caught)
         print_evaluation(console, result)
     return EXIT_OK
 
@@ -452,7 +446,6 @@ def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int
     written = synthesize_demo_dataset(data_dir)
     console.print(f"[bold]Demo dataset:[/bold] {len(written)} synthesised sounds in {data_dir}")
     engine, caught = _with_warnings(lambda: _engine(args))
-    _print_warnings(errors, caught)
     overrides = {"max_epochs": args.max_epochs, **parse_set_options(args.set)}
 
     def resolve() -> tuple[Any, Any]:
@@ -462,7 +455,6 @@ def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int
     (summary, config), caught = _with_warnings(resolve)
     print_scan(console, summary)
     print_config(console, config)
-    _print_warnings(errors, caught)
     run_dir = out / "run"
     resume = RunPaths(run_dir).last.exists()
     if resume:
@@ -471,7 +463,6 @@ def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int
     result, caught = _with_warnings(
         lambda: engine.train(data_dir, run_dir, overrides, resume=resume, overwrite=not resume, device=args.device)
     )
-    _print_warnings(errors, caught)
     _print_result(console, result)
     if result.interrupted:
         return 130
@@ -538,18 +529,41 @@ def _existing_folder(path: str, what: str = "folder") -> Path:
     return folder
 
 
-def _with_warnings(action: Callable[[], Any]) -> tuple[Any, list[str]]:
-    """Run ``action``, collecting the warnings it issues as sentences for the report."""
-    with warnings.catch_warnings(record=True) as caught:
+def _with_warnings(action: Callable[[], Any], *, live: bool = True) -> tuple[Any, list[str]]:
+    """Run ``action`` and return its result with the warnings it issued, as sentences.
+
+    With ``live`` (every command but ``--json`` output), each warning is printed the moment it is
+    issued, as a ``warning: ...`` line on stderr: above a live progress display (rich redirects
+    stderr while one runs), and before an error that ends the command. Without ``live`` the
+    warnings are only collected, for the JSON report, and printed if ``action`` raises, so that
+    none is ever lost.
+    """
+    seen: list[str] = []
+
+    def show(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:
+        text = str(message)
+        if text not in seen:  # one report per sentence, however often it is issued
+            seen.append(text)
+            if live:
+                _write_warning(text)
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
-        result = action()
-    messages = list(dict.fromkeys(str(item.message) for item in caught))
-    return result, messages
+        warnings.showwarning = show
+        try:
+            result = action()
+        except BaseException:
+            if not live:
+                for text in seen:
+                    _write_warning(text)
+            raise
+    return result, seen
 
 
-def _print_warnings(errors: Console, messages: list[str]) -> None:
-    for message in messages:
-        errors.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+def _write_warning(text: str) -> None:
+    # sys.stderr as it is now: rich's proxy while a live display runs, which prints above it
+    sys.stderr.write(f"warning: {text}\n")
+    sys.stderr.flush()
 
 
 def _print_json(data: Any) -> None:

@@ -1,10 +1,14 @@
-"""One way for every plugin to read its own ``[plugins.NAME]`` settings table."""
+"""One way for every plugin to read its own ``[plugins.NAME]`` settings table, and the check that
+every such table belongs to an installed plugin."""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 from sda_core.config.training_config import TrainingConfig
+from sda_core.errors import ConfigError
 from sda_core.serialization import from_jsonable
 
 SettingsT = TypeVar("SettingsT")
@@ -21,3 +25,22 @@ def plugin_settings(config: TrainingConfig, name: str, settings_class: type[Sett
     """
     table: Any = config.plugin_settings(name)
     return from_jsonable(settings_class, table, f"plugins.{name}")
+
+
+def check_plugin_tables(config: TrainingConfig, installed: Collection[str], loaded: Collection[str]) -> None:
+    """Refuse a ``[plugins.NAME]`` table (from sda.toml, ``--set`` or the Python API) whose NAME is
+    not in ``installed``: its settings would be ignored. The :class:`ConfigError` names the table,
+    the closest of the ``loaded`` plugin names ("did you mean ...", difflib) and lists them."""
+    for name in config.plugins:
+        if name in installed:
+            continue
+        names = sorted(loaded)
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        error = ConfigError(f"plugins.{name}", config.plugins[name], "the name of an installed plugin")
+        error.args = (
+            f"[plugins.{name}] (in sda.toml, or --set plugins.{name}.KEY=VALUE) holds settings for a plugin "
+            f"named {name!r}, but no plugin of that name is installed{hint}; the loaded plugins are "
+            f"{', '.join(names) or 'none'}",
+        )
+        raise error

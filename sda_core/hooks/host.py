@@ -4,6 +4,11 @@ One :class:`PluginHost` per Engine (never a module global). It
 
 * loads the ``sda`` entry-point group, blocking disabled plugins *before* importing them and
   skipping (with one warning naming the distribution) any that fails to import or register;
+* checks each plugin before registering it and says what is wrong in plain words (the closest
+  hook name, the hook's real arguments; :mod:`sda_core.hooks.validation`), and warns about
+  ``sda_*`` routines without the ``@hookimpl`` marker;
+* remembers what a skipped plugin declares, so that a run which depends on it stops
+  (:meth:`PluginHost.require_intact`) instead of falling back to another plugin;
 * registers plugin objects a host application passes explicitly;
 * calls provider hooks so that an exception or a wrongly typed answer names the plugin;
 * calls consumer hooks one implementation at a time, so that one raising consumer neither stops
@@ -24,6 +29,7 @@ import pluggy
 
 from sda_core.errors import ConfigError, PluginError, PluginLoadWarning, PluginRuntimeWarning
 from sda_core.hooks import specs as hookspecs
+from sda_core.hooks import validation
 from sda_core.hooks.tracing import HookTracer
 
 ENTRYPOINT_GROUP = "sda"
@@ -146,6 +152,9 @@ class PluginHost:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self._records: dict[str, PluginInfo] = {}
+        # record key of a failed plugin -> the hooks it declares (None: nobody can tell)
+        self._declared: dict[str, tuple[str, ...] | None] = {}
+        self._entry_point_names: frozenset[str] | None = None  # read once, when first needed
         self._consumer_failures: dict[str, list[str]] = {}
         self._answered_by: dict[str, str] = {}
         self._tracer: HookTracer | None = None
@@ -163,7 +172,9 @@ class PluginHost:
         which is instantiated (without arguments) once per Engine so that per-run state never
         lives in a module global.
         """
-        for entry_point in sorted(_entry_points(), key=lambda ep: ep.name):
+        found = _entry_points()
+        self._entry_point_names = frozenset(ep.name for ep in found)
+        for entry_point in sorted(found, key=lambda ep: ep.name):
             dist = entry_point.dist
             dist_name = dist.name if dist is not None else None
             version = dist.version if dist is not None else None
@@ -176,6 +187,7 @@ class PluginHost:
                         version,
                         f"the name {name!r} is already taken by {self._records[name].distribution or 'another plugin'}",
                         key=f"{name} ({dist_name})",
+                        hooks=validation.hooks_in_source(entry_point.module),
                     )
                 continue
             blocked = self._block_reason(name, dist_name)
@@ -188,13 +200,27 @@ class PluginHost:
             try:
                 plugin = entry_point.load()
             except Exception as error:  # a broken plugin must not take the engine down
-                self._fail(name, dist_name, version, f"failed to import: {type(error).__name__}: {error}", error)
+                self._fail(
+                    name,
+                    dist_name,
+                    version,
+                    f"failed to import: {type(error).__name__}: {error}",
+                    error,
+                    hooks=validation.hooks_in_source(entry_point.module),
+                )
                 continue
             if isinstance(plugin, type):  # a class: one instance per Engine holds per-run state
                 try:
                     plugin = plugin()
                 except Exception as error:
-                    self._fail(name, dist_name, version, f"failed to start: {type(error).__name__}: {error}", error)
+                    self._fail(
+                        name,
+                        dist_name,
+                        version,
+                        f"failed to start: {type(error).__name__}: {error}",
+                        error,
+                        hooks=validation.declared_hooks(self.pm, plugin) or None,
+                    )
                     continue
             self._register(plugin, name, LOADED, dist_name, version)
 
@@ -219,7 +245,9 @@ class PluginHost:
             try:
                 self.pm.check_pending()
             except pluggy.PluginValidationError as error:
-                self._reject(self.pm.get_name(error.plugin) or "?", str(error))
+                name = self.pm.get_name(error.plugin) or "?"
+                reasons = validation.problems(self.pm, error.plugin) or [_plain(str(error), error.plugin, name)]
+                self._reject(name, "; ".join(reasons))
                 continue
             break
         for hook_name in hookspecs.CONSUMER_HOOKS + hookspecs.COLLECTOR_HOOKS + hookspecs.CHECK_HOOKS:
@@ -251,6 +279,44 @@ class PluginHost:
     def consumer_failures(self) -> dict[str, list[str]]:
         """Plugin name -> the errors its consumer hooks raised (reported once, counted all)."""
         return {name: list(errors) for name, errors in self._consumer_failures.items()}
+
+    def installed_names(self) -> frozenset[str]:
+        """The names a ``[plugins.NAME]`` table may use: every plugin registered, blocked, or
+        installed as an ``sda`` entry point (loaded or not), and every name disabled by the
+        policy (installed or not: a table kept for a plugin the user turned off); failed plugins
+        are excluded."""
+        failed = {key for key, info in self._records.items() if info.status == FAILED and key == info.name}
+        names = {info.name for info in self._records.values() if info.status != FAILED}
+        if self._entry_point_names is None:
+            self._entry_point_names = frozenset(ep.name for ep in _entry_points())
+        names.update(self._entry_point_names)
+        return frozenset((names - failed) | self.policy.disabled)
+
+    def loaded_names(self) -> tuple[str, ...]:
+        """The names of the plugins registered now (from entry points or explicitly), sorted."""
+        return tuple(sorted(name for name, info in self._records.items() if info.status in (LOADED, EXPLICIT)))
+
+    def require_intact(self, tables: Iterable[str] = ()) -> None:
+        """Raise :class:`PluginError` for the first plugin that failed to load and that a run depends
+        on: one that declares a provider or collector hook, whose hooks cannot be told (its source
+        could not be read), or that has a settings table among ``tables`` (the ``[plugins.NAME]``
+        tables of the run's config). A failed plugin that only observes does not stop a run (it
+        was reported when it failed). Nothing falls back to another plugin silently."""
+        tables = set(tables)
+        for key, info in self._records.items():
+            if info.status != FAILED:
+                continue
+            needed = _needed_because(self._declared.get(key))
+            if key == info.name and info.name in tables:
+                needed = f"the settings table [plugins.{info.name}] is for it"
+            if not needed:
+                continue
+            disable = info.distribution if key != info.name and info.distribution else info.name
+            raise PluginError(
+                info.name,
+                f"{_origin(info.name, info.distribution)} {info.reason}; the run depends on it ({needed}) "
+                f"and does not fall back to another plugin: fix it, or run without it with --disable-plugin {disable}",
+            )
 
     # -- calling ---------------------------------------------------------------------------
 
@@ -411,20 +477,34 @@ class PluginHost:
                 version,
                 f"failed to register: the name {name!r} is already taken",
                 key=f"{name} ({dist_name or 'duplicate'})",
+                hooks=validation.declared_hooks(self.pm, plugin) or None,
             )
             return
-        try:
-            self.pm.register(plugin, name=name)
-        except (pluggy.PluginValidationError, ValueError) as error:
-            self._fail(name, dist_name, version, f"failed to register: {error}", error)
+        origin = _origin(name, dist_name)
+        found = validation.declarations(self.pm, plugin)
+        for sentence in validation.unmarked(self.pm, plugin, found):
+            warnings.warn(f"{origin}: {sentence}", PluginLoadWarning, stacklevel=4)
+        hooks = validation.declared_hooks(self.pm, plugin, found)
+        reasons = validation.problems(self.pm, plugin, found)
+        if not reasons and self.pm.get_name(plugin) is not None:
+            reasons = [f"it is the object already registered as plugin {self.pm.get_name(plugin)!r}"]
+        if not reasons:
+            try:
+                self.pm.register(plugin, name=name)
+            except (pluggy.PluginValidationError, ValueError) as error:
+                reasons = [_plain(str(error), plugin, name)]
+        if reasons:
+            self._fail(name, dist_name, version, "is invalid: " + "; ".join(reasons), hooks=hooks or None)
             return
         self._records[name] = PluginInfo(name=name, status=status, distribution=dist_name, version=version)
 
     def _reject(self, name: str, reason: str) -> None:
         record = self._records.get(name, PluginInfo(name=name, status=FAILED))
+        plugin = self.pm.get_plugin(name)
+        hooks = validation.declared_hooks(self.pm, plugin) if plugin is not None else ()
         if self.pm.has_plugin(name):
             self.pm.unregister(name=name)
-        self._fail(name, record.distribution, record.version, f"is invalid: {reason}")
+        self._fail(name, record.distribution, record.version, f"is invalid: {reason}", hooks=hooks or None)
 
     def _fail(
         self,
@@ -434,15 +514,28 @@ class PluginHost:
         reason: str,
         error: BaseException | None = None,
         key: str | None = None,
+        hooks: tuple[str, ...] | None = None,
     ) -> None:
-        origin = f"plugin {name!r} from distribution {dist_name!r}" if dist_name else f"plugin {name!r}"
-        message = f"{origin} {reason}"
+        """Record a plugin that could not be loaded and warn (raise, in strict mode), saying what
+        becomes of a run without it. ``hooks``: the hooks it declares (None: unknown)."""
+        message = f"{_origin(name, dist_name)} {reason}"
         if self.policy.strict:
             raise PluginError(name, message + " (SDA_STRICT_PLUGINS=1)") from error
-        self._records[key or name] = PluginInfo(
+        key = key or name
+        self._records[key] = PluginInfo(
             name=name, status=FAILED, distribution=dist_name, version=version, reason=reason
         )
-        warnings.warn(message + "; it was skipped and everything else goes on", PluginLoadWarning, stacklevel=3)
+        self._declared[key] = hooks
+        needed = _needed_because(hooks)
+        if needed:
+            disable = dist_name if key != name and dist_name else name
+            consequence = (
+                f"it was skipped, and a run stops while it is broken, since {needed} "
+                f"(fix it, or run without it with --disable-plugin {disable})"
+            )
+        else:
+            consequence = f"it was skipped and a run goes on without it: it only observes ({', '.join(hooks or ())})"
+        warnings.warn(f"{message}; {consequence}", PluginLoadWarning, stacklevel=3)
 
     def _consumer_failed(self, plugin: str, hook_name: str, error: Exception) -> None:
         if self.policy.strict:
@@ -499,3 +592,25 @@ def _plugin_in_traceback(error: BaseException, impls: list[Any]) -> str:
 def _type_names(expected: type | tuple[type, ...]) -> str:
     kinds = expected if isinstance(expected, tuple) else (expected,)
     return " or ".join(kind.__name__ for kind in kinds)
+
+
+def _origin(name: str, dist_name: str | None) -> str:
+    """How messages name a plugin: by its entry-point (or registered) name and its distribution."""
+    return f"plugin {name!r} from distribution {dist_name!r}" if dist_name else f"plugin {name!r}"
+
+
+def _needed_because(hooks: tuple[str, ...] | None) -> str:
+    """Why a run cannot do without a plugin declaring ``hooks`` (None: unknown), or "" when it can."""
+    if hooks is None:
+        return "sda cannot tell which hooks it implements"
+    shaping = validation.shaping(hooks)
+    if shaping:
+        return f"it implements {', '.join(shaping)}"
+    return ""
+
+
+def _plain(message: str, plugin: object = None, name: str = "?") -> str:
+    """pluggy's message on one line, with the plugin object's repr replaced by its name."""
+    if plugin is not None:
+        message = message.replace(repr(plugin), repr(name))
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
