@@ -48,7 +48,7 @@ class PresetValues:
 PRESETS: dict[OverfittingPreset, PresetValues] = {
     OverfittingPreset.CONSERVATIVE: PresetValues(
         max_epochs=100,
-        learning_rate=5e-4,
+        learning_rate=1e-3,
         latent_dim=16,
         validation_fraction=0.2,
         augmentation_strength=1.0,
