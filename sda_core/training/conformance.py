@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import torch
@@ -55,23 +55,21 @@ def check_model_interface(model: Any, config: TrainingConfig | None = None) -> N
     when a config is given) and callable ``loss``, ``encode``, ``decode``, ``reconstruct`` and
     ``generate``. Raises :class:`~sda_core.errors.ConformanceError` listing everything missing.
     """
-    name = type(model).__name__
+    this = named(model)
     if not isinstance(model, torch.nn.Module):
-        raise ConformanceError(f"{_article(name)} {name}, not a torch.nn.Module", EXPECTED_MODEL)
+        raise ConformanceError(f"{this}, not a torch.nn.Module", EXPECTED_MODEL)
     missing = [member for member in MODEL_ATTRIBUTES if not hasattr(model, member)]
     missing += [member for member in MODEL_METHODS if not callable(getattr(model, member, None))]
     if missing:
-        raise ConformanceError(f"{_article(name)} {name}, which lacks {_and(missing)}", EXPECTED_MODEL)
+        raise ConformanceError(f"{this}, which lacks {_and(missing)}", EXPECTED_MODEL)
     for member in MODEL_ATTRIBUTES:
         value = getattr(model, member)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConformanceError(
-                f"{_article(name)} {name} whose {member} is {value!r}", f"{member} to be a positive integer"
-            )
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ConformanceError(f"{this} whose {member} is {value!r}", f"{member} to be a positive integer")
         wanted = getattr(config, member, None) if config is not None else None
         if wanted is not None and value != wanted:
             raise ConformanceError(
-                f"{_article(name)} {name} whose {member} is {value} while the config's is {wanted}",
+                f"{this} whose {member} is {value} while the config's is {wanted}",
                 f"the model to be built from the config (config.{member})",
             )
 
@@ -119,13 +117,6 @@ def check_losses(losses: Any, *, model: str = "the model", requires_grad: bool =
     return values
 
 
-def loss_values(losses: Mapping[str, Any]) -> dict[str, float]:
-    """The values of a (checked) ``loss`` answer as floats: tensors detached, numbers as they are."""
-    return {
-        str(key): float(value.detach() if isinstance(value, torch.Tensor) else value) for key, value in losses.items()
-    }
-
-
 def check_model(model: Any, config: TrainingConfig, audio: torch.Tensor | None = None, *, epoch: int = 1) -> None:
     """Check that ``model`` follows ``GenerativeModel`` for ``config``, calling each method once.
 
@@ -170,9 +161,9 @@ def check_model(model: Any, config: TrainingConfig, audio: torch.Tensor | None =
                     f"encode(audio) to return one code per chunk, a tensor (batch, latent...) with batch = {batch}",
                 )
             decoded = _call(this, "decode", lambda: model.decode(codes), codes)
-            _check_audio(this, "decode() of the codes of", decoded, batch, config.channels, None)
+            _check_audio(this, f"decode() of the codes of {batch} chunks", decoded, batch, config.channels, None)
             rebuilt = _call(this, "reconstruct", lambda: model.reconstruct(audio), audio)
-            _check_audio(this, "reconstruct() of", rebuilt, batch, config.channels, None)
+            _check_audio(this, f"reconstruct() of {batch} chunks", rebuilt, batch, config.channels, None)
             draw = torch.Generator(device="cpu").manual_seed(0)
             generated = _call(
                 this,
@@ -180,7 +171,8 @@ def check_model(model: Any, config: TrainingConfig, audio: torch.Tensor | None =
                 lambda: model.generate(CHECK_BATCH, seconds=config.chunk_seconds, generator=draw),
                 None,
             )
-            _check_audio(this, "generate() of", generated, CHECK_BATCH, config.channels, samples)
+            call = f"generate({CHECK_BATCH}, seconds={config.chunk_seconds})"
+            _check_audio(this, call, generated, CHECK_BATCH, config.channels, samples)
 
 
 def _call(this: str, method: str, call: Callable[[], Any], given: torch.Tensor | None) -> Any:
@@ -198,9 +190,9 @@ def _call(this: str, method: str, call: Callable[[], Any], given: torch.Tensor |
         ) from error
 
 
-def _check_audio(this: str, what: str, audio: Any, batch: int, channels: int, samples: int | None) -> None:
-    """Raise unless ``audio`` is a tensor (batch, channels, samples) (any positive length when
-    ``samples`` is None)."""
+def _check_audio(this: str, call: str, audio: Any, batch: int, channels: int, samples: int | None) -> None:
+    """Raise unless ``audio``, what ``call`` answered, is a tensor (batch, channels, samples) (any
+    positive length when ``samples`` is None)."""
     ok = (
         isinstance(audio, torch.Tensor)
         and audio.dim() == 3
@@ -211,7 +203,7 @@ def _check_audio(this: str, what: str, audio: Any, batch: int, channels: int, sa
     if not ok:
         length = "samples" if samples is None else str(samples)
         raise ConformanceError(
-            f"{this} whose {what} {batch} chunks returned {_described(audio)}",
+            f"{this} whose {call} returned {_described(audio)}",
             f"audio shaped (batch, channels, samples) = ({batch}, {channels}, {length})",
         )
 
