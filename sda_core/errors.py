@@ -63,6 +63,23 @@ class PluginError(SdaError):
         super().__init__(message)
 
 
+class ConformanceError(SdaError, TypeError):
+    """An object a plugin made does not follow the interface sda expects of it: a model that lacks
+    ``loss``, a ``loss`` that answers a tensor instead of a dict ... Raised by the conformance
+    checks (:func:`sda_core.training.conformance.check_model`); where the engine checks a
+    provider's answer, it becomes a :class:`PluginError` naming the plugin and the hook.
+
+    Attributes:
+        found: what came, as a noun phrase ("a Linear, which lacks loss and encode").
+        expected: what was expected instead.
+    """
+
+    def __init__(self, found: str, expected: str) -> None:
+        self.found = found
+        self.expected = expected
+        super().__init__(f"got {found}; expected {expected}")
+
+
 class DatasetError(SdaError):
     """A folder cannot be used as a dataset (missing, empty, or holding no usable audio)."""
 

@@ -386,8 +386,14 @@ class ScriptedModel(torch.nn.Module):
             value = base * self.weight / self.weight.detach()
         return {"loss": value}
 
+    def encode(self, audio):
+        return audio.mean(dim=-1)
+
+    def decode(self, latent):
+        return torch.zeros(latent.shape[0], 1, self.sample_rate)
+
     def generate(self, count, *, seconds=1.0, generator=None):
-        return torch.zeros(count, 1, int(seconds * self.sample_rate))
+        return torch.zeros(count, 1, round(seconds * self.sample_rate))
 
     def reconstruct(self, audio):
         return audio

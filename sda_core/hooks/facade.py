@@ -9,7 +9,7 @@ augmentation pipeline receive a ``Hooks`` (``engine.hooks``), never an Engine, a
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sda_core.config.dataset import DatasetSummary, FileSplit
@@ -17,8 +17,8 @@ from sda_core.config.events import EVENT_HOOKS, OverfittingWarning, PreviewEvent
 from sda_core.config.history import MetricsHistory
 from sda_core.config.plugin_settings import check_plugin_tables
 from sda_core.config.training_config import TrainingConfig, apply_overrides
-from sda_core.errors import PluginError
-from sda_core.hooks.host import PluginHost, PluginPolicy
+from sda_core.errors import ConformanceError, PluginError
+from sda_core.hooks.host import PluginHost, PluginInfo, PluginPolicy
 
 #: Providers a run cannot do without: an Engine refuses, at construction, a plugin set that
 #: leaves one of them unanswered (the others have a default: no answer is an answer).
@@ -34,6 +34,7 @@ class Hooks:
 
     def __init__(self, host: PluginHost) -> None:
         self.host = host
+        self._dataset_answered_by: dict[str, str | None] = {}  # role -> plugin, of the last make_dataset
 
     @classmethod
     def from_entrypoints(cls, environ: Mapping[str, str] | None = None) -> Hooks:
@@ -72,6 +73,7 @@ class Hooks:
         dataset = self._require(
             "sda_make_dataset", None, files=tuple(files), config=config, role=role, augment=augment, root=str(root)
         )
+        self._dataset_answered_by[str(role)] = self.answered_by("sda_make_dataset")
         kind = type(dataset)
         if hasattr(kind, "__getitem__") and hasattr(kind, "__len__") and not isinstance(dataset, (str, bytes, Mapping)):
             return dataset
@@ -82,19 +84,16 @@ class Hooks:
             "map-style torch.utils.data.Dataset (with __len__ and __getitem__)",
         )
 
-    def make_model(self, config: TrainingConfig, *, check: bool = False) -> Any:
-        """``sda_make_model``: the model; with ``check``, it must be a ``torch.nn.Module``."""
-        model = self._require("sda_make_model", None, config=config)
-        if check:
-            import torch  # the loop that asks for the check has imported it already
+    def make_model(self, config: TrainingConfig, *, check: Callable[[Any], None] | None = None) -> Any:
+        """``sda_make_model``: the model, not checked unless ``check`` is given.
 
-            if not isinstance(model, torch.nn.Module):
-                plugin = self.answered_by("sda_make_model") or "?"
-                raise PluginError(
-                    plugin,
-                    f"plugin {plugin!r} answered sda_make_model with {type(model).__name__}, "
-                    "expected a torch.nn.Module",
-                )
+        ``check(model)`` (e.g. :func:`sda_core.training.conformance.check_model_interface`) may
+        raise :class:`~sda_core.errors.ConformanceError`; it becomes a PluginError naming the
+        plugin that answered and the hook (see :meth:`verify`).
+        """
+        model = self._require("sda_make_model", None, config=config)
+        if check is not None:
+            self.verify("sda_make_model", check, model)
         return model
 
     def check_overfitting(self, history: MetricsHistory, config: TrainingConfig) -> OverfittingWarning | None:
@@ -189,6 +188,41 @@ class Hooks:
             self.host.notify(hook_name, event=event, history=history)
         else:
             self.host.notify(hook_name, event=event)
+
+    # -- what answered ---------------------------------------------------------------------
+
+    def verify(self, hook_name: str, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``check(*args, **kwargs)`` on what the last call of provider ``hook_name`` answered (a
+        model, the losses of a model ...); returns what ``check`` returns.
+
+        A :class:`~sda_core.errors.ConformanceError` it raises becomes one :class:`PluginError`:
+        ``plugin 'NAME' answered HOOK with WHAT CAME; expected WHAT WAS EXPECTED``.
+        """
+        try:
+            return check(*args, **kwargs)
+        except ConformanceError as error:
+            plugin = self.answered_by(hook_name) or "?"
+            raise PluginError(
+                plugin, f"plugin {plugin!r} answered {hook_name} with {error.found}; expected {error.expected}"
+            ) from error
+
+    def provider(self, hook_name: str, role: str | None = None) -> PluginInfo | None:
+        """The plugin (name, distribution, version) whose answer the last call of provider
+        ``hook_name`` returned (for ``sda_make_dataset``, the last call for ``role`` when given);
+        None when nobody answered or wrappers hid who did."""
+        if hook_name == "sda_make_dataset" and role is not None:
+            return self.plugin(self._dataset_answered_by.get(role))
+        return self.plugin(self.answered_by(hook_name))
+
+    def plugin(self, name: str | None) -> PluginInfo | None:
+        """The plugin registered under ``name`` now (loaded or explicit), or None."""
+        if name is None or not self.host.pm.has_plugin(name):
+            return None
+        return next((info for info in self.host.plugin_infos() if info.name == name), None)
+
+    def implements(self, plugin: str, hook_name: str) -> bool:
+        """Whether the plugin registered under ``plugin`` implements ``hook_name``."""
+        return any(impl.plugin_name == plugin for impl in getattr(self.host.pm.hook, hook_name).get_hookimpls())
 
     # -- internals -------------------------------------------------------------------------
 

@@ -112,11 +112,15 @@ def sda_make_model(config: TrainingConfig) -> Any | None:
     """Build the generative model to train.
 
     :param config: the resolved config (``latent_dim``, ``regularization`` ...).
-    :return: a ``torch.nn.Module`` implementing the model interface documented in
-        docs/hooks.md (``loss``, ``encode``, ``decode``, ``generate``), or None.
+    :return: a ``torch.nn.Module`` following :class:`sda_core.training.model.GenerativeModel`
+        (``sample_rate``, ``channels``, ``loss``, ``encode``, ``decode``, ``reconstruct``,
+        ``generate``), or None. Checked where it enters the engine
+        (:func:`sda_core.training.conformance.check_model`): a model that does not follow it is
+        a PluginError naming the plugin, before anything is written.
 
-    firstresult. Reference: ``mel_vae`` (trylast). Called once per run in the main process,
-    before weights are restored on resume.
+    firstresult. Reference: ``wave_vae`` and ``mel_vae`` (trylast). Called once per run in the
+    main process, before weights are restored on resume, and once by ``sda generate``,
+    ``sda evaluate`` and ``sda export`` before they load a run's weights.
     """
 
 
@@ -256,7 +260,9 @@ def sda_on_epoch(event: EpochMetrics, history: MetricsHistory) -> None:
     :param event: train and validation losses, durations and the whole-run ETA.
     :param history: the run's history, this epoch included. Read-only.
 
-    Consumer, isolated. Called once per epoch in the main process, before ``sda_should_stop``.
+    Consumer, isolated. Called once per epoch in the main process, before the epoch's
+    checkpoints are written and ``sda_should_stop`` is asked; in strict mode a consumer raising
+    here ends the run once the epoch is saved.
     """
 
 

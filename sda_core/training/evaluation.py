@@ -184,7 +184,7 @@ def evaluate_run(
     started = time.perf_counter()
     hooks = Hooks.from_entrypoints() if hooks is None else as_hooks(hooks)
     check_stop()
-    model, config, checkpoint = load_trained_model(hooks, folder, device)
+    model, config, checkpoint = load_trained_model(hooks, folder, device, action="evaluate it")
     train_set, validation_set = _run_datasets(hooks, folder, config)
     rng = np.random.default_rng(seed)
     training_real = _mono(_chunks(train_set, rng, MAX_REAL_CHUNKS))

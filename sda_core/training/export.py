@@ -122,7 +122,7 @@ def export_run(
     """
     format = _check_format(format)  # noqa: A001
     hooks = Hooks.from_entrypoints() if hooks is None else as_hooks(hooks)
-    model, config, checkpoint = load_trained_model(hooks, run_dir, device)
+    model, config, checkpoint = load_trained_model(hooks, run_dir, device, action="export it")
     model = copy.deepcopy(model).to("cpu").eval().requires_grad_(False)
     target = Path(out) if out is not None else default_export_path(run_dir, format)
     if target.exists() and target.is_dir():

@@ -36,7 +36,16 @@ from sda_core.config import TrainingConfig
 from sda_core.config.training_config import stored_config
 from sda_core.data.chunks import chunk_frames
 from sda_core.errors import GenerationError
+from sda_core.hooks.facade import as_hooks
 from sda_core.training.checkpoints import CheckpointError, load_checkpoint
+from sda_core.training.conformance import check_model_interface
+from sda_core.training.provenance import (
+    check_provider,
+    load_model_weights,
+    provider_record,
+    recorded_providers,
+    require_provider,
+)
 from sda_core.training.run_folder import RunLock, RunPaths
 
 #: Written peaks stay at or below -1 dBFS.
@@ -56,17 +65,27 @@ EDGE_FADE_SECONDS = 0.005
 
 
 def load_trained_model(
-    engine: Any, run_dir: str | Path, device: str | torch.device = "cpu"
+    engine: Any, run_dir: str | Path, device: str | torch.device = "cpu", *, action: str = "generate from it"
 ) -> tuple[Any, TrainingConfig, Path]:
-    """The model of a run with its best weights (``best.pt``, else ``last.pt``), in eval mode."""
+    """The model of a run with its best weights (``best.pt``, else ``last.pt``), in eval mode.
+
+    The model is rebuilt through ``sda_make_model`` (``engine``: an Engine or its hooks) and
+    checked against the interface; the plugin the run recorded as the model's maker must be the
+    one that answers (:mod:`sda_core.training.provenance`), else one :class:`PluginError` sentence
+    ending "... to ``action``". Weights that do not fit are a :class:`CheckpointError`.
+    """
+    hooks = as_hooks(engine)
     folder = Path(run_dir)
     if not folder.is_dir():
         raise CheckpointError(f"run folder '{folder}' does not exist")
     checkpoint = RunPaths(folder).weights()
     state = load_checkpoint(checkpoint, map_location=device)
     config = stored_config(state["config"])
-    model = engine.make_model(config)
-    model.load_state_dict(state["model"])
+    recorded = recorded_providers(state)
+    require_provider(recorded, "model", hooks, folder, action)
+    model = hooks.make_model(config, check=lambda answer: check_model_interface(answer, config))
+    check_provider(recorded, "model", hooks, folder, action)
+    load_model_weights(model, state["model"], checkpoint, provider_record(hooks, "model"))
     return model.to(device).eval(), config, checkpoint
 
 

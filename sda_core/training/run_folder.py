@@ -64,6 +64,11 @@ class RunPaths:
         return self.root / "history.json"
 
     @property
+    def providers(self) -> Path:
+        """Which plugins made the model, the datasets and the split (:mod:`sda_core.training.provenance`)."""
+        return self.root / "providers.json"
+
+    @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
@@ -106,8 +111,8 @@ class RunLock:
     """An exclusive lock on a run folder, held from :meth:`acquire` to :meth:`release`.
 
     ``action`` says what the holder does ("training", "generating" ...) for the message another
-    writer gets. Creates the folder if needed; :meth:`release` removes the folder again when this
-    lock created it and nothing else was written there.
+    writer gets. Creates the folder (and missing parents) if needed; :meth:`release` removes them
+    again when this lock created them and nothing else was written there.
     """
 
     def __init__(self, folder: str | os.PathLike[str], action: str = "writing") -> None:
@@ -115,7 +120,7 @@ class RunLock:
         self.action = action
         self.path = self.folder / LOCK_FILENAME
         self._fd: int | None = None
-        self._created_folder = False
+        self._created: list[Path] = []  # the folders acquire made, innermost first
 
     @property
     def held(self) -> bool:
@@ -125,9 +130,10 @@ class RunLock:
         """Take the lock or raise :class:`RunFolderBusyError` naming its holder; never waits."""
         if self._fd is not None:
             raise RuntimeError("this RunLock is already held")
+        self._created = []
         if not self.folder.exists():
+            self._created = [self.folder, *(parent for parent in self.folder.parents if not parent.exists())]
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._created_folder = True
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -164,11 +170,11 @@ class RunLock:
                     self.path.unlink()
                 except OSError:
                     pass
-                if self._created_folder:
+                for folder in self._created:  # innermost first; stops at the first that holds anything
                     try:
-                        self.folder.rmdir()
+                        folder.rmdir()
                     except OSError:
-                        pass
+                        break
             else:
                 os.ftruncate(fd, 0)
         except OSError:

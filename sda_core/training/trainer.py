@@ -39,13 +39,24 @@ from sda_core.config.training_config import stored_config
 from sda_core.data.loaders import create_data_loaders
 from sda_core.data.scan import require_usable, scan_folder
 from sda_core.data.splits import reconcile_split
-from sda_core.errors import ConfigError, DatasetError, TrainingError
+from sda_core.errors import ConfigError, DatasetError, PluginError, TrainingError
 from sda_core.hooks.facade import Hooks, as_hooks
 from sda_core.serialization import to_jsonable
 from sda_core.training.averaging import WeightAverage
 from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
+from sda_core.training.conformance import CHECK_BATCH, check_losses, check_model, check_model_interface, named
 from sda_core.training.model import LOSS_KEY, SAMPLER_FIT_CHUNKS, SamplerFitting, objective_of
-from sda_core.training.run_folder import RunLock, RunPaths, default_run_dir, prepare_run_folder
+from sda_core.training.provenance import (
+    PROVIDED,
+    check_provider,
+    load_model_weights,
+    provider_record,
+    record_providers,
+    recorded_providers,
+    require_provider,
+    write_providers,
+)
+from sda_core.training.run_folder import RunLock, RunPaths, default_run_dir, holds_run, prepare_run_folder
 
 #: Settings that shape the model or the data; a resumed run cannot change them.
 FIXED_ON_RESUME = (
@@ -157,7 +168,9 @@ def check_output_folder(paths: RunPaths, needed_bytes: int) -> None:
     except OSError as error:
         raise TrainingError(f"cannot write to the run folder '{paths.root}': {error.strerror or error}") from None
     remove_stale_temporaries(paths.checkpoints, (LAST, BEST))  # left by a run killed mid-write
-    remove_stale_temporaries(paths.root, (paths.config.name, paths.dataset.name, paths.history.name))
+    remove_stale_temporaries(
+        paths.root, (paths.config.name, paths.dataset.name, paths.history.name, paths.providers.name)
+    )
     free = shutil.disk_usage(paths.checkpoints).free
     if free < needed_bytes:
         raise TrainingError(
@@ -243,7 +256,10 @@ class Trainer:
         summary = scan_folder(self.data_dir)
         require_usable(summary)
         state = self._load_resume_state()
+        recorded = recorded_providers(state) if state is not None else {}
         if state is not None:
+            # the plugin that built the model must be here before anything is built
+            require_provider(recorded, "model", self.hooks, self.paths.root, "resume it")
             config = resume_config(state["config"], collect_overrides(self.data_dir, cli=self.overrides))
             split = self._reconciled_split(state, summary)
             history = MetricsHistory.from_dict(state["history"])
@@ -259,11 +275,23 @@ class Trainer:
         # it, so a seed gives one run (a resumed run restores the generator from its checkpoint)
         torch.manual_seed(config.seed)
         train_loader, val_loader, split = create_data_loaders(summary, config, self.hooks, split=split, device=device)
+        if state is not None:
+            check_provider(recorded, "dataset", self.hooks, self.paths.root, "resume it")
         # whether the validation loss chooses best.pt (also after a resume, with the resumed config)
         history.validation_chunks = len(val_loader.dataset)
         history.min_validation_chunks = config.min_validation_chunks
-        model = self.hooks.make_model(config, check=True)
+        model = self.hooks.make_model(config, check=lambda answer: check_model_interface(answer, config))
+        if state is not None:
+            check_provider(recorded, "model", self.hooks, self.paths.root, "resume it")
         model = model.to(device)
+        references = _references(val_loader.dataset, train_loader.dataset)
+        # one call of each method on real chunks, before anything is written: a model that does
+        # not follow the interface is one sentence naming its plugin, and leaves no run behind
+        self.hooks.verify("sda_make_model", check_model, model, config, references[:CHECK_BATCH])
+        providers = {
+            **recorded,
+            **record_providers(self.hooks, ("model", "dataset") if state is not None else tuple(PROVIDED)),
+        }
         parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         check_output_folder(self.paths, needed_bytes=checkpoint_space(self.paths, parameter_bytes))
 
@@ -280,22 +308,28 @@ class Trainer:
         if state is not None:
             # "model" holds the averaged weights (what generation uses), "training_model" the
             # trained ones; a checkpoint without the latter (ema_decay = 0, or an older run) has one
-            model.load_state_dict(state.get("training_model", state["model"]))
+            load_model_weights(
+                model,
+                state.get("training_model", state["model"]),
+                self.paths.last,
+                provider_record(self.hooks, "model"),
+            )
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             amp.load_state_dict(state.get("scaler"))
             torch.set_rng_state(state["rng"]["torch"])
             initial_val_loss = state.get("initial_val_loss")
             step = int(state["step"])
+            with _writing(self.paths.providers):
+                write_providers(self.paths.root, providers)
         else:
-            self._write_run_files(config, summary, split)
+            self._write_run_files(config, summary, split, providers)
             initial_val_loss = self._validate(model, val_loader, epoch=1, amp=amp)[0]
             step = 0
         average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
         if average is not None and state is not None:
             average.model.load_state_dict(state["model"])
         start_epoch = history.last_epoch + 1
-        references = _references(val_loader.dataset, train_loader.dataset)
         run = _RunState(
             config=config,
             split=split,
@@ -309,6 +343,9 @@ class Trainer:
             initial_val_loss=initial_val_loss,
             train_files=tuple(info for info in summary.files if info.path in set(split.train)),
             root=str(summary.root),
+            providers=providers,
+            saved_epoch=history.last_epoch,
+            saved_step=step,
         )
 
         self.hooks.emit(
@@ -348,7 +385,10 @@ class Trainer:
                 self._fit_sampler(run)
                 self._preview(run, history.last_epoch, references)
         except BaseException as error:
-            self.hooks.emit(self._complete_event(run, f"error: {type(error).__name__}: {error}", started))
+            # the summary reports what is on disk: the history as last.pt holds it
+            history.truncate_to_epoch(run.saved_epoch)
+            run.step = run.saved_step
+            self._emit_despite_strict(self._complete_event(run, f"error: {type(error).__name__}: {error}", started))
             raise
         if not self.paths.last.exists() or reason == self.stop_reason:
             self._save_last(run)  # an interrupted epoch keeps its weights, not its steps
@@ -433,6 +473,7 @@ class Trainer:
             batch = batch.to(device, non_blocking=True)
             with run.amp.autocast():
                 losses = model.loss(batch, epoch=epoch)
+            values = self.hooks.verify("sda_make_model", check_losses, losses, model=named(model))
             loss = losses[LOSS_KEY]
             if not torch.isfinite(loss):
                 raise TrainingError(
@@ -449,7 +490,6 @@ class Trainer:
             run.step += 1
             if run.average is not None:
                 run.average.update(model, run.step)
-            values = {key: float(value.detach()) for key, value in losses.items()}
             objective = objective_of(values)
             totals.add(objective, values, len(batch))
             finished = time.perf_counter()
@@ -495,9 +535,16 @@ class Trainer:
         return True
 
     def _end_of_epoch(self, run: "_RunState", epoch: int) -> str | None:
-        """Events, checkpoints, then the overfitting check and the stop decision, after an epoch."""
+        """Events, checkpoints, then the overfitting check and the stop decision, after an epoch.
+
+        A consumer that fails in strict mode ends the run, but only once the epoch is saved: the
+        run stays consistent (what the summary reports is on disk) and resumes from that epoch."""
         history, config = run.history, run.config
-        self.hooks.emit(history.epochs[-1], history=history)
+        failure: PluginError | None = None
+        try:
+            self.hooks.emit(history.epochs[-1], history=history)
+        except PluginError as error:  # only strict mode lets a consumer's error through
+            failure = error
         if (
             history.best_epoch in (epoch, None)
             or epoch % get_effective_preview_interval(config) == 0
@@ -507,6 +554,8 @@ class Trainer:
         if history.best_epoch == epoch or history.best_epoch is None:
             self._save(run, self.paths.best)
         self._save_last(run)  # before asking plugins anything: a faulty one cannot cost this epoch
+        if failure is not None:
+            raise failure
         warning = self.hooks.check_overfitting(history, config)
         if warning is not None:
             self.hooks.emit(warning)
@@ -525,7 +574,9 @@ class Trainer:
             for batch in loader:
                 with amp.autocast():
                     losses = model.loss(batch.to(device, non_blocking=True), epoch=epoch)
-                values = {key: float(value) for key, value in losses.items()}
+                values = self.hooks.verify(
+                    "sda_make_model", check_losses, losses, model=named(model), requires_grad=False
+                )
                 totals.add(objective_of(values), values, len(batch))
         except DatasetError:  # not one validation file can be read (each is named by its own warning)
             self.validation_unreadable = True
@@ -581,6 +632,11 @@ class Trainer:
         if not self.resume:
             return None
         if not self.paths.last.exists():
+            if holds_run(self.paths.root):  # a start that ended before its first epoch was saved
+                raise CheckpointError(
+                    f"nothing to resume: the run in '{self.paths.root}' saved no epoch ('{self.paths.last}' does not "
+                    f"exist); train it afresh with --out {self.paths.root}"
+                )
             raise CheckpointError(f"nothing to resume: '{self.paths.last}' does not exist")
         return load_checkpoint(self.paths.last)
 
@@ -590,17 +646,22 @@ class Trainer:
             warnings.warn(sentence, UserWarning, stacklevel=3)
         return reconciliation.split
 
-    def _write_run_files(self, config: TrainingConfig, summary: DatasetSummary, split: FileSplit) -> None:
+    def _write_run_files(
+        self, config: TrainingConfig, summary: DatasetSummary, split: FileSplit, providers: Mapping[str, Any]
+    ) -> None:
         self.paths.root.mkdir(parents=True, exist_ok=True)
         dataset = {"data_dir": str(self.data_dir.resolve()), "scan": summary.to_dict(), "split": split.to_dict()}
         with _writing(self.paths.config):
             write_text_atomic(self.paths.config, json.dumps(config.to_dict(), indent=2) + "\n")
         with _writing(self.paths.dataset):
             write_text_atomic(self.paths.dataset, json.dumps(dataset, indent=2) + "\n")
+        with _writing(self.paths.providers):
+            write_providers(self.paths.root, providers)
 
     def _save_last(self, run: "_RunState") -> None:
         """last.pt, then history.json (the checkpoint holds the history too)."""
         self._save(run, self.paths.last)
+        run.saved_epoch, run.saved_step = run.history.last_epoch, run.step
         with _writing(self.paths.history):
             write_text_atomic(self.paths.history, json.dumps(run.history.to_dict(), indent=1) + "\n")
 
@@ -618,11 +679,20 @@ class Trainer:
             "history": run.history.to_dict(),
             "initial_val_loss": run.initial_val_loss,
             "model_class": f"{type(run.model).__module__}.{type(run.model).__qualname__}",
+            "providers": run.providers,
         }
         if run.average is not None:
             state["training_model"] = run.model.state_dict()
         with _writing(path):
             save_checkpoint(path, state)
+
+    def _emit_despite_strict(self, event: Any) -> None:
+        """Emit an event on the way out of a failed run: a consumer failing again (strict mode)
+        must not replace the error that ended the run."""
+        try:
+            self.hooks.emit(event)
+        except PluginError:
+            pass
 
     def _complete_event(self, run: "_RunState | None", reason: str, started: float) -> TrainingCompleteEvent:
         checkpoints = {
@@ -668,6 +738,9 @@ class _RunState:
     train_files: tuple = ()
     root: str = ""
     fit_chunks: Any = None  # the unaugmented training chunks handed to fit_sampler, read once
+    providers: dict = attrs.Factory(dict)  # role -> the plugin that answered (sda_core.training.provenance)
+    saved_epoch: int = 0  # the last epoch last.pt holds, and its step
+    saved_step: int = 0
 
     @property
     def inference_model(self) -> Any:
