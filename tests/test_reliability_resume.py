@@ -23,6 +23,7 @@ import bad_inputs
 import pytest
 from audio_factory import make_folder
 
+from sda_core import MetricsHistory
 from sda_core.training.checkpoints import load_checkpoint
 
 KILLS = 10
@@ -162,7 +163,11 @@ def test_every_checkpoint_on_disk_loads_and_agrees_with_the_history(killed_and_r
 
 
 def history_best(history: dict) -> int:
+    """The epoch best.pt must hold: the lowest validation loss, or the latest validated epoch when
+    the validation set is too small to choose by (``MetricsHistory.validation_selects``)."""
     validated = [(epoch["val_loss"], epoch["epoch"]) for epoch in history["epochs"] if epoch["val_loss"] is not None]
+    if not MetricsHistory.from_dict(history).validation_selects:
+        return validated[-1][1]
     return min(validated)[1]
 
 
