@@ -283,9 +283,9 @@ def _transform_problems(transform: Any, sample_rate: int, seconds: float, draws:
     samples = max(1, round(seconds * sample_rate))
     chunks = {"mono": _synthetic_chunk(1, samples, sample_rate), "stereo": _synthetic_chunk(2, samples, sample_rate)}
 
-    def draw(seed: int, noise: int) -> Any:
+    def draw(seed: int, noise: int, on: Any = transform) -> Any:
         _scramble_global_generators(noise)
-        return transform.sample(np.random.default_rng([seed]), sample_rate)
+        return on.sample(np.random.default_rng([seed]), sample_rate)
 
     def applied(params: Any, audio: np.ndarray, noise: int, on: Any = transform) -> Any:
         _scramble_global_generators(noise)
@@ -361,8 +361,8 @@ def _transform_problems(transform: Any, sample_rate: int, seconds: float, draws:
     if unpicklable is None and "sample" not in problems and "apply" not in problems:
         audio = chunks["stereo"]
         try:
-            copy = pickle.loads(pickle.dumps(transform))
-            params, copied = draw(0, 1), copy.sample(np.random.default_rng([0]), sample_rate)
+            copy = _worker_copy(transform)
+            params, copied = draw(0, 1), draw(0, 1, on=copy)
             same = _same(params, copied) and np.array_equal(
                 applied(params, audio, 1), applied(params, audio, 1, on=copy), equal_nan=True
             )
@@ -479,7 +479,7 @@ def _dataset_problems(dataset: Any, config: TrainingConfig, items: int) -> list[
         except Exception as error:  # noqa: BLE001
             problem("collate", f"{this} whose items do not collate into a batch: {_raised(error)}", EXPECTED_DATASET)
     try:
-        pickled = pickle.loads(pickle.dumps(dataset)) if unpicklable is None else None
+        pickled = _worker_copy(dataset) if unpicklable is None else None
     except Exception as error:  # noqa: BLE001 - unpickling runs the dataset's own code
         problem(
             "pickled",
@@ -507,6 +507,12 @@ def _dataset_problems(dataset: Any, config: TrainingConfig, items: int) -> list[
                 )
                 break
     return list(problems.values())
+
+
+def _worker_copy(value: Any) -> Any:
+    """The copy of ``value`` a DataLoader worker gets: pickled and unpickled here, in memory (only
+    what was pickled the line before is ever unpickled)."""
+    return pickle.loads(pickle.dumps(value))
 
 
 def _synthetic_chunk(channels: int, samples: int, sample_rate: int) -> np.ndarray:
