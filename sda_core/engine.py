@@ -145,7 +145,12 @@ class Engine:
         api: Mapping[str, Any] | None = None,
         cli: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Merge overrides: the Python API dict < ``sda.toml`` in ``data_dir`` < ``--set``."""
+        """Merge overrides: ``sda.toml`` in ``data_dir`` < the Python API dict < ``--set``.
+
+        ``api`` wins over ``sda.toml`` exactly as the ``overrides`` of :meth:`train` do, so
+        ``resolve_config(scan(data_dir), collect_overrides(data_dir, api=overrides))`` is the
+        config ``train(data_dir, out_dir, overrides)`` trains with.
+        """
         return collect_overrides(data_dir, api, cli)
 
     def scan(self, data_dir: str | Path) -> DatasetSummary:

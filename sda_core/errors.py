@@ -65,19 +65,46 @@ class PluginError(SdaError):
 
 class ConformanceError(SdaError, TypeError):
     """An object a plugin made does not follow the interface sda expects of it: a model that lacks
-    ``loss``, a ``loss`` that answers a tensor instead of a dict ... Raised by the conformance
-    checks (:func:`sda_core.training.conformance.check_model`); where the engine checks a
-    provider's answer, it becomes a :class:`PluginError` naming the plugin and the hook.
+    ``loss``, a ``loss`` that answers a tensor instead of a dict, a transform that changes the
+    shape of the audio, a dataset whose items are not chunks ... Raised by the conformance checks
+    (:mod:`sda_core.training.conformance`, and through them ``check_model``, ``check_transform``
+    and ``check_dataset`` of the testing kit); where the engine checks a provider's answer, it
+    becomes a :class:`PluginError` naming the plugin and the hook.
+
+    One error lists every problem a check found, not only the first: with one problem the message
+    is ``got FOUND; expected EXPECTED``, with several it is ``N problems:`` followed by one such
+    line per problem.
 
     Attributes:
-        found: what came, as a noun phrase ("a Linear, which lacks loss and encode").
-        expected: what was expected instead.
+        found: what came, as a noun phrase ("a Linear, which lacks loss and encode"); the first
+            problem's where there are several.
+        expected: what was expected instead (the first problem's).
+        problems: ``(found, expected)`` of every problem, in the order they were found.
     """
 
-    def __init__(self, found: str, expected: str) -> None:
+    def __init__(self, found: str, expected: str, more: Iterable[tuple[str, str]] = ()) -> None:
         self.found = found
         self.expected = expected
-        super().__init__(f"got {found}; expected {expected}")
+        self.problems: tuple[tuple[str, str], ...] = ((found, expected), *((str(f), str(e)) for f, e in more))
+        if len(self.problems) == 1:
+            message = f"got {found}; expected {expected}"
+        else:
+            message = f"{len(self.problems)} problems:" + "".join(
+                f"\n  {number}. got {what}; expected {wanted}"
+                for number, (what, wanted) in enumerate(self.problems, start=1)
+            )
+        super().__init__(message)
+
+    @classmethod
+    def of(cls, errors: Iterable[ConformanceError]) -> ConformanceError:
+        """One error holding the problems of ``errors`` (at least one), in order."""
+        pairs = [pair for error in errors for pair in error.problems]
+        if not pairs:
+            raise ValueError("ConformanceError.of needs at least one error")
+        return cls(*pairs[0], more=pairs[1:])
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (a DataLoader worker may raise one)
+        return (type(self), (self.found, self.expected, self.problems[1:]))
 
 
 class DatasetError(SdaError):

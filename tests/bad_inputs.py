@@ -38,6 +38,7 @@ import numpy as np
 import soundfile as sf
 
 from sda_core.config.dataset import SkipReason
+from sda_core.testing import fast_settings, set_options
 
 #: Scan verdicts.
 USED, REPAIRED, SKIPPED = "used", "repaired", "skipped"
@@ -320,14 +321,15 @@ def display(path: str) -> str:
 
 # -- running sda on it ---------------------------------------------------------------------------
 
-#: The fast settings of every `sda train` of the reliability tests.
-FAST = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0, "evaluation_sounds": 0}
+#: The fast settings of every `sda train` of the reliability tests: the kit's, with the number of
+#: epochs left to each test (``--max-epochs`` or ``max_epochs``).
+FAST = fast_settings(max_epochs=None)
 TESTS = Path(__file__).resolve().parent
 
 
 def fast_set(**changes: object) -> list[str]:
     """``--set`` options of :data:`FAST`, with ``changes``."""
-    return [arg for key, value in {**FAST, **changes}.items() for arg in ("--set", f"{key}={value}")]
+    return set_options(FAST, **changes)
 
 
 def reference_plugins(*extra: str, without: tuple[str, ...] = ("progress",)) -> str:

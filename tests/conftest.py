@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
 import textwrap
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from sda_core.testing import fast_settings
 
 
 @pytest.fixture
@@ -44,6 +48,35 @@ def make_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callab
         sys.modules.pop(module_name, None)
 
 
+def install_project(project: Path, site: Path) -> Path:
+    """ "Install" a plugin project (a folder with a setuptools pyproject.toml) into ``site`` as pip
+    would lay it out: its packages copied beside a ``.dist-info`` folder made from its metadata and
+    entry points, so ``importlib.metadata`` finds it. Returns ``site`` (put it on PYTHONPATH).
+
+    pip itself would need the build backend and network access in the test environment.
+    """
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    meta = pyproject["project"]
+    site.mkdir(parents=True, exist_ok=True)
+    for package in pyproject["tool"]["setuptools"]["packages"]:
+        shutil.copytree(project / package.replace(".", "/"), site / package.replace(".", "/"))
+    info = site / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n", encoding="utf-8"
+    )
+    groups = meta.get("entry-points", {})
+    (info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in targets.items())
+            for group, targets in groups.items()
+        ),
+        encoding="utf-8",
+    )
+    importlib.invalidate_caches()
+    return site
+
+
 @pytest.fixture(autouse=True)
 def _clean_plugin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test inherits plugin policy variables from the developer's shell."""
@@ -76,14 +109,12 @@ def real_sounds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 #: A tiny, quick run of the default model (a narrow wave_vae): one epoch at 8 kHz.
-TINY_RUN_SETTINGS = {
-    "sample_rate": 8000,
-    "batch_size": 4,
-    "samples_per_epoch": 16,
-    "num_workers": 0,
-    "max_epochs": 1,
-    "plugins": {"wave_vae": {"hidden_channels": 16, "decoder_channels": 16, "decoder_layers": 1}},
-}
+TINY_RUN_SETTINGS = fast_settings(
+    samples_per_epoch=16,
+    max_epochs=1,
+    evaluation_sounds=None,  # the run evaluates itself as a user's does
+    plugins={"wave_vae": {"hidden_channels": 16, "decoder_channels": 16, "decoder_layers": 1}},
+)
 
 
 @pytest.fixture(scope="session")

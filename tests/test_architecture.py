@@ -117,6 +117,19 @@ def test_reference_plugins_list_the_entry_points_of_pyproject():
     assert REFERENCE_PLUGINS == PYPROJECT["project"]["entry-points"]["sda"]
 
 
+def test_the_wheel_holds_every_package_and_the_plugin_template():
+    """A wheel holds only the packages pyproject.toml names (an editable install would hide one
+    that is missing), and ``sda new-plugin`` needs its template folder as package data."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "sda_core").rglob("__init__.py")} | {
+        "sda_plugins"
+    }
+    assert listed == found
+    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["sda_core.cli"]
+    templates = {path for pattern in patterns for path in (ROOT / "sda_core" / "cli").glob(pattern)}
+    assert templates and templates == set((ROOT / "sda_core" / "cli" / "plugin-template").rglob("*.tmpl"))
+
+
 def test_the_architecture_doc_names_every_layer_of_the_contract():
     doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     (layers,) = [c for c in PYPROJECT["tool"]["importlinter"]["contracts"] if c["type"] == "layers"]

@@ -7,6 +7,7 @@ import torch
 from audio_factory import make_folder
 
 from sda_core import Engine
+from sda_core.testing import fast_settings
 from sda_core.training.averaging import WeightAverage, decay_at
 from sda_core.training.checkpoints import load_checkpoint
 
@@ -36,8 +37,7 @@ def test_the_average_follows_the_weights_and_copies_batchnorm_statistics():
 
 def test_a_run_saves_the_average_as_the_model_and_the_trained_weights_beside_it(tmp_path):
     data = make_folder(tmp_path / "data", [1.0, 1.5, 2.0, 1.2, 0.8], rates=(8000,))
-    overrides = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0}
-    overrides |= {"evaluation_sounds": 0, "max_epochs": 2, "model": "mel_vae"}
+    overrides = fast_settings(model="mel_vae")
     Engine(disable=["progress"]).train(data, tmp_path / "run", overrides)
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert set(state["model"]) == set(state["training_model"])

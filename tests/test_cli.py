@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from sda_core.testing import set_options
+
 SDA = [sys.executable, "-m", "sda_core"]
 
 
@@ -204,12 +206,7 @@ def test_demo_synthesises_trains_and_generates(tmp_path: Path):
             str(tmp_path / "demo"),
             "--max-epochs",
             "2",
-            "--set",
-            "sample_rate=8000",
-            "--set",
-            "samples_per_epoch=8",
-            "--set",
-            "num_workers=0",
+            *set_options(max_epochs=None, batch_size=None, evaluation_sounds=None),
         ],
         capture_output=True,
         text=True,

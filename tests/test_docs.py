@@ -474,12 +474,12 @@ def test_set_examples_are_valid() -> None:
     apply_overrides(TrainingConfig(), parse_set_options(options))
 
 
-def test_precedence_is_api_then_file_then_cli(tmp_path: Path) -> None:
+def test_precedence_is_file_then_api_then_cli(tmp_path: Path) -> None:
     text = squash(CONFIGURATION_MD)
     assert "The command line wins." in text
     order = [
         text.index(needle)
-        for needle in ("**The Python API**", "**`sda.toml` in the data folder**", "**`--set key=value`**")
+        for needle in ("**`sda.toml` in the data folder**", "**The Python API**", "**`--set key=value`**")
     ]
     assert order == sorted(order), "list the sources from lowest to highest precedence"
     (tmp_path / SETTINGS_FILENAME).write_text("max_epochs = 80\nseed = 1\n[regularization]\ndropout = 0.35\n")
@@ -490,7 +490,7 @@ def test_precedence_is_api_then_file_then_cli(tmp_path: Path) -> None:
     )
     assert merged == {
         "max_epochs": 30,
-        "seed": 1,
+        "seed": 2,
         "batch_size": 4,
         "regularization": {"dropout": 0.35, "kl_weight": 0.5},
     }

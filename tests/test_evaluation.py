@@ -16,18 +16,11 @@ from sda_core import hookimpl
 from sda_core.config import TrainingConfig
 from sda_core.engine import Engine
 from sda_core.errors import PluginError
-from sda_core.testing import write_audio_folder
+from sda_core.testing import fast_settings, write_audio_folder
 from sda_core.training.evaluation import EVALUATION_FILE, EvaluationError, _generate, evaluate_run
 
 SDA = [sys.executable, "-m", "sda_core"]
-FAST = {
-    "sample_rate": 8000,
-    "batch_size": 4,
-    "samples_per_epoch": 16,
-    "num_workers": 0,
-    "max_epochs": 1,
-    "evaluation_sounds": 0,
-}
+FAST = fast_settings(samples_per_epoch=16, max_epochs=1)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -25,13 +24,16 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from conftest import install_project
+from doc_blocks import guide_plugin_files, write_guide_plugin
 
 from sda_core.cli import build_parser
+from sda_core.testing import set_options
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EMBED = ROOT / "examples" / "embed.py"
-FAST = ("sample_rate=8000", "batch_size=4", "samples_per_epoch=8", "num_workers=0", "evaluation_sounds=0")
+FAST = set_options(max_epochs=None)  # the kit's fast settings as --set options; epochs are each test's
 SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<", "2>", "2>&1", "&"}
 
 
@@ -64,7 +66,7 @@ def run_python(
 def test_embed_trains_in_a_thread_prints_events_and_stops_early(sda_audio_folder, tmp_path):
     data = sda_audio_folder(count=6, sample_rates=[8000])
     run = tmp_path / "run"
-    sets = [arg for option in FAST for arg in ("--set", option)]
+    sets = FAST
     done = run_python(
         str(EMBED),
         str(data),
@@ -101,7 +103,7 @@ def test_embed_prints_json_events_and_reports_bad_settings(sda_audio_folder, tmp
     monkeypatch.setenv("SDA_DISABLE_PLUGINS", "progress")
     embed = load_embed()  # in this process: the same code, without a second torch start-up
     data = sda_audio_folder(count=6, sample_rates=[8000])
-    sets = [arg for option in FAST for arg in ("--set", option)]
+    sets = FAST
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # installed plugins that fail to load are not this test's business
         assert embed.main([str(data), "--stop-after-epochs", "1", "--json", *sets]) == 0
@@ -230,50 +232,21 @@ def test_a_toml_block_parses(where, text):
     tomllib.loads(text)
 
 
-def guide_plugin_files() -> dict[str, str]:
-    """The files of the plugin docs/plugin-authors.md builds: blocks whose first line is
-    ``# sda-loss-table/PATH``."""
-    files = {}
-    for _line, body in code_blocks(DOCS / "plugin-authors.md", "python", "toml"):
-        first, _, rest = body.partition("\n")
-        match = re.fullmatch(r"# (sda-loss-table/\S+)", first.strip())
-        if match:
-            files[match.group(1)] = rest
-    return files
-
-
 def test_the_plugin_authors_guide_builds_a_working_plugin(tmp_path):
-    files = guide_plugin_files()
+    files = guide_plugin_files(DOCS)
     assert {
         "sda-loss-table/pyproject.toml",
         "sda-loss-table/sda_loss_table/__init__.py",
         "sda-loss-table/sda_loss_table/plugin.py",
         "sda-loss-table/tests/test_loss_table.py",
     } <= set(files)
-    for relative, text in files.items():
-        target = tmp_path / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    project = tmp_path / "sda-loss-table"
-    (project / "README.md").write_text("# sda-loss-table\n", encoding="utf-8")
+    project = write_guide_plugin(DOCS, tmp_path)
     pyproject = tomllib.loads(files["sda-loss-table/pyproject.toml"])
     entry_points = pyproject["project"]["entry-points"]["sda"]
     assert entry_points == {"loss_table": "sda_loss_table:LossTable"}
     assert [(project / name).is_dir() for name in pyproject["tool"]["setuptools"]["packages"]] == [True]
 
-    # "Installed": the package beside a .dist-info made from its pyproject.toml, as pip would lay it
-    # out (pip itself would need setuptools>=77 in this environment, or the network).
-    site = tmp_path / "site"
-    shutil.copytree(project / "sda_loss_table", site / "sda_loss_table")
-    info = site / f"sda_loss_table-{pyproject['project']['version']}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {pyproject['project']['name']}\nVersion: {pyproject['project']['version']}\n",
-        encoding="utf-8",
-    )
-    (info / "entry_points.txt").write_text(
-        "[sda]\n" + "".join(f"{name} = {target}\n" for name, target in entry_points.items()), encoding="utf-8"
-    )
+    site = install_project(project, tmp_path / "site")  # as pip lays an installed distribution out
     listed = run_python("-m", "sda_core", "plugins", "--json", env={"PYTHONPATH": str(site)})
     assert listed.returncode == 0, listed.stderr
     plugins = {entry["name"]: entry for entry in json.loads(listed.stdout)["plugins"]}
@@ -281,6 +254,6 @@ def test_the_plugin_authors_guide_builds_a_working_plugin(tmp_path):
     assert plugins["loss_table"]["distribution"] == "sda-loss-table"
     assert "sda_should_stop" in plugins["loss_table"]["hooks"]
 
-    # Its own tests, with the kit, pass.
-    tested = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", env={"PYTHONPATH": str(project)}, cwd=project)
+    # Its own tests, with the kit, pass (installed: its entry-point and command-line tests need that).
+    tested = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", env={"PYTHONPATH": str(site)}, cwd=project)
     assert tested.returncode == 0, tested.stdout + tested.stderr

@@ -13,10 +13,11 @@ import pytest
 
 from sda_core.config.events import StepMetrics
 from sda_core.data.demo import synthesize_demo_dataset
+from sda_core.testing import fast_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A small, fast run of the demo on the CPU.
-SMALL = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0}
+SMALL = fast_settings(max_epochs=None, evaluation_sounds=None)  # the check sets the epochs itself
 
 
 def load_gpu_check():

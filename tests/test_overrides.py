@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sda_core.config import TrainingConfig, apply_overrides
-from sda_core.config.overrides import SETTINGS_FILENAME, load_settings_file, merge_overrides, parse_set_options
+from sda_core.config.overrides import (
+    SETTINGS_FILENAME,
+    collect_overrides,
+    load_settings_file,
+    merge_overrides,
+    parse_set_options,
+)
 from sda_core.errors import ConfigError
 
 # -- parse_set_options -----------------------------------------------------------------------
@@ -247,7 +253,7 @@ def test_unreadable_settings_file_is_a_config_error(tmp_path, monkeypatch):
 # -- merge_overrides ------------------------------------------------------------------------------
 
 
-def test_merge_precedence_api_then_file_then_cli(tmp_path):
+def test_merge_precedence_file_then_api_then_cli(tmp_path):
     api = {
         "max_epochs": 10,
         "seed": 1,
@@ -255,17 +261,18 @@ def test_merge_precedence_api_then_file_then_cli(tmp_path):
         "plugins": {"plots": {"dpi": 72, "format": "png"}, "api_only": {"x": 1}},
     }
     (tmp_path / SETTINGS_FILENAME).write_text(
-        "max_epochs = 20\nbatch_size = 4\n[regularization]\ndropout = 0.2\n[plugins.plots]\ndpi = 100\n",
+        "max_epochs = 20\nbatch_size = 4\n[regularization]\ndropout = 0.2\nkl_weight = 0.5\n[plugins.plots]\ndpi = 100\n",
         encoding="utf-8",
     )
     cli = parse_set_options(["max_epochs=30", "plugins.plots.theme=dark"])
-    merged = merge_overrides(api, load_settings_file(tmp_path), cli)
+    merged = collect_overrides(tmp_path, api=api, cli=cli)
+    assert merged == merge_overrides(load_settings_file(tmp_path), api, cli)
     assert merged == {
-        "max_epochs": 30,  # CLI beats file beats API
+        "max_epochs": 30,  # CLI beats API beats file
         "seed": 1,  # only the API set it
         "batch_size": 4,  # only the file set it
-        "regularization": {"dropout": 0.2, "weight_decay": 0.01},  # file beats API, key by key
-        "plugins": {"plots": {"dpi": 100, "format": "png", "theme": "dark"}, "api_only": {"x": 1}},
+        "regularization": {"dropout": 0.1, "weight_decay": 0.01, "kl_weight": 0.5},  # API beats file, key by key
+        "plugins": {"plots": {"dpi": 72, "format": "png", "theme": "dark"}, "api_only": {"x": 1}},
     }
 
 
@@ -326,3 +333,44 @@ def test_merge_properties(layers):
         for path, value in _leaves(layers[-1]):
             found, present = _lookup(merged, path)
             assert present and found == value
+
+
+# -- a host's preview and its run -------------------------------------------------------------------
+
+
+def test_a_host_previews_the_config_it_then_trains_and_a_resume_does_not_reread_sda_toml(sda_audio_folder, tmp_path):
+    """The Python API dict wins over sda.toml in ``collect_overrides`` as in ``Engine.train``."""
+    import json
+
+    from sda_core import Engine
+    from sda_core.testing import fast_settings
+
+    data = sda_audio_folder(sample_rates=[8000])
+    (data / SETTINGS_FILENAME).write_text(
+        "max_epochs = 80\nbatch_size = 2\nseed = 5\n[regularization]\ndropout = 0.35\nkl_weight = 0.5\n"
+    )
+    api = fast_settings(max_epochs=1, seed=7, batch_size=None, regularization={"dropout": 0.2})
+    engine = Engine(load_entrypoints=False, plugins=[], environ={})
+    for name, plugin in reference_plugins_without_progress():
+        engine.register(plugin, name=name)
+
+    preview = engine.resolve_config(engine.scan(data), engine.collect_overrides(data, api=api))
+    assert (preview.max_epochs, preview.seed, preview.batch_size) == (1, 7, 2)  # API, API, sda.toml
+    assert (preview.regularization.dropout, preview.regularization.kl_weight) == (0.2, 0.5)
+
+    run = tmp_path / "run"
+    engine.train(data, run, api)
+    assert json.loads((run / "config.json").read_text()) == preview.to_dict()
+
+    # an edited sda.toml is not read again on resume: only what the host passes changes the config
+    (data / SETTINGS_FILENAME).write_text("max_epochs = 80\nbatch_size = 3\nseed = 5\n")
+    started = []
+    engine.train(data, run, {"max_epochs": 2}, resume=True, callback=started.append)
+    resumed = next(event.config for event in started if event.kind == "train_start")
+    assert resumed == {**preview.to_dict(), "max_epochs": 2}
+
+
+def reference_plugins_without_progress():
+    from sda_core.testing import reference_plugins
+
+    return [(name, plugin) for name, plugin in reference_plugins() if name != "progress"]

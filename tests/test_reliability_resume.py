@@ -53,7 +53,7 @@ def start(data: Path, run: Path, resume: bool, epochs: int, cwd: Path) -> subpro
             "train",
             str(data),
             *where,
-            *bad_inputs.fast_set(early_stopping="false"),
+            *bad_inputs.fast_set(early_stopping=False),
             "--max-epochs",
             str(epochs),
         ],

@@ -21,11 +21,12 @@ import pytest
 from audio_factory import make_folder
 
 from sda_core import Engine, RunExistsError, RunFolderBusyError, RunLock
+from sda_core.testing import fast_settings, set_options
 from sda_core.training.run_folder import LOCK_FILENAME, prepare_run_folder, read_holder
 
 START = "train_start"
-FAST = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 16, "num_workers": 0, "evaluation_sounds": 0}
-FAST_SET = [arg for key, value in FAST.items() for arg in ("--set", f"{key}={value}")]
+FAST = fast_settings(samples_per_epoch=16, max_epochs=None)  # the kit's, four steps an epoch
+FAST_SET = set_options(FAST)
 METRICS_LOG = importlib.util.find_spec("sda_metrics_log") is not None
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")

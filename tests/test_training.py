@@ -18,11 +18,12 @@ from audio_factory import make_folder, write_sound
 
 from sda_core import Engine, OverfittingWarning, TrainingCompleteEvent, TrainingStartEvent, hookimpl
 from sda_core.errors import ConfigError
+from sda_core.testing import fast_settings, set_options
 from sda_core.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from sda_core.training.trainer import TrainingError
 
-FAST = {"sample_rate": 8000, "batch_size": 4, "samples_per_epoch": 16, "num_workers": 0, "evaluation_sounds": 0}
-FAST_SET = [arg for key, value in FAST.items() for arg in ("--set", f"{key}={value}")]
+FAST = fast_settings(samples_per_epoch=16, max_epochs=None)  # the kit's, four steps an epoch
+FAST_SET = set_options(FAST)
 
 
 @pytest.fixture

@@ -171,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", metavar="D", help="cpu, cuda, mps or auto")
     _add_set_option(demo)
     demo.set_defaults(handler=cmd_demo)
+
+    new_plugin = commands.add_parser(
+        "new-plugin",
+        help="write a plugin distribution to start from (entry point, hooks, settings, tests with the kit)",
+    )
+    new_plugin.add_argument("name", metavar="NAME", help="the plugin's name, e.g. loop_marker (sda-loop-marker)")
+    new_plugin.add_argument(
+        "--dest", default=".", metavar="DIR", help="where to put its folder, sda-NAME (default: here)"
+    )
+    new_plugin.set_defaults(handler=cmd_new_plugin)
     return parser
 
 
@@ -469,6 +479,19 @@ def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int
     paths = generate_files(engine, run_dir, out / "generated", count=4, seconds=2.0)
     console.print(f"[bold]Generated[/bold] {len(paths)} new sounds of 2 s in {paths[0].parent}")
     console.print(f"Listen to the previews in {run_dir / 'previews'} and the sounds in {paths[0].parent}.")
+    return EXIT_OK
+
+
+def cmd_new_plugin(args: argparse.Namespace, console: Console, errors: Console) -> int:
+    from sda_core.cli.new_plugin import create_plugin
+
+    root, written = create_plugin(args.name, args.dest)
+    console.print(f"[bold]Wrote[/bold] {root}:", highlight=False)
+    for path in written:
+        console.print(f"  {path.relative_to(root).as_posix()}", markup=False, highlight=False)
+    console.print(
+        f"next: cd {root} && pip install -e '.[test]' && pytest   (see its README.md)", markup=False, highlight=False
+    )
     return EXIT_OK
 
 

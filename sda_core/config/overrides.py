@@ -1,8 +1,9 @@
 """User overrides from three sources, merged with a fixed precedence.
 
-Sources, lowest to highest precedence: a dict from the Python API, ``sda.toml`` in the data
-folder, and ``--set key=value`` on the command line (the CLI wins). Everything is parsed as data
-with :mod:`tomllib`; nothing a user writes is ever evaluated as code.
+Sources, lowest to highest precedence: ``sda.toml`` in the data folder, a dict from the Python
+API (a host application's explicit choice, like ``--set``), and ``--set key=value`` on the command
+line (the CLI wins). Everything is parsed as data with :mod:`tomllib`; nothing a user writes is
+ever evaluated as code.
 """
 
 from __future__ import annotations
@@ -79,9 +80,14 @@ def collect_overrides(
     api: Mapping[str, Any] | None = None,
     cli: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Merge overrides: the Python API dict < ``sda.toml`` in ``data_dir`` < ``--set``."""
+    """Merge overrides: ``sda.toml`` in ``data_dir`` < the Python API dict < ``--set``.
+
+    The API dict is what a host application passes to ``Engine.train``: like ``--set``, it wins
+    over the folder's ``sda.toml``, so a setup screen that previews a config with this function
+    shows the config that ``Engine.train`` then trains with.
+    """
     settings = load_settings_file(data_dir) if data_dir is not None else {}
-    return merge_overrides(api, settings, cli)
+    return merge_overrides(settings, api, cli)
 
 
 def _parse_value(option: str, raw: str) -> Any:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from sda_core.config import TrainingConfig
     from sda_core.hooks.facade import Hooks
 
-__all__ = ["AugmentationPipeline", "Params", "Transform", "TransformError", "check_transform"]
+__all__ = ["AugmentationPipeline", "Params", "Transform", "TransformError", "check_transform", "protocol_problems"]
 
 
 #: The parameters of one application of a transform: JSON-compatible scalars (numbers, short
@@ -102,33 +102,71 @@ class Transform(Protocol):
 
 
 def check_transform(transform: object) -> None:
-    """Raise ``TypeError``/``ValueError`` naming ``transform`` unless it follows :class:`Transform`."""
-    label = f"{type(transform).__module__}.{type(transform).__qualname__}"
+    """Raise ``TypeError``/``ValueError`` naming ``transform`` unless it follows :class:`Transform`.
+
+    Checks the members only (``sample``, ``apply``, ``name``, ``probability``); every problem is
+    in the one message. ``sda_core.testing.check_transform`` also calls the transform and pickles
+    it (:func:`sda_core.training.conformance.check_transform`).
+    """
+    problems = protocol_problems(transform)
+    if problems:
+        kinds = {kind for kind, _found, _expected in problems}
+        raise (ValueError if kinds == {ValueError} else TypeError)(
+            "; ".join(f"{found}: expected {expected}" for _kind, found, expected in problems)
+        )
+
+
+def protocol_problems(transform: object) -> list[tuple[type[Exception], str, str]]:
+    """What :func:`check_transform` finds wrong: ``(TypeError or ValueError, what came, what was
+    expected)`` for each problem."""
+    label = transform_label(transform)
+    problems: list[tuple[type[Exception], str, str]] = []
+    methods = "sample(rng, sample_rate) and apply(audio, params, sample_rate), see sda_core.data.augmentation.Transform"
     for method in ("sample", "apply"):
         if not callable(getattr(transform, method, None)):
-            raise TypeError(
-                f"augmentation transform {label} has no {method}() method (see sda_core.data.augmentation.Transform)"
-            )
+            problems.append((TypeError, f"augmentation transform {label} with no {method}() method", methods))
     name = getattr(transform, "name", None)
     if not isinstance(name, str) or not name:
-        raise TypeError(f"augmentation transform {label} needs a non-empty string attribute 'name'")
+        problems.append(
+            (TypeError, f"augmentation transform {label} whose name is {name!r}", "a non-empty string attribute 'name'")
+        )
     probability = getattr(transform, "probability", None)
     if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0.0 <= probability <= 1.0:
-        raise ValueError(
-            f"augmentation transform {label} ({name!r}) has probability {probability!r}; expected a number from 0 to 1"
+        problems.append(
+            (
+                ValueError,
+                f"augmentation transform {label} ({name!r}) with probability {probability!r}",
+                "a probability from 0 to 1",
+            )
         )
+    return problems
+
+
+def transform_label(transform: object) -> str:
+    """``module.Class`` of a transform, as the messages name it."""
+    return f"{type(transform).__module__}.{type(transform).__qualname__}"
+
+
+#: What the messages say of a transform or a dataset that does not pickle.
+UNPICKLABLE = "cannot be pickled into DataLoader workers"
+
+
+def unpicklable_reason(value: object) -> str | None:
+    """Why ``value`` (a transform, a dataset) does not pickle (``"TypeError: ..."``), or None."""
+    try:
+        pickle.dumps(value)
+    except Exception as error:  # pickling raises many types (PicklingError, TypeError, AttributeError)
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def _check_pickles(transform: Transform) -> None:
     """Raise ``TypeError`` naming ``transform`` unless it pickles (into DataLoader workers)."""
-    try:
-        pickle.dumps(transform)
-    except Exception as error:  # pickling raises many types (PicklingError, TypeError, AttributeError)
-        label = f"{type(transform).__module__}.{type(transform).__qualname__}"
+    reason = unpicklable_reason(transform)
+    if reason is not None:
         raise TypeError(
-            f"augmentation transform {label} ({transform.name!r}) cannot be pickled into DataLoader "
-            f"workers: {type(error).__name__}: {error}"
-        ) from error
+            f"augmentation transform {transform_label(transform)} ({transform.name!r}) {UNPICKLABLE}: {reason}"
+        )
 
 
 def _check_probability(value: object, what: str) -> float:
@@ -345,9 +383,8 @@ def _fit(work: np.ndarray, shape: Sequence[int], transform: Transform) -> np.nda
     if work.ndim == 1 and shape[0] == 1:
         work = work[np.newaxis, :]
     if work.ndim != 2 or work.shape[0] != shape[0]:
-        label = f"{type(transform).__module__}.{type(transform).__qualname__}"
         raise ValueError(
-            f"augmentation transform {label} ({transform.name!r}) changed the audio from {tuple(shape)} to "
+            f"augmentation transform {transform_label(transform)} ({transform.name!r}) changed the audio from {tuple(shape)} to "
             f"{work.shape}; a transform may change only the length, which is then fitted back"
         )
     length = shape[1]

@@ -196,15 +196,25 @@ class Hooks:
         model, the losses of a model ...); returns what ``check`` returns.
 
         A :class:`~sda_core.errors.ConformanceError` it raises becomes one :class:`PluginError`:
-        ``plugin 'NAME' answered HOOK with WHAT CAME; expected WHAT WAS EXPECTED``.
+        ``plugin 'NAME' answered HOOK with WHAT CAME; expected WHAT WAS EXPECTED``, or, for
+        several problems, ``plugin 'NAME' answered HOOK with an answer that has N problems:`` and
+        one line per problem.
         """
         try:
             return check(*args, **kwargs)
         except ConformanceError as error:
             plugin = self.answered_by(hook_name) or "?"
-            raise PluginError(
-                plugin, f"plugin {plugin!r} answered {hook_name} with {error.found}; expected {error.expected}"
-            ) from error
+            if len(error.problems) == 1:
+                message = f"plugin {plugin!r} answered {hook_name} with {error.found}; expected {error.expected}"
+            else:
+                message = (
+                    f"plugin {plugin!r} answered {hook_name} with an answer that has {len(error.problems)} problems:"
+                )
+                message += "".join(
+                    f"\n  {number}. {found}; expected {expected}"
+                    for number, (found, expected) in enumerate(error.problems, start=1)
+                )
+            raise PluginError(plugin, message) from error
 
     def provider(self, hook_name: str, role: str | None = None) -> PluginInfo | None:
         """The plugin (name, distribution, version) whose answer the last call of provider

@@ -260,11 +260,13 @@ class Trainer:
         if state is not None:
             # the plugin that built the model must be here before anything is built
             require_provider(recorded, "model", self.hooks, self.paths.root, "resume it")
-            config = resume_config(state["config"], collect_overrides(self.data_dir, cli=self.overrides))
+            # the saved config, changed only by the overrides passed now (an edited sda.toml is not
+            # read again: docs/user-guide.md)
+            config = resume_config(state["config"], self.overrides)
             split = self._reconciled_split(state, summary)
             history = MetricsHistory.from_dict(state["history"])
         else:
-            config = self.hooks.resolve_config(summary, collect_overrides(self.data_dir, cli=self.overrides))
+            config = self.hooks.resolve_config(summary, collect_overrides(self.data_dir, api=self.overrides))
             split, history = None, MetricsHistory.for_config(config)
         self.hooks.check_config(config)  # every plugin may veto the settings before anything runs
         if state is None:

@@ -8,16 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 from sda_core import MetricsHistory
+from sda_core.testing import fast_settings
 
-#: A real but tiny training run: 2 optimiser steps per epoch on 8 kHz audio, no worker processes.
-FAST = {
-    "max_epochs": 2,
-    "sample_rate": 8000,
-    "batch_size": 4,
-    "samples_per_epoch": 8,
-    "num_workers": 0,
-    "evaluation_sounds": 0,
-}
+#: A real but tiny training run: the kit's fast settings, 2 optimiser steps per epoch on 8 kHz
+#: audio, no worker processes.
+FAST = fast_settings()
 STEPS_PER_EPOCH = 2
 
 

@@ -14,17 +14,10 @@ from sda_plots.loss import loss_figure
 from sda_core import Engine
 from sda_core.config.history import MetricsHistory
 from sda_core.errors import ConfigError
+from sda_core.testing import fast_settings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-FAST = {
-    "max_epochs": 2,
-    "sample_rate": 8000,
-    "batch_size": 4,
-    "samples_per_epoch": 8,
-    "num_workers": 0,
-    "evaluation_sounds": 0,
-    "plugins": {"previews": {"samples": 2}},
-}
+FAST = fast_settings(plugins={"previews": {"samples": 2}})
 
 
 def assert_png(path: Path, min_width: int = 200, min_height: int = 150) -> None:

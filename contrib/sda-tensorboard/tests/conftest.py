@@ -11,16 +11,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-#: A short real training: two steps per epoch at 8 kHz with a small model.
-FAST = {
-    "max_epochs": 2,
-    "sample_rate": 8000,
-    "batch_size": 4,
-    "samples_per_epoch": 8,
-    "num_workers": 0,
-    "evaluation_sounds": 0,
-    "plugins": {"mel_vae": {"hidden_channels": 16, "griffin_lim_iters": 4}},
-}
+from sda_core.testing import fast_settings
 
 
 def read_events(log_dir: str | Path, purge: bool = True) -> EventAccumulator:
@@ -45,7 +36,5 @@ def data_dir(sda_audio_folder) -> Path:
 
 @pytest.fixture
 def fast():
-    """A fresh copy of the fast training settings."""
-    import copy
-
-    return copy.deepcopy(FAST)
+    """A fresh copy of the kit's fast training settings (two steps per epoch at 8 kHz) with a small model."""
+    return fast_settings(plugins={"mel_vae": {"hidden_channels": 16, "griffin_lim_iters": 4}})
