@@ -318,9 +318,10 @@ def test_steps_are_buffered_and_written_every_few_seconds(tmp_path, tb_events):
         logger.sda_on_step(step(number, spe=10**4, timestamp=began + logger_module.DRAIN_SECONDS + 2))
     assert logger._pending == []  # a full buffer is written at once
     logger.writer.flush()
-    # on disk within the writer thread's flush interval, while the run goes on
+    # on disk while the run goes on: within the writer thread's flush interval, with a wide margin
+    # because a loaded CI machine can starve that thread for seconds
     expected = list(range(1, 5 + logger_module.MAX_PENDING))
-    deadline = time.monotonic() + logger_module.FLUSH_SECONDS + 3
+    deadline = time.monotonic() + logger_module.FLUSH_SECONDS + 30
     while steps_of(tb_events(tmp_path / "tensorboard")) != expected and time.monotonic() < deadline:
         time.sleep(0.2)
     assert steps_of(tb_events(tmp_path / "tensorboard")) == expected
