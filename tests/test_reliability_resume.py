@@ -162,7 +162,11 @@ def test_every_checkpoint_on_disk_loads_and_agrees_with_the_history(killed_and_r
 
 
 def history_best(history: dict) -> int:
+    """The epoch best.pt must hold: the lowest validation loss, or the latest validated epoch when
+    the validation set has too few chunks to choose (docs/training.md)."""
     validated = [(epoch["val_loss"], epoch["epoch"]) for epoch in history["epochs"] if epoch["val_loss"] is not None]
+    if history["validation_chunks"] < history["min_validation_chunks"]:
+        return max(epoch for _loss, epoch in validated)
     return min(validated)[1]
 
 
