@@ -7,6 +7,8 @@ later, on the training device.
 
 * Training: each file contributes a fixed number of chunks per epoch, laid on a grid whose phase
   moves randomly every epoch, so over the epochs every sample is seen, not only a fixed grid.
+  An item drawn again in the same epoch (an epoch longer than the dataset) is cut elsewhere,
+  within half a chunk of its grid position, and augmented with a draw of its own.
 * Validation: a fixed grid, identical on every pass, that covers every sample of every file
   exactly once (the last partial chunk is zero-padded).
 * Files shorter than a chunk are kept, zero-padded at the end. A last partial training chunk is
@@ -20,6 +22,7 @@ Settings (``[plugins.chunk_dataset]`` in sda.toml or ``--set plugins.chunk_datas
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -41,6 +44,8 @@ from sda_core.errors import ConfigError, DatasetError
 PLUGIN_NAME = "chunk_dataset"
 ROLES = ("train", "validation")
 _MASK64 = (1 << 64) - 1
+#: Sets the hash of a repetition's cut apart from the other hashes of (seed, epoch, index).
+_REPEAT_STREAM = 1
 
 
 class ChunkReadWarning(UserWarning):
@@ -80,12 +85,16 @@ class AudioTrainingDataset(Dataset):
         augment: a picklable callable ``augment(audio, epoch=, index=)`` applied to training items.
         settings: the plugin's settings (default: read from ``config``).
 
-    Items are addressed by ``index`` or by ``(epoch, index)``; the epoch moves the training grid
-    and seeds augmentation, so items depend only on (seed, epoch, index), never on the worker.
+    Items are addressed by ``index``, ``(epoch, index)`` or ``(epoch, index, repeat)``; the epoch
+    moves the training grid and seeds augmentation, and ``repeat`` (how many times the epoch drew
+    the item before) moves a repeated training item's cut and gives it another augmentation draw,
+    so items depend only on (seed, epoch, index, repeat), never on the worker.
     """
 
-    #: Tells :func:`sda_core.data.loaders.create_data_loaders` to address items as (epoch, index).
+    #: Tell :func:`sda_core.data.loaders.create_data_loaders` to address items as
+    #: (epoch, index, repeat) (see :class:`sda_core.data.loaders.EpochSampler`).
     epoch_keys = True
+    repeat_keys = True
 
     def __init__(
         self,
@@ -124,22 +133,22 @@ class AudioTrainingDataset(Dataset):
     def __len__(self) -> int:
         return len(self.file_of)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> torch.Tensor:
-        epoch, index = key if isinstance(key, tuple) else (0, key)
-        index = int(index)
-        audio = self._read_item(index, epoch)
+    def __getitem__(self, key: int | tuple[int, int] | tuple[int, int, int]) -> torch.Tensor:
+        epoch, index, repeat = _parse_key(key)
+        audio = self._read_item(index, epoch, repeat)
         if audio is None:  # the item's file is unreadable: substitute a deterministic other item
             offset = _mix(self.seed, epoch, index)
             for step in range(len(self)):
                 candidate = (offset + step) % len(self)
-                audio = self._read_item(candidate, epoch)
+                audio = self._read_item(candidate, epoch, repeat)
                 if audio is not None:
                     index = candidate
                     break
             else:
                 raise DatasetError(f"none of the {len(self.files)} {self.role} files under '{self.root}' could be read")
         if self.augment is not None:
-            audio = self.augment(audio, epoch=epoch, index=index)
+            # each (index, repeat) of an epoch has an augmentation index of its own
+            audio = self.augment(audio, epoch=epoch, index=index + repeat * len(self))
         return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
 
     def __getstate__(self) -> dict[str, Any]:
@@ -150,12 +159,18 @@ class AudioTrainingDataset(Dataset):
 
     # -- the index -------------------------------------------------------------------------
 
-    def chunk_start(self, index: int, epoch: int = 0) -> int:
-        """First frame (at the project rate; may be negative: zero-padded) of an item."""
+    def chunk_start(self, index: int, epoch: int = 0, repeat: int = 0) -> int:
+        """First frame (at the project rate; may be negative: zero-padded) of an item.
+
+        ``repeat`` > 0 (a training item the epoch draws again) moves the cut: see
+        :meth:`_repeat_start`.
+        """
         file_index = int(self.file_of[index])
         start = int(self.chunk_of[index]) * self.chunk
         if self.role == "train":
             start += self._phase(file_index, epoch)
+            if repeat > 0:
+                start = self._repeat_start(file_index, start, epoch, index, repeat)
         return start
 
     def chunk_spans(self, epoch: int = 0) -> list[tuple[str, int, int]]:
@@ -181,13 +196,35 @@ class AudioTrainingDataset(Dataset):
         low, high = min(0, slack), max(0, slack)
         return low + _mix(self.seed, epoch, file_index) % (high - low + 1)
 
-    def _read_item(self, index: int, epoch: int) -> np.ndarray | None:
+    def _repeat_start(self, file_index: int, first: int, epoch: int, index: int, repeat: int) -> int:
+        """Where the ``repeat``-th repetition within an epoch of an item first cut at ``first`` starts.
+
+        A full chunk of its file, starting within half a chunk of the first cut, at a position
+        that neither the first cut nor another repetition of the epoch has while the window holds
+        enough positions (the repetitions walk a seeded permutation of them). A file no longer
+        than a chunk has one position: its repetitions differ by augmentation only.
+        """
+        last = int(self.lengths[file_index]) - self.chunk  # the last start of a full chunk
+        if last <= 0:
+            return first
+        centre = min(max(first, 0), last)
+        low, high = max(0, centre - self.chunk // 2), min(last, centre + self.chunk // 2)
+        taken = low <= first <= high
+        count = high - low + 1 - taken  # the window's positions other than the first cut's
+        if count <= 0:
+            return first
+        origin = _mix(self.seed, epoch, index, _REPEAT_STREAM)
+        stride = _coprime(1 + _mix(origin) % count, count) if count > 1 else 1
+        position = low + (origin + (repeat - 1) * stride) % count
+        return position + 1 if taken and position >= first else position
+
+    def _read_item(self, index: int, epoch: int, repeat: int = 0) -> np.ndarray | None:
         """The audio of one item, or None when its file cannot be read (warned once)."""
         file_index = int(self.file_of[index])
         if file_index in self._failed:
             return None
         try:
-            return self._read(file_index, self.chunk_start(index, epoch))
+            return self._read(file_index, self.chunk_start(index, epoch, repeat))
         except AudioReadError as error:
             self._failed.add(file_index)
             warnings.warn(f"{error}; its chunks are replaced by chunks of other files", ChunkReadWarning, stacklevel=3)
@@ -229,6 +266,24 @@ class AudioTrainingDataset(Dataset):
         if not keep.any():
             keep[:] = True  # an all-silent dataset keeps its chunks rather than none
         self.file_of, self.chunk_of = self.file_of[keep], self.chunk_of[keep]
+
+
+def _parse_key(key: Any) -> tuple[int, int, int]:
+    """``(epoch, index, repeat)`` of a key: ``index``, ``(epoch, index)`` or ``(epoch, index, repeat)``."""
+    if not isinstance(key, tuple):
+        return 0, int(key), 0
+    if len(key) == 2:
+        return int(key[0]), int(key[1]), 0
+    epoch, index, repeat = key
+    return int(epoch), int(index), int(repeat)
+
+
+def _coprime(start: int, modulus: int) -> int:
+    """The first number from ``start`` up that shares no factor with ``modulus`` (a stride that
+    visits every residue)."""
+    while math.gcd(start, modulus) != 1:
+        start += 1
+    return start
 
 
 def _ranges(counts: np.ndarray) -> np.ndarray:

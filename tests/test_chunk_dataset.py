@@ -120,6 +120,44 @@ def test_training_offsets_move_every_epoch_and_reach_all_the_audio(durations):
         assert len({tuple(s for _p, s, _e in ds.chunk_spans(epoch)) for epoch in range(10)}) > 1
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.2, 6.0), min_size=1, max_size=5), st.integers(0, 1000), st.integers(2, 12))
+def test_a_repeated_item_is_cut_elsewhere_within_half_a_chunk(durations, epoch, occurrences):
+    files = tuple(fake_info(f"f{i}.wav", s) for i, s in enumerate(durations))
+    ds = AudioTrainingDataset(files, "/data", CONFIG, "train")
+    chunk = ds.chunk
+    for index in range(len(ds)):
+        starts = [ds.chunk_start(index, epoch, repeat) for repeat in range(occurrences)]
+        last = int(ds.lengths[ds.file_of[index]]) - chunk
+        if last <= 0:  # no longer than a chunk: one position, repeats differ by augmentation only
+            assert set(starts) == {starts[0]}
+            continue
+        centre = min(max(starts[0], 0), last)
+        assert all(0 <= start <= last and abs(start - centre) <= chunk // 2 for start in starts[1:])
+        window = min(last, centre + chunk // 2) - max(0, centre - chunk // 2) + 1
+        assert len(set(starts)) == min(occurrences, window)
+        assert starts == [ds.chunk_start(index, epoch, repeat) for repeat in range(occurrences)]
+
+
+def test_a_repeated_item_differs_from_its_first_cut_and_augmentation(tmp_path):
+    folder = make_folder(tmp_path / "data", [1.5, 2.7, 0.6])
+    summary = scan_folder(folder)
+    seen = []
+
+    def record(audio, *, epoch, index):
+        seen.append(index)
+        return audio
+
+    ds = AudioTrainingDataset(summary.files, summary.root, CONFIG, "train", augment=record)
+    long_items = [i for i in range(len(ds)) if ds.lengths[ds.file_of[i]] > ds.chunk]
+    for index in long_items:
+        occurrences = [ds[(4, index, repeat)] for repeat in range(4)]
+        assert torch.equal(occurrences[0], ds[(4, index)])
+        assert all(not torch.equal(a, b) for i, a in enumerate(occurrences) for b in occurrences[i + 1 :])
+    # every (index, repeat) of an epoch has its own augmentation index, so its own draw
+    assert len(seen) == 5 * len(long_items) and len(set(seen)) == 4 * len(long_items)
+
+
 def test_items_depend_only_on_epoch_and_index(tmp_path):
     folder = make_folder(tmp_path / "data", [1.5, 2.7, 0.6])
     ds = dataset(folder)
@@ -127,6 +165,8 @@ def test_items_depend_only_on_epoch_and_index(tmp_path):
     clone = pickle.loads(pickle.dumps(ds))
     assert all(torch.equal(a, clone[(3, i)]) for i, a in enumerate(first))
     assert all(torch.equal(a, ds[(3, i)]) for i, a in enumerate(first))
+    repeated = [ds[(3, i, 2)] for i in range(len(ds))]
+    assert all(torch.equal(a, clone[(3, i, 2)]) for i, a in enumerate(repeated))
 
 
 def test_memory_cache_and_lazy_reads_give_the_same_items(tmp_path):

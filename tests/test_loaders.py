@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,21 @@ def folder(tmp_path: Path) -> Path:
     return make_folder(
         tmp_path / "data", [0.3, 0.8, 1.5, 2.2, 3.1, 1.0, 0.5, 4.0], rates=(8000, 22050, 44100), channels=(1, 2)
     )
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five files longer than a chunk: 9 training chunks, so an epoch of 8 batches of 4 repeats them."""
+    return make_folder(tmp_path_factory.mktemp("tiny") / "data", [1.5, 2.2, 3.1, 2.6, 1.8], rates=(8000, 22050))
+
+
+def epoch_items(loader, epoch: int) -> torch.Tensor:
+    loader.sampler.set_epoch(epoch)
+    return torch.cat(list(loader))
+
+
+def all_distinct(items: torch.Tensor) -> bool:
+    return len({item.numpy().tobytes() for item in items}) == len(items)
 
 
 def test_loaders_give_a_leak_free_split_and_raw_one_second_batches(folder: Path):
@@ -69,6 +85,105 @@ def test_items_are_identical_with_zero_and_two_workers(folder: Path):
         loader.sampler.set_epoch(3)
         results.append(torch.cat(list(loader)))
     assert torch.equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("augmentation", ["default", "off"])
+def test_an_item_repeated_within_an_epoch_differs_from_its_other_occurrences(tiny: Path, augmentation: str):
+    changes = {"augmentation_strength": 0.0} if augmentation == "off" else {}
+    train, _val, _split = create_data_loaders(scan_folder(tiny), config(**changes), Engine())
+    train.sampler.set_epoch(1)
+    keys = list(train.sampler)
+    assert len(keys) == 32 and len({index for _epoch, index, _repeat in keys}) == len(train.dataset) == 9
+    items = epoch_items(train, 1)
+    occurrences = defaultdict(list)
+    for (_epoch, index, _repeat), item in zip(keys, items):
+        occurrences[index].append(item)
+    assert max(len(found) for found in occurrences.values()) >= 3
+    for index, found in occurrences.items():
+        assert all_distinct(torch.stack(found)), f"item {index} repeats byte for byte"
+    assert all_distinct(items)
+
+
+def test_the_same_seed_gives_the_same_repeated_items(tiny: Path):
+    summary = scan_folder(tiny)
+    loaders = [create_data_loaders(summary, config(num_workers=workers), Engine())[0] for workers in (0, 2)]
+    assert torch.equal(epoch_items(loaders[0], 2), epoch_items(loaders[1], 2))
+    other_seed = create_data_loaders(summary, config(seed=43), Engine())[0]
+    assert not torch.equal(epoch_items(loaders[0], 2), epoch_items(other_seed, 2))
+
+
+def test_repeat_keys_count_the_earlier_draws_of_the_epoch_over_all_ranks():
+    whole = EpochSampler(5, samples_per_epoch=12, seed=3, repeat_keys=True)
+    whole.set_epoch(2)
+    keys = list(whole)
+    drawn: dict[int, int] = defaultdict(int)
+    for epoch, index, repeat in keys:
+        assert epoch == 2 and repeat == drawn[index]
+        drawn[index] += 1
+    assert sorted(drawn.values()) == [2, 2, 2, 3, 3]
+    shares = [EpochSampler(5, samples_per_epoch=12, seed=3, rank=r, world_size=2, repeat_keys=True) for r in range(2)]
+    for sampler in shares:
+        sampler.set_epoch(2)
+    assert sorted(key for sampler in shares for key in sampler) == sorted(keys)
+    assert list(EpochSampler(3, shuffle=False, repeat_keys=True)) == [(0, 0, 0), (0, 1, 0), (0, 2, 0)]
+    assert list(EpochSampler(3, shuffle=False, epoch_keys=False, repeat_keys=True)) == [0, 1, 2]
+
+
+class RecordingModel(torch.nn.Module):
+    """Keeps every training batch it is given; a constant loss keeps the run cheap."""
+
+    sample_rate = RATE
+    channels = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(()))
+        self.batches: list[tuple[int, torch.Tensor]] = []
+
+    def loss(self, audio, *, epoch):
+        if self.training:
+            self.batches.append((epoch, audio.detach().clone()))
+        return {"loss": self.weight * 1.0}
+
+    def generate(self, count, *, seconds=1.0, generator=None):
+        return torch.zeros(count, 1, int(seconds * self.sample_rate))
+
+    def reconstruct(self, audio):
+        return audio
+
+
+class RecordingModels:
+    def __init__(self) -> None:
+        self.made: list[RecordingModel] = []
+
+    @hookimpl
+    def sda_make_model(self, config):
+        self.made.append(RecordingModel())
+        return self.made[-1]
+
+
+def test_training_runs_repeat_no_item_byte_for_byte_and_repeat_exactly(tiny: Path, tmp_path: Path):
+    settings = {
+        "sample_rate": RATE,
+        "batch_size": 4,
+        "validation_fraction": 0.25,
+        "max_epochs": 2,
+        "preview_interval": 100,
+        "evaluation_sounds": 0,
+        "seed": 5,
+    }
+    runs = []
+    for workers in (0, 2):
+        models = RecordingModels()
+        Engine(plugins=[models], disable=["progress"]).train(
+            tiny, tmp_path / f"run_{workers}", {**settings, "num_workers": workers}, device="cpu"
+        )
+        runs.append(models.made[-1].batches)
+    for epoch in (1, 2):
+        items = torch.cat([batch for number, batch in runs[0] if number == epoch])
+        assert len(items) == 32 and all_distinct(items), f"epoch {epoch} repeats an item byte for byte"
+    assert [number for number, _batch in runs[0]] == [number for number, _batch in runs[1]]
+    assert all(torch.equal(a, b) for (_n, a), (_m, b) in zip(runs[0], runs[1]))
 
 
 def test_samples_per_epoch_sets_the_epoch_length(folder: Path):

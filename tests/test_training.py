@@ -117,8 +117,13 @@ def test_fp32_is_what_auto_means_on_the_cpu(data: Path, tmp_path: Path):
 # the share of the untrained validation loss each reference model gets below in 10 short epochs:
 # mel_vae's loss is a log-mel MSE; wave_vae's spectral L1 terms fall less in relative terms
 # wave_vae's log-magnitude loss reaches down to -150 dB (the reconstruction metric's floor), so the
-# silent padding of these short tones keeps a large term that falls slower in relative terms
-LEARNS_TO = {"mel_vae": 0.5, "wave_vae": 0.85}
+# silent padding of these short tones keeps a large term that falls slower in relative terms.
+# The files of one seed share their first seconds sample for sample, so validation chunks are
+# copies of training chunks cut on the grid, and an epoch of 64 holds each of the ~12 training
+# chunks about 5 times: while the repeats were byte-identical copies of those grid chunks, mel_vae
+# got down to 0.10-0.33 (seeds 42, 1, 2, 3); with each repeat cut at another offset it reaches
+# 0.40-0.62, wave_vae 0.63-0.67 (0.60-0.64 before)
+LEARNS_TO = {"mel_vae": 0.7, "wave_vae": 0.85}
 
 
 @pytest.mark.parametrize("model", sorted(LEARNS_TO))

@@ -5,10 +5,13 @@ augmentations (``sda_augmentations``) and the two datasets (``sda_make_dataset``
 them in DataLoaders sized to the machine. The plugin manager stays in this process: only the
 datasets and the augmentation pipeline are pickled into the workers.
 
-A dataset that sets ``epoch_keys = True`` (the reference one does) is addressed with
-``(epoch, index)`` keys by :class:`EpochSampler`, so it can move its training grid and seed its
-augmentation per epoch even inside persistent workers, which never see attribute changes made in
-the main process. Any other map-style dataset gets plain integer indices.
+A dataset that sets ``epoch_keys = True`` is addressed with ``(epoch, index)`` keys by
+:class:`EpochSampler`, so it can move its training grid and seed its augmentation per epoch even
+inside persistent workers, which never see attribute changes made in the main process. One that
+also sets ``repeat_keys = True`` (the reference one does) gets ``(epoch, index, repeat)``: an epoch
+longer than the dataset draws items again, and ``repeat`` counts an item's earlier draws in the
+epoch, so each occurrence can be cut and augmented differently. Any other map-style dataset gets
+plain integer indices.
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ MIN_STEPS_PER_EPOCH = 8
 class EpochSampler(Sampler):
     """Yields ``(epoch, index)`` keys; call :meth:`set_epoch` before each epoch.
 
-    With ``epoch_keys=False`` it yields plain indices instead, for datasets that take only those.
-    Training (``shuffle=True``): ``samples_per_epoch`` keys drawn as successive seeded
-    permutations of the dataset, so every item appears before any repeats. Validation
-    (``shuffle=False``): every index once, in order, with epoch 0, identical on every pass.
-    With ``world_size > 1`` each rank takes an equal, disjoint share (torch.distributed).
+    With ``repeat_keys=True`` it yields ``(epoch, index, repeat)``, where ``repeat`` is how many
+    times the epoch drew ``index`` before (0 the first time); with ``epoch_keys=False``, plain
+    indices, for datasets that take only those. Training (``shuffle=True``):
+    ``samples_per_epoch`` keys drawn as successive seeded permutations of the dataset, so every
+    item appears before any repeats. Validation (``shuffle=False``): every index once, in order,
+    with epoch 0, identical on every pass. With ``world_size > 1`` each rank takes an equal,
+    disjoint share of the epoch's keys (torch.distributed); repeats count over all ranks.
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class EpochSampler(Sampler):
         rank: int = 0,
         world_size: int = 1,
         epoch_keys: bool = True,
+        repeat_keys: bool = False,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside a world of size {world_size}")
@@ -66,6 +72,7 @@ class EpochSampler(Sampler):
         self.rank = rank
         self.world_size = world_size
         self.epoch_keys = epoch_keys
+        self.repeat_keys = repeat_keys and epoch_keys
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -74,6 +81,15 @@ class EpochSampler(Sampler):
 
     def indices(self) -> np.ndarray:
         """This rank's dataset indices for the current epoch."""
+        return self._order()[self.rank :: self.world_size]
+
+    def repeats(self) -> np.ndarray:
+        """For each of :meth:`indices`, how many times the epoch drew that index before it
+        (over all ranks' keys, in the epoch's order): 0 the first time, 1 the second, ..."""
+        return _occurrences(self._order())[self.rank :: self.world_size]
+
+    def _order(self) -> np.ndarray:
+        """Every rank's dataset indices for the current epoch, in order, padded to equal shares."""
         if self.dataset_len == 0:
             return np.zeros(0, dtype=np.int64)
         if self.shuffle:
@@ -84,18 +100,29 @@ class EpochSampler(Sampler):
         else:
             order = np.arange(self.dataset_len)
         per_rank = -(-len(order) // self.world_size)
-        order = np.resize(order, per_rank * self.world_size)  # pad by wrapping, equal shares
-        return order[self.rank :: self.world_size]
+        return np.resize(order, per_rank * self.world_size)  # pad by wrapping, equal shares
 
-    def __iter__(self) -> Iterator[tuple[int, int] | int]:
+    def __iter__(self) -> Iterator[tuple[int, int, int] | tuple[int, int] | int]:
         if not self.epoch_keys:
             return iter([int(index) for index in self.indices()])
         epoch = self.epoch if self.shuffle else 0
+        if self.repeat_keys:
+            return iter([(epoch, int(index), int(repeat)) for index, repeat in zip(self.indices(), self.repeats())])
         return iter([(epoch, int(index)) for index in self.indices()])
 
     def __len__(self) -> int:
         total = self.samples_per_epoch if self.shuffle else self.dataset_len
         return -(-total // self.world_size) if total else 0
+
+
+def _occurrences(order: np.ndarray) -> np.ndarray:
+    """For each position of ``order``, how many earlier positions hold the same value."""
+    positions = np.argsort(order, kind="stable")  # equal values keep their order
+    ordered = order[positions]
+    first = np.searchsorted(ordered, ordered, side="left")  # where each value's run starts
+    counts = np.empty(len(order), dtype=np.int64)
+    counts[positions] = np.arange(len(order)) - first
+    return counts
 
 
 def default_num_workers(cpu_count: int | None = None) -> int:
@@ -169,12 +196,18 @@ def create_data_loaders(
         rank=rank,
         world_size=world_size,
         epoch_keys=getattr(train_set, "epoch_keys", False),
+        repeat_keys=getattr(train_set, "repeat_keys", False),
     )
     train_loader = DataLoader(
         train_set, sampler=train_sampler, drop_last=len(train_sampler) >= config.batch_size, **common
     )
     val_sampler = EpochSampler(
-        len(val_set), shuffle=False, rank=rank, world_size=world_size, epoch_keys=getattr(val_set, "epoch_keys", False)
+        len(val_set),
+        shuffle=False,
+        rank=rank,
+        world_size=world_size,
+        epoch_keys=getattr(val_set, "epoch_keys", False),
+        repeat_keys=getattr(val_set, "repeat_keys", False),
     )
     val_loader = DataLoader(val_set, sampler=val_sampler, drop_last=False, **common)
     return train_loader, val_loader, split

@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from sda_core.config.history import MetricsHistory
 from sda_core.config.overrides import collect_overrides
 from sda_core.config.training_config import stored_config
 from sda_core.data.loaders import create_data_loaders
+from sda_core.data.prefetch import EpochPrefetcher
 from sda_core.data.scan import require_usable, scan_folder
 from sda_core.data.splits import reconcile_split
 from sda_core.errors import ConfigError, DatasetError, PluginError, TrainingError
@@ -234,10 +235,10 @@ class Trainer:
             raise TrainingError(
                 f"cannot write to the run folder '{self.paths.root}': {error.strerror or error}"
             ) from None
-        with lock:
+        with lock, ExitStack() as closing:
             self._lock = lock
             try:
-                return self._run()
+                return self._run(closing)
             finally:
                 self._lock = None
 
@@ -251,7 +252,8 @@ class Trainer:
             )
         prepare_run_folder(self.paths.root, overwrite=self.overwrite)
 
-    def _run(self) -> TrainingResult:
+    def _run(self, closing: ExitStack) -> TrainingResult:
+        """The run; ``closing`` releases what it started (the batch prefetcher) when it ends."""
         started = time.perf_counter()
         summary = scan_folder(self.data_dir)
         require_usable(summary)
@@ -307,6 +309,10 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, warmup_cosine(total_steps, max(1, int(total_steps * WARMUP_FRACTION)))
         )
+        start_epoch = history.last_epoch + 1
+        # the first epoch's batches are made while the run validates and sets up; each next epoch's
+        # while the epoch before ends (its last steps, validation, checkpoints)
+        batches = closing.enter_context(EpochPrefetcher(train_loader, range(start_epoch, config.max_epochs + 1)))
         if state is not None:
             # "model" holds the averaged weights (what generation uses), "training_model" the
             # trained ones; a checkpoint without the latter (ema_decay = 0, or an older run) has one
@@ -331,7 +337,6 @@ class Trainer:
         average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
         if average is not None and state is not None:
             average.model.load_state_dict(state["model"])
-        start_epoch = history.last_epoch + 1
         run = _RunState(
             config=config,
             split=split,
@@ -348,6 +353,7 @@ class Trainer:
             providers=providers,
             saved_epoch=history.last_epoch,
             saved_step=step,
+            batches=batches,
         )
 
         self.hooks.emit(
@@ -369,7 +375,7 @@ class Trainer:
         try:
             for epoch in range(start_epoch, config.max_epochs + 1):
                 ran += 1
-                completed = self._train_epoch(run, train_loader, val_loader, epoch, steps_per_epoch, device)
+                completed = self._train_epoch(run, val_loader, epoch, steps_per_epoch, device)
                 if not completed:
                     reason = self.stop_reason
                     break
@@ -392,6 +398,7 @@ class Trainer:
             run.step = run.saved_step
             self._emit_despite_strict(self._complete_event(run, f"error: {type(error).__name__}: {error}", started))
             raise
+        batches.close()  # before the evaluation: an early stop leaves batches of a next epoch unused
         if not self.paths.last.exists() or reason == self.stop_reason:
             self._save_last(run)  # an interrupted epoch keeps its weights, not its steps
         evaluation = None
@@ -456,7 +463,6 @@ class Trainer:
     def _train_epoch(
         self,
         run: "_RunState",
-        train_loader: Any,
         val_loader: Any,
         epoch: int,
         steps_per_epoch: int,
@@ -465,8 +471,7 @@ class Trainer:
         """Train one epoch and validate; False when a stop request cut it short."""
         model, history = run.model, run.history
         model.train()
-        batches = run.next_batches if run.next_batches is not None else _epoch_batches(train_loader, epoch)
-        run.next_batches = None
+        batches = run.batches.epoch(epoch)
         epoch_started = time.perf_counter()
         totals = _Totals()
         wait_started = time.perf_counter()
@@ -515,8 +520,6 @@ class Trainer:
                 return False
             wait_started = time.perf_counter()
         train_seconds = time.perf_counter() - epoch_started
-        if epoch < run.config.max_epochs:  # workers prefetch the next epoch while this one validates
-            run.next_batches = _epoch_batches(train_loader, epoch + 1)
         val_started = time.perf_counter()
         val_loss, val_losses = self._validate(run.inference_model, val_loader, epoch=epoch, amp=run.amp)
         now = time.perf_counter()
@@ -736,7 +739,7 @@ class _RunState:
     amp: "_Precision"
     step: int
     initial_val_loss: float | None
-    next_batches: Any = None
+    batches: Any = None  # the EpochPrefetcher of the training batches
     train_files: tuple = ()
     root: str = ""
     fit_chunks: Any = None  # the unaugmented training chunks handed to fit_sampler, read once
@@ -834,12 +837,6 @@ class _Precision:
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         if self.scaler and state:
             self.scaler.load_state_dict(state)
-
-
-def _epoch_batches(loader: Any, epoch: int) -> Any:
-    """Start iterating one epoch of a loader whose sampler is an EpochSampler."""
-    loader.sampler.set_epoch(epoch)
-    return iter(loader)
 
 
 def _references(validation: Any, train: Any) -> torch.Tensor:
