@@ -145,6 +145,12 @@ class RecordingModel(torch.nn.Module):
             self.batches.append((epoch, audio.detach().clone()))
         return {"loss": self.weight * 1.0}
 
+    def encode(self, audio):
+        return audio.mean(dim=(1, 2)).unsqueeze(1)
+
+    def decode(self, latent):
+        return torch.zeros(latent.shape[0], 1, self.sample_rate)
+
     def generate(self, count, *, seconds=1.0, generator=None):
         return torch.zeros(count, 1, int(seconds * self.sample_rate))
 
