@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import warnings
@@ -216,6 +217,25 @@ def test_a_table_for_a_plugin_that_is_not_installed_is_an_error_with_did_you_mea
     assert scan.returncode == 2 and "did you mean 'myplugin'?" in scan.stderr, scan.stderr
     (folder / "sda.toml").write_text("[plugins.myplugin]\nhidden = 3\n")
     assert sda("scan", "--no-analysis", str(folder), load="myplugin").returncode == 0
+
+
+def test_resuming_a_run_whose_saved_table_names_a_plugin_no_longer_installed_says_so(data, tmp_path, make_distribution):
+    site = make_distribution(
+        "sda-author-settings", {"myplugin": "sda_author_settings"}, {"sda_author_settings": SETTINGS_PLUGIN}
+    )
+    run = tmp_path / "run"
+    first = train(data, run, "--set", "plugins.myplugin.hidden=3", load="myplugin")
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+
+    (site / "sda_author_settings.py").unlink()  # the user uninstalls the plugin
+    shutil.rmtree(site / "sda_author_settings-1.0.dist-info")
+    resumed = sda("train", str(data), "--resume", str(run), "--max-epochs", "2")
+    assert resumed.returncode == 2, resumed.stdout + resumed.stderr
+    (error,) = lines(resumed.stderr)
+    assert error.startswith(f"sda: error: [plugins.myplugin] (saved in the config of the run {run}, which used it)")
+    assert "no plugin of that name is installed" in error and "sda.toml" not in error
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before  # the run is untouched
 
 
 # -- registration errors in plain words --------------------------------------------------------

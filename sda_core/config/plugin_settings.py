@@ -27,10 +27,17 @@ def plugin_settings(config: TrainingConfig, name: str, settings_class: type[Sett
     return from_jsonable(settings_class, table, f"plugins.{name}")
 
 
-def check_plugin_tables(config: TrainingConfig, installed: Collection[str], loaded: Collection[str]) -> None:
+#: Where the tables of a new run's config come from, as :func:`check_plugin_tables` words it.
+NEW_RUN_TABLES = "in sda.toml, or --set plugins.{name}.KEY=VALUE"
+
+
+def check_plugin_tables(
+    config: TrainingConfig, installed: Collection[str], loaded: Collection[str], origin: str = NEW_RUN_TABLES
+) -> None:
     """Refuse a ``[plugins.NAME]`` table (from sda.toml, ``--set`` or the Python API) whose NAME is
     not in ``installed``: its settings would be ignored. The :class:`ConfigError` names the table,
-    the closest of the ``loaded`` plugin names ("did you mean ...", difflib) and lists them."""
+    where it came from (``origin``, formatted with ``name``; a resumed run passes its saved
+    config), the closest of the ``loaded`` plugin names ("did you mean ...", difflib) and lists them."""
     for name in config.plugins:
         if name in installed:
             continue
@@ -39,7 +46,7 @@ def check_plugin_tables(config: TrainingConfig, installed: Collection[str], load
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         error = ConfigError(f"plugins.{name}", config.plugins[name], "the name of an installed plugin")
         error.args = (
-            f"[plugins.{name}] (in sda.toml, or --set plugins.{name}.KEY=VALUE) holds settings for a plugin "
+            f"[plugins.{name}] ({origin.format(name=name)}) holds settings for a plugin "
             f"named {name!r}, but no plugin of that name is installed{hint}; the loaded plugins are "
             f"{', '.join(names) or 'none'}",
         )

@@ -15,7 +15,7 @@ from typing import Any
 from sda_core.config.dataset import DatasetSummary, FileSplit
 from sda_core.config.events import EVENT_HOOKS, OverfittingWarning, PreviewEvent
 from sda_core.config.history import MetricsHistory
-from sda_core.config.plugin_settings import check_plugin_tables
+from sda_core.config.plugin_settings import NEW_RUN_TABLES, check_plugin_tables
 from sda_core.config.training_config import TrainingConfig, apply_overrides
 from sda_core.errors import ConformanceError, PluginError
 from sda_core.hooks.host import PluginHost, PluginInfo, PluginPolicy
@@ -120,16 +120,20 @@ class Hooks:
 
     # -- checks and collectors -------------------------------------------------------------
 
-    def check_config(self, config: TrainingConfig) -> None:
+    def check_config(self, config: TrainingConfig, *, resumed_from: str | None = None) -> None:
         """Whether a run may start with ``config`` and these plugins, before anything runs.
 
         A plugin that failed to load and that the run depends on (a provider or collector, or one
         with a ``[plugins.NAME]`` table in ``config``) is a :class:`PluginError`; a table for a
         plugin that is not installed is a ConfigError ("did you mean ..."); then every plugin may
-        veto the config in ``sda_check_config`` by raising ConfigError.
+        veto the config in ``sda_check_config`` by raising ConfigError. ``resumed_from`` (the run
+        folder of a resumed run) makes the table error say the table is in that run's saved config.
         """
         self.host.require_intact(config.plugins)
-        check_plugin_tables(config, self.host.installed_names(), self.host.loaded_names())
+        origin = (
+            NEW_RUN_TABLES if resumed_from is None else f"saved in the config of the run {resumed_from}, which used it"
+        )
+        check_plugin_tables(config, self.host.installed_names(), self.host.loaded_names(), origin)
         self.host.call_check("sda_check_config", config=config)
 
     def augmentations(self, config: TrainingConfig) -> list[tuple[str, Any]]:

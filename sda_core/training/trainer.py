@@ -270,7 +270,8 @@ class Trainer:
         else:
             config = self.hooks.resolve_config(summary, collect_overrides(self.data_dir, api=self.overrides))
             split, history = None, MetricsHistory.for_config(config)
-        self.hooks.check_config(config)  # every plugin may veto the settings before anything runs
+        # every plugin may veto the settings before anything runs
+        self.hooks.check_config(config, resumed_from=None if state is None else str(self.paths.root))
         if state is None:
             self._prepare_fresh_folder()
         device = select_device(self.requested_device or config.device)
