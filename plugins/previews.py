@@ -26,6 +26,7 @@ from sda_core import validators as v
 from sda_core.audio.wav import write_wav
 from sda_core.config import TrainingConfig
 from sda_core.config.events import PreviewEvent
+from sda_core.training.generation import finish_sound
 
 PLUGIN_NAME = "previews"
 DEFAULT_SAMPLES = 4
@@ -72,7 +73,7 @@ def sda_render_previews(
         samples = model.generate(count, seconds=seconds, generator=generator)
         for number, audio in enumerate(samples, start=1):
             path = folder / f"sample_{number:02d}.wav"
-            write_wav(path, audio, config.sample_rate)
+            write_wav(path, finish_sound(audio, config.sample_rate), config.sample_rate)
             files.append(str(path))
             kinds.append("sample")
     if references is not None and len(references):

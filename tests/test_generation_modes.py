@@ -39,6 +39,8 @@ def assert_finished(path: Path) -> np.ndarray:
     assert np.all(np.isfinite(audio))
     assert np.abs(audio).max() <= PEAK_LIMIT + 1e-4
     assert np.abs(audio.mean(axis=0)).max() < 1e-3
+    # faded in and out: a player starting or stopping it from silence makes no click
+    assert np.abs(audio[0]).max() < 1e-3 and np.abs(audio[-1]).max() < 1e-3, path.name
     return audio
 
 
@@ -74,7 +76,7 @@ def test_morph_endpoints_are_the_reconstructions(tiny_wave_run: Path):
     assert len(sounds) == 4 and joined.shape == (1, 4 * 8000 - 3 * 400)
     for sound, path in ((sounds[0], a), (sounds[-1], b)):
         chunk = torch.from_numpy(generation.read_chunk(path, config)).unsqueeze(0)
-        reconstruction = generation.finish_audio(model.reconstruct(chunk)[0])
+        reconstruction = generation.finish_sound(model.reconstruct(chunk)[0], config.sample_rate)
         np.testing.assert_allclose(sound, reconstruction, atol=1e-5)
     middle = generation.morph_codes(torch.zeros(1, 3), torch.ones(1, 3), 3)
     np.testing.assert_allclose(middle.numpy(), [[0, 0, 0], [0.5, 0.5, 0.5], [1, 1, 1]])
@@ -87,7 +89,9 @@ def test_like_stays_near_the_sound_and_scales_with_temperature(tiny_wave_run: Pa
     like = sounds_of(tiny_wave_run)[0]
     frozen = generation.like_sounds(model, config, like, 2, temperature=0.0)
     chunk = torch.from_numpy(generation.read_chunk(like, config)).unsqueeze(0)
-    np.testing.assert_allclose(frozen[0], generation.finish_audio(model.reconstruct(chunk)[0]), atol=1e-5)
+    np.testing.assert_allclose(
+        frozen[0], generation.finish_sound(model.reconstruct(chunk)[0], config.sample_rate), atol=1e-5
+    )
     near = generation.like_sounds(model, config, like, 3, seed=1, temperature=0.5)
     far = generation.like_sounds(model, config, like, 3, seed=1, temperature=3.0)
     spread = [np.mean([np.abs(s - frozen[0]).mean() for s in group]) for group in (near, far)]
@@ -167,3 +171,10 @@ class _no_exit:  # noqa: N801
 
     def __exit__(self, *exc_info):
         return False
+
+
+def test_preview_samples_are_finished_like_generated_files(tiny_wave_run: Path):
+    samples = sorted((tiny_wave_run / "previews").glob("epoch_*/sample_*.wav"))
+    assert samples, "the run wrote no preview samples"
+    for path in samples:
+        assert_finished(path)
