@@ -43,6 +43,7 @@ class PresetValues:
     dropout: float
     weight_decay: float
     kl_weight: float
+    min_steps_per_epoch: int
 
 
 PRESETS: dict[OverfittingPreset, PresetValues] = {
@@ -57,6 +58,7 @@ PRESETS: dict[OverfittingPreset, PresetValues] = {
         dropout=0.3,
         weight_decay=1e-3,
         kl_weight=1.0,
+        min_steps_per_epoch=12,
     ),
     OverfittingPreset.BALANCED: PresetValues(
         max_epochs=150,
@@ -69,6 +71,7 @@ PRESETS: dict[OverfittingPreset, PresetValues] = {
         dropout=0.2,
         weight_decay=5e-4,
         kl_weight=0.5,
+        min_steps_per_epoch=8,
     ),
     OverfittingPreset.AGGRESSIVE: PresetValues(
         max_epochs=200,
@@ -81,6 +84,7 @@ PRESETS: dict[OverfittingPreset, PresetValues] = {
         dropout=0.1,
         weight_decay=1e-4,
         kl_weight=0.25,
+        min_steps_per_epoch=8,
     ),
 }
 
@@ -175,6 +179,7 @@ def get_adaptive_config(
         augmentation_strength=values.augmentation_strength,
         overfitting_patience=values.overfitting_patience,
         early_stopping_patience=values.early_stopping_patience,
+        min_steps_per_epoch=values.min_steps_per_epoch,
         regularization=RegularizationConfig(
             dropout=values.dropout, weight_decay=values.weight_decay, kl_weight=values.kl_weight
         ),

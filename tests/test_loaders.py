@@ -187,7 +187,7 @@ def test_training_runs_repeat_no_item_byte_for_byte_and_repeat_exactly(tiny: Pat
         runs.append(models.made[-1].batches)
     for epoch in (1, 2):
         items = torch.cat([batch for number, batch in runs[0] if number == epoch])
-        assert len(items) == 32 and all_distinct(items), f"epoch {epoch} repeats an item byte for byte"
+        assert len(items) == 4 * 12 and all_distinct(items), f"epoch {epoch} repeats an item byte for byte"
     assert [number for number, _batch in runs[0]] == [number for number, _batch in runs[1]]
     assert all(torch.equal(a, b) for (_n, a), (_m, b) in zip(runs[0], runs[1]))
 
@@ -196,6 +196,11 @@ def test_samples_per_epoch_sets_the_epoch_length(folder: Path):
     train, _val, _split = create_data_loaders(scan_folder(folder), config(samples_per_epoch=40), Engine())
     assert len(train.sampler) == 40 and len(train) == 10
     assert samples_per_epoch(config(), train_items=5) == 4 * 8
+    assert samples_per_epoch(config(), train_items=50) == 50  # one pass once it has the steps
+    assert samples_per_epoch(config(min_steps_per_epoch=12), train_items=5) == 4 * 12
+    assert samples_per_epoch(config(min_steps_per_epoch=12, samples_per_epoch=7), train_items=5) == 7
+    smallest = create_data_loaders(scan_folder(folder), config(min_steps_per_epoch=12), Engine())[0]
+    assert len(smallest) == 12
 
 
 def test_a_plugin_can_replace_the_split_and_the_dataset(folder: Path):

@@ -148,6 +148,12 @@ def test_presets_order_from_most_to_least_regularised():
         assert b.weight_decay <= a.weight_decay
         assert b.augmentation_strength <= a.augmentation_strength
         assert b.latent_dim >= a.latent_dim
+        assert b.min_steps_per_epoch <= a.min_steps_per_epoch
+
+
+def test_the_smallest_sets_get_more_steps_per_epoch():
+    assert quiet(10).min_steps_per_epoch == 12 and quiet(10).max_epochs == 100
+    assert quiet(50).min_steps_per_epoch == 8 and quiet(500).min_steps_per_epoch == 8
 
 
 @settings(max_examples=200, deadline=None)

@@ -158,7 +158,10 @@ class TrainingConfig:
             validates, previews, samples from and saves as ``checkpoint["model"]`` (warmed up over
             the first steps; see ``sda_core.training.averaging``); 0 uses the trained weights.
         preview_interval: epochs between previews; None means the effective default.
-        samples_per_epoch: training items per epoch; None means one pass over the chunks.
+        samples_per_epoch: training items per epoch; None means one pass over the chunks, but at
+            least ``min_steps_per_epoch`` batches.
+        min_steps_per_epoch: the fewest optimiser steps of an epoch when ``samples_per_epoch`` is
+            None (chunks repeat, each time cut and augmented anew, to fill them).
         num_workers: DataLoader worker processes; None sizes them to the machine.
         device: "auto" (cuda, then mps, then cpu) or an explicit device.
         precision: "auto" (mixed precision on CUDA: bf16 where the GPU supports it, else fp16
@@ -201,6 +204,7 @@ class TrainingConfig:
     samples_per_epoch: int | None = attrs.field(
         default=None, converter=v.auto_is_none, validator=v.integer(1, optional=True)
     )
+    min_steps_per_epoch: int = attrs.field(default=8, validator=v.integer(1, 100000))
     num_workers: int | None = attrs.field(
         default=None, converter=v.auto_is_none, validator=v.integer(0, 64, optional=True)
     )

@@ -35,8 +35,6 @@ from sda_core.hooks.facade import Hooks, as_hooks
 #: Workers run at a lower priority, filling the gaps the training threads leave instead of
 #: competing with them for the cores.
 WORKER_NICENESS = 5
-#: Without an explicit samples_per_epoch, an epoch has at least this many optimiser steps.
-MIN_STEPS_PER_EPOCH = 8
 
 
 class EpochSampler(Sampler):
@@ -132,10 +130,11 @@ def default_num_workers(cpu_count: int | None = None) -> int:
 
 
 def samples_per_epoch(config: TrainingConfig, train_items: int) -> int:
-    """The configured samples per epoch, or enough for MIN_STEPS_PER_EPOCH full batches."""
+    """The configured samples per epoch, or one pass over ``train_items`` but at least
+    ``config.min_steps_per_epoch`` full batches."""
     if config.samples_per_epoch is not None:
         return config.samples_per_epoch
-    return max(train_items, config.batch_size * MIN_STEPS_PER_EPOCH)
+    return max(train_items, config.batch_size * config.min_steps_per_epoch)
 
 
 def create_data_loaders(
