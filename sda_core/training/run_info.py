@@ -17,13 +17,17 @@ from typing import Any
 import attrs
 
 from sda_core.config.history import MetricsHistory
-from sda_core.errors import RunDataError
+from sda_core.errors import RunDataError, SdaError
 from sda_core.training.run_folder import RunPaths, holds_run, lock_holder
 
 #: A preview round's folder: ``previews/epoch_0005``.
 _ROUND = re.compile(r"^epoch_(\d+)$")
 #: What a preview file's name says of its kind: ``sample_01.wav`` -> "sample".
 _KIND = re.compile(r"^([a-z]+)_\d+$")
+
+
+class NotARunError(SdaError, ValueError):
+    """The folder given to :func:`read_run` does not exist or holds no sda run."""
 
 
 @attrs.frozen
@@ -99,19 +103,20 @@ def read_run(folder: str | os.PathLike[str], *, check_lock: bool = True) -> RunI
             ``holder`` None, for readers polling often.
 
     Raises:
-        RunDataError: ``folder`` is not a folder holding a run, or one of its JSON files is damaged.
+        NotARunError: ``folder`` is not a folder, or holds no run (no config, no checkpoints).
+        RunDataError: one of its JSON files is damaged.
     """
     root = Path(folder)
     if not root.is_dir():
-        raise RunDataError(f"'{root}' is not a folder")
+        raise NotARunError(f"'{root}' is not a folder")
     if not holds_run(root):
-        raise RunDataError(f"'{root}' holds no sda run (no config.json, no checkpoints folder)")
+        raise NotARunError(f"'{root}' holds no sda run (no config.json, no checkpoints folder)")
     paths = RunPaths(root)
     history_data = _json(paths.history)
     try:
         history = None if history_data is None else MetricsHistory.from_dict(history_data)
     except (TypeError, ValueError, KeyError) as error:
-        raise RunDataError(f"'{paths.history}' is damaged: {error}") from error
+        raise RunDataError(str(paths.history), str(error)) from error
     return RunInfo(
         folder=root,
         config=_json(paths.config),
@@ -159,13 +164,13 @@ def _json(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except OSError as error:
-        raise RunDataError(f"cannot read '{path}': {error}") from error
+        raise RunDataError(str(path), f"cannot read it: {error}") from error
     try:
         data = json.loads(text)
     except ValueError as error:
-        raise RunDataError(f"'{path}' is damaged: {error}") from error
+        raise RunDataError(str(path), f"not JSON: {error}") from error
     if not isinstance(data, dict):
-        raise RunDataError(f"'{path}' is damaged: it holds {type(data).__name__}, not an object")
+        raise RunDataError(str(path), f"it holds {type(data).__name__}, not an object")
     return data
 
 

@@ -16,6 +16,7 @@ import gradio as gr
 
 from sda_core import SdaError
 from sda_studio import views
+from sda_studio.root import StudioError
 from sda_studio.studio import MODES, Studio, config_overrides
 
 LOG = logging.getLogger("sda_studio")
@@ -66,6 +67,16 @@ def _guarded(outputs: int) -> Callable[[Callable[..., tuple[Any, ...]]], Callabl
     return decorate
 
 
+def _optional_number(text: str | None, what: str) -> float | None:
+    """An optional number box: empty is None, anything else must be a number."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return float(str(text).strip())
+    except ValueError:
+        raise StudioError(f"the {what} must be a number, not {str(text).strip()!r}") from None
+
+
 def build_page(studio: Studio) -> gr.Blocks:
     """The page of ``studio``."""
     with gr.Blocks(title="sda studio") as page:
@@ -109,27 +120,30 @@ def build_page(studio: Studio) -> gr.Blocks:
                 curve = gr.Plot(label="Loss curves", elem_id="sda-plot")
                 previews = gr.HTML(elem_id="sda-previews")
             with gr.Tab("3 · Generate", id="generate"):
-                gr.Markdown("New sounds from the chosen run's best epoch (it may still be training).")
+                source = gr.Markdown("Choose a run first (Train or Runs tab).", elem_id="sda-source")
                 with gr.Row():
                     mode = gr.Radio(list(MODES), value=MODES[0], label="What to make", elem_id="sda-mode")
                 with gr.Row():
                     count = gr.Number(
                         value=4, precision=0, minimum=1, maximum=64, label="How many", elem_id="sda-count"
                     )
-                    seconds = gr.Number(value=None, label="Length in seconds (empty: one chunk)", elem_id="sda-seconds")
+                    seconds = gr.Textbox(
+                        label="Length in seconds", placeholder="empty: one chunk", elem_id="sda-seconds"
+                    )
                     seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="sda-seed")
-                    temperature = gr.Number(
-                        value=None,
-                        minimum=0,
-                        maximum=10,
-                        label="Temperature (empty: the model's)",
-                        elem_id="sda-temperature",
+                    temperature = gr.Textbox(
+                        label="Temperature (0 to 10)", placeholder="empty: the model's own", elem_id="sda-temperature"
                     )
                     trim = gr.Checkbox(label="trim silence", elem_id="sda-trim")
-                with gr.Row():
-                    like = gr.Textbox(label="Sound to vary (a file under the studio's folder)", elem_id="sda-like")
-                    morph_a = gr.Textbox(label="Morph from", elem_id="sda-morph-a")
-                    morph_b = gr.Textbox(label="Morph to", elem_id="sda-morph-b")
+                with gr.Row(visible=False) as like_row:
+                    like = gr.Textbox(
+                        label="Sound to vary (a file under the studio's folder)",
+                        placeholder="e.g. sounds/kick.wav",
+                        elem_id="sda-like",
+                    )
+                with gr.Row(visible=False) as morph_row:
+                    morph_a = gr.Textbox(label="Morph from", placeholder="e.g. sounds/a.wav", elem_id="sda-morph-a")
+                    morph_b = gr.Textbox(label="Morph to", placeholder="e.g. sounds/b.wav", elem_id="sda-morph-b")
                     steps = gr.Number(value=8, precision=0, minimum=2, label="Morph steps", elem_id="sda-steps")
                     slerp = gr.Checkbox(label="along the great circle", elem_id="sda-slerp")
                 generate_button = gr.Button("Generate", variant="primary", elem_id="sda-generate")
@@ -228,6 +242,18 @@ def build_page(studio: Studio) -> gr.Blocks:
         timer.tick(watch, inputs=[run, watch_key], outputs=[status, curve, previews, watch_key], show_progress="hidden")
         run.change(lambda: None, outputs=[watch_key])
 
+        def show_mode(mode_value: str) -> tuple[Any, ...]:
+            return gr.update(visible=mode_value == MODES[1]), gr.update(visible=mode_value == MODES[2])
+
+        mode.change(show_mode, inputs=[mode], outputs=[like_row, morph_row])
+        run.change(
+            lambda value: (
+                f"Generating from the run **{views.escape_markdown(value)}**" if value else "Choose a run first."
+            ),
+            inputs=[run],
+            outputs=[source],
+        )
+
         @_guarded(2)
         def generate(*values: Any) -> tuple[Any, ...]:
             (run_value, mode_value, count_value, seconds_value, seed_value, temperature_value, trim_value) = values[:7]
@@ -235,9 +261,9 @@ def build_page(studio: Studio) -> gr.Blocks:
             paths, note = studio.generate(
                 run_value or "",
                 count=count_value,
-                seconds=seconds_value or None,
+                seconds=_optional_number(seconds_value, "length"),
                 seed=seed_value,
-                temperature=temperature_value,
+                temperature=_optional_number(temperature_value, "temperature"),
                 trim=bool(trim_value),
                 mode=mode_value,
                 like=like_value or "",

@@ -17,7 +17,7 @@ from sda_core import Engine, generate_files
 from sda_core.config.overrides import parse_set_options
 from sda_core.data.analysis import analyse_dataset
 from sda_core.data.scan import AUDIO_EXTENSIONS
-from sda_core.errors import RunDataError
+from sda_core.errors import RunDataError, SdaError
 from sda_core.training.generation import like_files, morph_files
 from sda_core.training.run_folder import RunPaths, holds_run
 from sda_core.training.run_info import RunInfo, find_runs, read_run
@@ -185,11 +185,12 @@ class Studio:
         if job is not None:
             status = job.status
             text = views.status_text(label, status, job.progress(), info, job.error, job.overfitting)
+        elif self._busy(run_dir):
+            text = views.status_text(label, "training in another process", None, info)
         elif info is None:
             text = f"### {label}: no run yet\n\nPress **Start training** to train into this folder."
         else:
-            status = "training in another process" if self._busy(run_dir) else "not training"
-            text = views.status_text(label, status, None, info)
+            text = views.status_text(label, "not training", None, info)
         key = None if info is None else (info.last_epoch, len(info.previews), _mtime(RunPaths(run_dir).history))
         return {"status": text, "key": key, "info": info}
 
@@ -304,7 +305,7 @@ class Studio:
                 continue
             try:
                 infos.append(self.run_info(folder, check_lock=True))
-            except RunDataError:
+            except SdaError:  # damaged or vanished since it was found: left out of the list
                 continue
         return infos
 

@@ -32,7 +32,7 @@ def _escape(value: Any) -> str:
 
 def escape_markdown(value: Any) -> str:
     """Text for a Markdown table cell: no pipes, no markup."""
-    return str(value).replace("|", "\\|").replace("*", "\\*").replace("_", "\\_").replace("\n", " ")
+    return str(value).replace("|", "\\|").replace("*", "\\*").replace("\n", " ")
 
 
 def loss_text(value: float | None) -> str:
@@ -86,7 +86,7 @@ def status_text(
     lines = [f"### Run {escape_markdown(run_label)}: {status}"]
     if error:
         lines.append(f"**Error:** {escape_markdown(error)}")
-    if progress and progress.get("epoch") is not None:
+    if progress and progress.get("epoch") is not None and status in ("starting", "training", "stopping"):
         parts = [f"epoch {progress['epoch']} of {progress.get('max_epochs') or '?'}"]
         if progress.get("epoch_step") is not None:
             parts.append(f"step {progress['epoch_step']} of {progress.get('steps_per_epoch') or '?'}")
@@ -158,6 +158,8 @@ def previews_html(rounds: Sequence[Any], references: Sequence[Path], spectrogram
                 f'src="{_escape(file_url(image))}?v={int(image.stat().st_mtime)}">'
             )
         parts.append("</section>")
+    if len(rounds) > 1:
+        parts.append("</details>")
     parts.append("</div>")
     return "".join(parts)
 

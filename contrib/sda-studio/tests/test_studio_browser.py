@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import chromium_path, shots_copy, studio_settings
+from studio_helpers import chromium_path, shots_copy, studio_settings
 
 CHROMIUM = chromium_path()
 try:
@@ -143,7 +143,8 @@ def test_stop(page: Any, shots: Path) -> None:
 def test_generate_plays_a_sound(page: Any, shots: Path) -> None:
     tab(page, "3 · Generate")
     page.locator("#sda-count input").fill("2")
-    page.locator("#sda-seconds input").fill("1.5")
+    expect(page.locator("#sda-source")).to_contain_text("runs/sounds")
+    page.locator("#sda-seconds input, #sda-seconds textarea").first.fill("1.5")
     page.locator("#sda-generate").click()
     players = page.locator("#sda-generated audio")
     expect(players).to_have_count(2, timeout=WAIT_MS)
