@@ -114,7 +114,9 @@ def test_a_broken_plugin_command_fails_with_one_line(make_distribution, capsys):
     make_distribution(
         "sda-bad",
         {"bad": "sda_bad_commands"},
-        {"sda_bad_commands": "from sda_core import hookimpl\n\n@hookimpl\ndef sda_cli_commands():\n    return 'oops'\n"},
+        {
+            "sda_bad_commands": "from sda_core import hookimpl\n\n@hookimpl\ndef sda_cli_commands():\n    return 'oops'\n"
+        },
     )
     assert main(["whatever"]) == 1
     assert "plugin 'bad' answered sda_cli_commands with str, expected a list" in capsys.readouterr().err

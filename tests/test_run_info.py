@@ -21,7 +21,9 @@ def trained_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("run_info")
     data = write_audio_folder(base / "sounds", count=6, sample_rates=(8000,))
     run = base / "runs" / "sounds"
-    Engine(disable=["progress"]).train(data, run, fast_settings(preview_interval=1, plugins={"previews": {"samples": 2}}))
+    Engine(disable=["progress"]).train(
+        data, run, fast_settings(preview_interval=1, plugins={"previews": {"samples": 2}})
+    )
     return run
 
 

@@ -14,7 +14,6 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from sda_core.data.scan import AUDIO_EXTENSIONS
 from sda_core.errors import SdaError
 
 #: Largest upload accepted, per file (``--max-upload-mb``): 200 MB, about 20 minutes of 48 kHz stereo WAV.
@@ -89,6 +88,8 @@ class StudioRoot:
             raise StudioError(f"the upload name {name!r} is refused: give a plain file name, without folders or '..'")
         if name.startswith("."):
             raise StudioError(f"the upload name {name!r} is refused: hidden files are not uploaded")
+        from sda_core.data.scan import AUDIO_EXTENSIONS  # here: loading the plugin imports no numpy
+
         if Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
             kinds = ", ".join(sorted(AUDIO_EXTENSIONS))
             raise StudioError(f"'{name}' is not an audio file; the studio accepts {kinds}")
