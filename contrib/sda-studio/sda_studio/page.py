@@ -77,6 +77,24 @@ def _optional_number(text: str | None, what: str) -> float | None:
         raise StudioError(f"the {what} must be a number, not {str(text).strip()!r}") from None
 
 
+def watch_update(studio: Studio, run_value: str, key: Any) -> tuple[Any, ...]:
+    """What the Train tab's timer sends the page every :data:`POLL_SECONDS`: the status, and the
+    loss figure and the previews only when they changed since ``key`` (else ``gr.skip()``, so an
+    idle page costs a status line a second)."""
+    try:
+        seen = studio.watch(run_value)
+    except Exception as error:
+        return f"### {run_value}\n\n**⚠ {views.escape_markdown(_error_text(error))}**", gr.skip(), gr.skip(), key
+    info = seen["info"]
+    if seen["key"] == key and key is not None:
+        return seen["status"], gr.skip(), gr.skip(), key
+    if info is None:
+        return seen["status"], None, views.previews_html((), (), {}), seen["key"]
+    figure = studio.loss_figure(info) if info.history is not None and info.history.epochs else None
+    html = views.previews_html(info.previews, info.references, studio.spectrograms(info))
+    return seen["status"], figure, html, seen["key"]
+
+
 def build_page(studio: Studio) -> gr.Blocks:
     """The page of ``studio``."""
     with gr.Blocks(title="sda studio") as page:
@@ -226,18 +244,7 @@ def build_page(studio: Studio) -> gr.Blocks:
         stop_button.click(stop, inputs=[run], outputs=[message])
 
         def watch(run_value: str, key: Any) -> tuple[Any, ...]:
-            try:
-                seen = studio.watch(run_value)
-            except Exception as error:
-                return f"### {run_value}\n\n**⚠ {_error_text(error)}**", gr.skip(), gr.skip(), key
-            info = seen["info"]
-            if seen["key"] == key and key is not None:
-                return seen["status"], gr.skip(), gr.skip(), key
-            if info is None:
-                return seen["status"], None, views.previews_html((), (), {}), seen["key"]
-            figure = studio.loss_figure(info) if info.history is not None and info.history.epochs else None
-            html = views.previews_html(info.previews, info.references, studio.spectrograms(info))
-            return seen["status"], figure, html, seen["key"]
+            return watch_update(studio, run_value, key)
 
         timer.tick(watch, inputs=[run, watch_key], outputs=[status, curve, previews, watch_key], show_progress="hidden")
         run.change(lambda: None, outputs=[watch_key])

@@ -1,0 +1,144 @@
+"""What the studio watching a run costs the training: steps per second with and without a page.
+
+Both variants start the run the way the studio's Start button does (``Studio.start``: a
+background thread of this process, an Engine with the installed plugins); in the second, a
+"page" thread calls what the page's timer calls every :data:`sda_studio.page.POLL_SECONDS`
+(``watch_update``: the status line every second; the loss figure and the previews with their
+spectrograms whenever an epoch or a preview round is new, with the figure encoded to PNG as Gradio
+does before sending it). A preview round every epoch is the studio's worst case: a spectrogram to
+draw each epoch. Steps/s come from the step events' timestamps within epochs 2 to 4, so start-up,
+validation and checkpoints are outside it; the runs alternate (plain, watched, watched, plain ...)
+and the medians are compared. Target: the watched run keeps at least 97% of the steps/s (time
+ratio watched/plain <= 1/0.97). The CPU time the page thread used, relative to the training's
+wall time, is printed beside it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.bench_training import _corpus
+from benchmarks.timing import Result
+
+NAME = "studio"
+BATCH = 8
+STEPS_PER_EPOCH = 24
+EPOCHS = 4
+#: The least share of the plain run's steps/s the watched run must keep.
+TARGET = 0.97
+
+
+def _settings(run: int) -> str:
+    return "\n".join(
+        [
+            f"max_epochs={EPOCHS}",
+            f"batch_size={BATCH}",
+            f"samples_per_epoch={BATCH * STEPS_PER_EPOCH}",
+            "sample_rate=16000",
+            "preview_interval=1",
+            "early_stopping=false",
+            "evaluation_sounds=0",
+            f"seed={2000 + run}",
+            'device="cpu"',
+        ]
+    )
+
+
+def _step_seconds(steps: list) -> float:
+    """Seconds per step within epochs 2.. (each epoch's own span, boundaries left out)."""
+    total, count = 0.0, 0
+    for epoch in sorted({event.epoch for event in steps if event.epoch >= 2}):
+        times = [event.timestamp for event in steps if event.epoch == epoch]
+        total += times[-1] - times[0]
+        count += len(times) - 1
+    return total / count
+
+
+def _one_run(studio, steps: list, run_folder: str, run: int, watched: bool) -> tuple[float, float, int]:
+    """(seconds per step, page CPU seconds / training seconds, page updates that redrew)."""
+    import gradio as gr
+    from sda_studio.page import POLL_SECONDS, watch_update
+
+    steps.clear()
+    job = studio.start("data", run_folder, _settings(run), overwrite=True)
+    stop = threading.Event()
+    page_cpu = [0.0]
+    redraws = [0]
+
+    def page() -> None:
+        plot = gr.Plot()
+        key = None
+        started = time.thread_time()
+        while not stop.wait(POLL_SECONDS):
+            status, figure, html, key = watch_update(studio, run_folder, key)
+            if figure is not None and not isinstance(figure, dict) and hasattr(figure, "savefig"):
+                plot.postprocess(figure)  # what Gradio does with the figure before sending it
+                redraws[0] += 1
+        page_cpu[0] = time.thread_time() - started
+
+    watcher = threading.Thread(target=page, name="bench-page", daemon=True)
+    began = time.perf_counter()
+    if watched:
+        watcher.start()
+    job.thread.join()
+    elapsed = time.perf_counter() - began
+    stop.set()
+    if watched:
+        watcher.join()
+    if job.error:
+        raise RuntimeError(job.error)
+    return _step_seconds(steps), page_cpu[0] / elapsed, redraws[0]
+
+
+def run(quick: bool = False) -> list[Result]:
+    try:
+        from sda_studio.root import StudioRoot
+        from sda_studio.studio import Studio
+    except ImportError:
+        return [Result("studio: sda-studio is not installed (pip install -e contrib/sda-studio)", 1.0, None)]
+    from sda_core import Engine
+
+    repeats = 2 if quick else 3
+    plain, watched, cpu_shares, redraws = [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="sda-bench-studio-") as temp:
+        root = Path(temp)
+        (root / "data").mkdir()
+        _corpus(root / "data")
+        steps: list = []
+
+        def record(event) -> None:
+            if event.kind == "step":
+                steps.append(event)
+
+        studio = Studio(StudioRoot(root), engine_factory=lambda: Engine(disable=["progress"], callbacks=[record]))
+        for repetition in range(repeats):
+            order = (False, True) if repetition % 2 == 0 else (True, False)
+            for with_page in order:
+                seconds, cpu, redrawn = _one_run(
+                    studio, steps, f"runs/run_{repetition}_{int(with_page)}", repetition, with_page
+                )
+                (watched if with_page else plain).append(seconds)
+                if with_page:
+                    cpu_shares.append(cpu)
+                    redraws.append(redrawn)
+    plain_s, watched_s = statistics.median(plain), statistics.median(watched)
+    ratio = watched_s / plain_s
+    return [
+        Result(
+            "studio: training steps/s watched by a page vs not (time ratio)",
+            ratio,
+            1 / TARGET,
+            f"watched {1 / watched_s:.2f} steps/s, plain {1 / plain_s:.2f} steps/s: {1 / ratio:.3f}x the steps/s "
+            f"(target >= {TARGET}); the page thread used {statistics.median(cpu_shares):.2%} of a core, "
+            f"{statistics.median(redraws):.0f} figure redraws a run; batch {BATCH} at 16 kHz, {EPOCHS} epochs, n={repeats}",
+        ),
+    ]
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    for row in run():
+        print(f"{row.name}: {row.ratio:.3f} (target <= {row.target:.3f}) {row.verdict}; {row.detail}")
