@@ -194,16 +194,15 @@ def build_page(studio: Studio) -> gr.Blocks:
 
         page.load(load, outputs=[folder, run, runs_table, run_choice])
 
-        @_guarded(4)
-        def scan(folder_value: str, overrides_value: str, run_value: str) -> tuple[Any, ...]:
+        @_guarded(5)
+        def scan(folder_value: str, overrides_value: str) -> tuple[Any, ...]:
             text, config = studio.scan(folder_value or "", overrides_value)
-            if not (overrides_value or "").strip():
-                overrides_value = config_overrides(config)
-            target = run_value if (run_value or "").strip() else studio.default_run_folder(folder_value or "")
-            return "", text, config, gr.update(value=target) if not run_value else gr.skip()
+            filled = gr.skip() if (overrides_value or "").strip() else config_overrides(config)
+            target = studio.default_run_folder(folder_value or "")  # a scan prepares a run of that folder
+            return "", text, config, target, filled
 
         scan_button.click(lambda: "scanning …", outputs=[message]).then(
-            scan, inputs=[folder, overrides, run], outputs=[message, report, config_view, run]
+            scan, inputs=[folder, overrides], outputs=[message, report, config_view, run, overrides]
         )
 
         @_guarded(2)
