@@ -10,17 +10,19 @@ terminal included, and a stopped or crashed studio leaves ``last.pt`` to resume 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sda_core import Engine, RunFolderBusyError, SdaError
+from sda_core import Engine, SdaError
 from sda_core.config.events import EpochMetrics, PreviewEvent, StepMetrics, TrainingCompleteEvent, TrainingStartEvent
 from sda_core.training.run_folder import holds_run, lock_holder, saved_an_epoch
 from sda_studio.root import StudioError
 
+LOG = logging.getLogger("sda_studio")
 #: What a Job's ``status`` may be.
 STATUSES = ("starting", "training", "stopping", "finished", "stopped", "failed")
 
@@ -39,8 +41,8 @@ def describe_holder(folder: Path, holder: Mapping[str, Any]) -> str:
 class Job:
     """One training run started from the studio: its thread, engine and what its events said.
 
-    Every attribute is written by the training thread and read by page requests; ``version``
-    changes whenever something a page shows changed (a page redraws only then).
+    Every attribute is written by the training thread (or a stop request) and read by page
+    requests; each is replaced whole, so a reader sees the old value or the new one.
     """
 
     def __init__(self, data_dir: Path, run_dir: Path, overrides: Mapping[str, Any], resume: bool) -> None:
@@ -57,7 +59,6 @@ class Job:
         self.overfitting: list[str] = []
         self.end: TrainingCompleteEvent | None = None
         self.error: str | None = None
-        self.version = 0
         self.engine: Engine | None = None
         self.thread: threading.Thread | None = None
 
@@ -83,7 +84,6 @@ class Job:
             self.overfitting.append(event.message)
         elif kind == "train_end":
             self.end = event
-        self.version += 1
 
     def progress(self) -> dict[str, Any]:
         """Epoch, step within it, ETA and items per second, from the latest events."""
@@ -185,7 +185,6 @@ class Jobs:
         if job is None or not job.alive:
             raise StudioError(f"'{Path(run_dir).name}' is not training from this studio; nothing to stop")
         job.status = "stopping"
-        job.version += 1
         assert job.engine is not None
         job.engine.request_stop()
         return job
@@ -208,17 +207,10 @@ class Jobs:
                 job.data_dir, job.run_dir, job.overrides, resume=job.resume, overwrite=overwrite and not job.resume
             )
             job.status = "stopped" if result.interrupted else "finished"
-        except RunFolderBusyError as error:  # another writer took the folder since the check
-            job.error = str(error)
-            job.status = "failed"
-        except SdaError as error:
+        except SdaError as error:  # RunFolderBusyError too: another writer took the folder since the check
             job.error = str(error)
             job.status = "failed"
         except Exception as error:  # a bug; the page shows one line, the studio's log the rest
             job.error = f"training failed: {type(error).__name__}: {error}"
             job.status = "failed"
-            import logging
-
-            logging.getLogger("sda_studio").exception("training of %s failed", job.run_dir)
-        finally:
-            job.version += 1
+            LOG.exception("training of %s failed", job.run_dir)

@@ -38,6 +38,7 @@ CSS = """
 .sda-sound { margin: 0; display: flex; flex-direction: column; gap: 0.15rem; font-size: 0.85rem; }
 .sda-sound audio { width: 220px; height: 32px; }
 .sda-spectrogram { max-width: 100%; border: 1px solid #ddd; }
+.sda-curve { max-width: 100%; }
 .sda-round h4 { margin: 0.75rem 0 0.25rem 0; }
 .sda-note { font-size: 0.85rem; color: #555; }
 """
@@ -79,8 +80,8 @@ def _optional_number(text: str | None, what: str) -> float | None:
 
 def watch_update(studio: Studio, run_value: str, key: Any) -> tuple[Any, ...]:
     """What the Train tab's timer sends the page every :data:`POLL_SECONDS`: the status, and the
-    loss figure and the previews only when they changed since ``key`` (else ``gr.skip()``, so an
-    idle page costs a status line a second)."""
+    loss curves and the previews only when they changed since ``key`` (else ``gr.skip()``, so an
+    idle page costs a status line a second). Images are sent as addresses, never re-encoded."""
     try:
         seen = studio.watch(run_value)
     except Exception as error:
@@ -89,10 +90,9 @@ def watch_update(studio: Studio, run_value: str, key: Any) -> tuple[Any, ...]:
     if seen["key"] == key and key is not None:
         return seen["status"], gr.skip(), gr.skip(), key
     if info is None:
-        return seen["status"], None, views.previews_html((), (), {}), seen["key"]
-    figure = studio.loss_figure(info) if info.history is not None and info.history.epochs else None
+        return seen["status"], views.curve_html(None), views.previews_html((), (), {}), seen["key"]
     html = views.previews_html(info.previews, info.references, studio.spectrograms(info))
-    return seen["status"], figure, html, seen["key"]
+    return seen["status"], views.curve_html(studio.loss_image(info)), html, seen["key"]
 
 
 def build_page(studio: Studio) -> gr.Blocks:
@@ -135,7 +135,7 @@ def build_page(studio: Studio) -> gr.Blocks:
                     resume_button = gr.Button("Resume", elem_id="sda-resume")
                     stop_button = gr.Button("Stop", variant="stop", elem_id="sda-stop")
                 status = gr.Markdown(elem_id="sda-status")
-                curve = gr.Plot(label="Loss curves", elem_id="sda-plot")
+                curve = gr.HTML(elem_id="sda-plot")
                 previews = gr.HTML(elem_id="sda-previews")
             with gr.Tab("3 · Generate", id="generate"):
                 source = gr.Markdown("Choose a run first (Train or Runs tab).", elem_id="sda-source")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sda_core import Engine, generate_files
+from sda_core import Engine, generate_files, write_atomic
 from sda_core.config.overrides import parse_set_options
 from sda_core.data.analysis import analyse_dataset
 from sda_core.data.scan import AUDIO_EXTENSIONS
@@ -201,12 +201,33 @@ class Studio:
         holder = read_holder(run_dir)
         return bool(holder) and holder.get("action") == "training"
 
-    def loss_figure(self, info: RunInfo) -> Any:
-        """The loss curves of ``info`` (sda-plots' figure: overfitting shaded, best epoch starred)."""
+    def _cache_name(self, run_dir: Path) -> str:
+        """A file name for a run in the studio's cache: its path under the root, '/' as '--'."""
+        return self.root.relative(run_dir).replace("/", "--")
+
+    def loss_image(self, info: RunInfo) -> Path | None:
+        """A PNG of the loss curves of ``info`` (sda-plots' figure: overfitting shaded, the best
+        epoch starred), or None before the first epoch.
+
+        The one sda-plots writes beside the run after each epoch (``loss.png``) when it was written
+        after the history's last epoch ended: the page then costs the training nothing to draw.
+        Otherwise (sda-plots disabled in that run) the studio draws it once per change of the
+        history, into its cache.
+        """
+        from sda_plots import LOSS_FILENAME
         from sda_plots.loss import loss_figure
 
-        assert info.history is not None
-        return loss_figure(info.history, title=info.folder.name)
+        if info.history is None or not info.history.epochs:
+            return None
+        drawn = info.folder / LOSS_FILENAME
+        if _mtime(drawn) / 1e9 >= info.history.epochs[-1].timestamp:
+            return drawn
+        history_changed = _mtime(RunPaths(info.folder).history)
+        own = self.root.path / CACHE / "curves" / f"{self._cache_name(info.folder)}.png"
+        if _mtime(own) < history_changed:
+            figure = loss_figure(info.history, title=info.folder.name)
+            write_atomic(own, lambda stream: figure.savefig(stream, format="png", dpi=100))
+        return own
 
     def spectrograms(self, info: RunInfo) -> dict[int, Path]:
         """A spectrogram PNG per preview round: sda-plots' when it drew one, else drawn here once."""
@@ -219,7 +240,13 @@ class Studio:
             if drawn.exists():
                 images[preview.epoch] = drawn
                 continue
-            own = self.root.path / CACHE / "spectrograms" / info.folder.name / f"epoch_{preview.epoch:04d}.png"
+            own = (
+                self.root.path
+                / CACHE
+                / "spectrograms"
+                / self._cache_name(info.folder)
+                / f"epoch_{preview.epoch:04d}.png"
+            )
             if not own.exists():
                 try:
                     write_spectrograms([str(path) for path in preview.files], list(preview.kinds), own)

@@ -155,13 +155,23 @@ def previews_html(rounds: Sequence[Any], references: Sequence[Path], spectrogram
         if image is not None:
             parts.append(
                 f'<img class="sda-spectrogram" alt="spectrograms of epoch {preview.epoch}" '
-                f'src="{_escape(file_url(image))}?v={int(image.stat().st_mtime)}">'
+                f'src="{_escape(file_url(image))}?v={image.stat().st_mtime_ns}">'
             )
         parts.append("</section>")
     if len(rounds) > 1:
         parts.append("</details>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def curve_html(image: Path | None) -> str:
+    """The loss-curve image (reloaded when the file changes), or a line saying it comes later."""
+    if image is None:
+        return '<p class="sda-empty">The loss curves appear after the first epoch.</p>'
+    return (
+        f'<img class="sda-curve" alt="loss curves: training and validation loss per epoch, the best epoch starred" '
+        f'src="{_escape(file_url(image))}?v={image.stat().st_mtime_ns}">'
+    )
 
 
 def generated_html(paths: Iterable[Path], note: str) -> str:
@@ -182,7 +192,7 @@ def runs_table(infos: Sequence[Any], label: Any) -> list[list[Any]]:
             if isinstance(training.get(name), (int, float))
         )
         best = info.best_epoch
-        changed = max((path.stat().st_mtime for path in (info.folder,) if path.exists()), default=0)
+        changed = info.folder.stat().st_mtime if info.folder.exists() else 0
         rows.append(
             [
                 label(info.folder),

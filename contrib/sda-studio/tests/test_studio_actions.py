@@ -75,7 +75,10 @@ def test_train_watch_generate_and_list(studio, studio_root):
     assert job.start_event is not None and job.last_epoch.epoch == 2 and job.end.reason == "max_epochs"
     seen = studio.watch("runs/sounds")
     assert "runs/sounds: finished" in seen["status"] and "2 epochs saved" in seen["status"]
-    assert seen["info"].checkpoints and studio.loss_figure(seen["info"]).axes
+    assert seen["info"].checkpoints
+    curve = studio.loss_image(seen["info"])
+    assert curve == job.run_dir / "loss.png"  # sda-plots drew it during the run: nothing to draw
+    assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     paths, note = studio.generate("runs/sounds", count=2, seconds=0.5, seed=3, temperature=0.5, trim=False)
     assert [path.suffix for path in paths] == [".wav", ".wav"]
@@ -129,6 +132,22 @@ def test_a_folder_another_writer_holds_is_refused_with_who_holds_it(studio, stud
         assert "runs/busy: training in another process" in studio.watch("runs/busy")["status"]
     job = wait_for(studio.start("sounds", "runs/busy", studio_settings(max_epochs=1)))
     assert job.status == "finished"
+
+
+def test_without_sda_plots_in_the_run_the_studio_draws_the_pictures_itself(studio_root):
+    studio = Studio(StudioRoot(studio_root), engine_factory=lambda: Engine(disable=["progress", "plots"]))
+    job = wait_for(studio.start("sounds", "runs/plain", studio_settings(preview_interval=1)))
+    info = studio.watch("runs/plain")["info"]
+    assert not (job.run_dir / "loss.png").exists()
+    curve = studio.loss_image(info)
+    assert curve == studio_root.resolve() / ".sda-studio" / "curves" / "runs--plain.png"
+    drawn = curve.stat().st_mtime_ns
+    assert studio.loss_image(info) == curve and curve.stat().st_mtime_ns == drawn  # drawn once
+    images = studio.spectrograms(info)
+    assert sorted(images) == [1, 2] and all(image.read_bytes()[:4] == b"\x89PNG" for image in images.values())
+    assert "/gradio_api/file=" in views.curve_html(curve) and "sda-spectrogram" in views.previews_html(
+        info.previews, info.references, images
+    )
 
 
 def test_resuming_a_folder_without_an_epoch_is_refused(studio):

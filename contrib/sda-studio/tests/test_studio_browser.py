@@ -107,6 +107,28 @@ def test_scan_lists_the_files(page: Any, shots: Path) -> None:
     expect(page.locator("#sda-run textarea, #sda-run input").first).to_have_value("runs/sounds")
 
 
+def test_an_upload_makes_a_new_folder_of_audio_only(page: Any, shots: Path, tmp_path: Path) -> None:
+    from sda_core.testing.audio import write_audio_folder
+
+    incoming = write_audio_folder(tmp_path / "incoming", count=2, sample_rates=(8000,))
+    (incoming / "notes.txt").write_text("not audio")
+    tab(page, "1 · Sounds")
+    page.get_by_text("…or upload sounds into a new folder").click()
+    chooser = page.locator("#sda-upload input[type=file]")
+    chooser.set_input_files([str(incoming / "sound_000.wav"), str(incoming / "notes.txt")])
+    page.locator("#sda-upload-name input, #sda-upload-name textarea").first.fill("mine")
+    page.locator("#sda-upload-button").click()
+    expect(message(page)).to_contain_text("'notes.txt' is not an audio file")
+    page.locator("#sda-upload button[aria-label='Clear']").first.click()
+    chooser.set_input_files([str(incoming / "sound_000.wav"), str(incoming / "sound_001.wav")])
+    page.locator("#sda-upload-button").click()
+    expect(message(page)).to_contain_text("Uploaded 2 files into uploads/mine")
+    expect(page.locator("#sda-folder input")).to_have_value("uploads/mine")
+    snap(page, shots, "uploaded")
+    page.locator("#sda-folder input").fill("sounds")
+    tab(page, "2 · Train")
+
+
 def test_training_shows_a_curve_and_a_preview(page: Any, shots: Path) -> None:
     page.locator("#sda-start").click()
     expect(message(page)).to_contain_text("Started training into runs/sounds")
