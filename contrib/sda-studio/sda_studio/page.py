@@ -39,6 +39,7 @@ CSS = """
 .sda-sound audio { width: 220px; height: 32px; }
 .sda-spectrogram { max-width: 100%; border: 1px solid #ddd; }
 .sda-curve { max-width: 100%; }
+.sda-older summary { cursor: pointer; font-weight: 600; margin: 0.75rem 0; }
 .sda-round h4 { margin: 0.75rem 0 0.25rem 0; }
 .sda-note { font-size: 0.85rem; color: #555; }
 """
@@ -205,14 +206,16 @@ def build_page(studio: Studio) -> gr.Blocks:
             scan, inputs=[folder, overrides], outputs=[message, report, config_view, run, overrides]
         )
 
-        @_guarded(2)
+        @_guarded(3)
         def upload(files: list[str] | None, name: str) -> tuple[Any, ...]:
             created = studio.upload(files or [], name)
-            return f"Uploaded {len(files or [])} files into {created}; press Scan.", gr.update(
-                choices=studio.audio_folders(), value=created
+            return (
+                f"Uploaded {len(files or [])} files into {created}; press Scan.",
+                gr.update(choices=studio.audio_folders(), value=created),
+                f"Press **Scan** to see what training will use of {views.escape_markdown(created)}.",
             )
 
-        upload_button.click(upload, inputs=[uploads, upload_name], outputs=[message, folder])
+        upload_button.click(upload, inputs=[uploads, upload_name], outputs=[message, folder, report])
 
         def starter(resume: bool) -> Callable[..., tuple[Any, ...]]:
             @_guarded(3)

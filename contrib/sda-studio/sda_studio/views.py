@@ -136,6 +136,8 @@ def previews_html(rounds: Sequence[Any], references: Sequence[Path], spectrogram
         return '<p class="sda-empty">No preview yet: the first one comes after the first preview interval.</p>'
     parts = ['<div class="sda-previews">']
     for index, preview in enumerate(reversed(rounds)):
+        if index == 1:  # older rounds folded: a long run has dozens
+            parts.append(f'<details class="sda-older"><summary>Earlier previews ({len(rounds) - 1} rounds)</summary>')
         newest = " (newest)" if index == 0 else ""
         parts.append(
             f'<section class="sda-round" data-epoch="{preview.epoch}"><h4>Previews of epoch {preview.epoch}{newest}</h4>'

@@ -9,7 +9,6 @@ folder ``$SDA_STUDIO_SHOTS`` names).
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,11 +154,16 @@ def test_a_second_start_is_refused(page: Any, shots: Path) -> None:
     snap(page, shots, "second-start-refused")
 
 
-def test_stop(page: Any, shots: Path) -> None:
+def test_stop_and_resume(page: Any, shots: Path) -> None:
     page.locator("#sda-stop").click()
     expect(message(page)).to_contain_text("Stopping runs/sounds")
     expect(page.locator("#sda-status")).to_contain_text("runs/sounds: stopped", timeout=WAIT_MS)
     snap(page, shots, "stopped")
+    page.locator("#sda-resume").click()
+    expect(message(page)).to_contain_text("Resumed training into runs/sounds")
+    expect(page.locator("#sda-status")).to_contain_text("runs/sounds: training", timeout=WAIT_MS)
+    page.locator("#sda-stop").click()
+    expect(page.locator("#sda-status")).to_contain_text("runs/sounds: stopped", timeout=WAIT_MS)
 
 
 def test_generate_plays_a_sound(page: Any, shots: Path) -> None:
@@ -190,6 +194,7 @@ def test_the_runs_tab_lists_and_opens_the_run(page: Any, shots: Path) -> None:
     page.locator("#sda-refresh").click()
     table = page.locator("#sda-runs-table")
     expect(table).to_contain_text("runs/sounds")
+    snap(page, shots, "runs")
     page.locator("#sda-run-choice input").fill("sounds")
     page.locator("#sda-open").click()
     expect(message(page)).to_contain_text("is not an sda run folder")
@@ -197,5 +202,5 @@ def test_the_runs_tab_lists_and_opens_the_run(page: Any, shots: Path) -> None:
     page.locator("#sda-open").click()
     expect(message(page)).to_contain_text("Opened runs/sounds")
     expect(page.locator("#sda-status")).to_contain_text("runs/sounds: stopped")
-    time.sleep(0.2)
-    snap(page, shots, "runs")
+    expect(page.locator("#sda-previews details.sda-older")).to_be_attached()  # older rounds folded
+    snap(page, shots, "opened")

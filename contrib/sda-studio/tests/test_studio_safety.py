@@ -4,6 +4,10 @@ written outside its root, uploads only of audio files of limited size with plain
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -170,3 +174,31 @@ def test_files_outside_the_root_are_not_served(root, tmp_path):
             assert answer.read(4) == b"RIFF"
     finally:
         server.close()
+
+
+def test_sda_studio_serves_the_page_on_127_0_0_1_until_ctrl_c(studio_root):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sda_core", "studio", "--root", str(studio_root), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        assert (
+            line.strip()
+            == f"sda studio: open http://127.0.0.1:{port} (serving {studio_root.resolve()}; Ctrl-C to quit)"
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as answer:
+            assert answer.status == 200 and b"sda studio" in answer.read()
+        with socket.socket() as probe:  # not reachable on the machine's other addresses
+            probe.settimeout(5)
+            address = socket.gethostbyname(socket.gethostname())
+            if not address.startswith("127."):
+                assert probe.connect_ex((address, port)) != 0
+    finally:
+        server.send_signal(signal.SIGINT)
+        _out, errors = server.communicate(timeout=60)
+    assert server.returncode == 0, errors
+    assert "Traceback" not in errors
