@@ -92,7 +92,7 @@ def watch_update(studio: Studio, run_value: str, key: Any) -> tuple[Any, ...]:
         return seen["status"], gr.skip(), gr.skip(), key
     if info is None:
         return seen["status"], views.curve_html(None), views.previews_html((), (), {}), seen["key"]
-    html = views.previews_html(info.previews, info.references, studio.spectrograms(info))
+    html = views.previews_html(info.previews, info.references, studio.spectrograms(info, seen.get("training", False)))
     return seen["status"], views.curve_html(studio.loss_image(info)), html, seen["key"]
 
 

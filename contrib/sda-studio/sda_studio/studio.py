@@ -182,17 +182,24 @@ class Studio:
                 info = self.run_info(run_dir)
             except RunDataError as error:
                 return {"status": f"### {label}\n\n**Error:** {error}", "key": None, "info": None}
+        training = False
         if job is not None:
-            status = job.status
-            text = views.status_text(label, status, job.progress(), info, job.error, job.overfitting)
+            training = job.alive
+            text = views.status_text(label, job.status, job.progress(), info, job.error, job.overfitting)
         elif self._busy(run_dir):
+            training = True
             text = views.status_text(label, "training in another process", None, info)
         elif info is None:
             text = f"### {label}: no run yet\n\nPress **Start training** to train into this folder."
         else:
             text = views.status_text(label, "not training", None, info)
-        key = None if info is None else (info.last_epoch, len(info.previews), _mtime(RunPaths(run_dir).history))
-        return {"status": text, "key": key, "info": info}
+        key = None
+        if info is not None:
+            from sda_plots import SPECTROGRAM_FILENAME
+
+            newest = info.previews[-1].directory / SPECTROGRAM_FILENAME if info.previews else None
+            key = (info.last_epoch, len(info.previews), _mtime(RunPaths(run_dir).history), newest and newest.exists())
+        return {"status": text, "key": key, "info": info, "training": training}
 
     def _busy(self, run_dir: Path) -> bool:
         from sda_core.training.run_folder import read_holder
@@ -229,8 +236,13 @@ class Studio:
             write_atomic(own, lambda stream: figure.savefig(stream, format="png", dpi=100))
         return own
 
-    def spectrograms(self, info: RunInfo) -> dict[int, Path]:
-        """A spectrogram PNG per preview round: sda-plots' when it drew one, else drawn here once."""
+    def spectrograms(self, info: RunInfo, training: bool = False) -> dict[int, Path]:
+        """A spectrogram PNG per preview round: sda-plots' when it drew one, else drawn here once.
+
+        While the run trains, the newest round is not drawn here: sda-plots may still be drawing
+        it (it does so right after the round is written), and drawing it twice would take the
+        training's time; it shows on the next refresh, or is drawn here once the next round is out.
+        """
         from sda_plots import SPECTROGRAM_FILENAME
         from sda_plots.spectrogram import write_spectrograms
 
@@ -239,6 +251,8 @@ class Studio:
             drawn = preview.directory / SPECTROGRAM_FILENAME
             if drawn.exists():
                 images[preview.epoch] = drawn
+                continue
+            if training and preview is info.previews[-1]:
                 continue
             own = (
                 self.root.path
