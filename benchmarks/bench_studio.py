@@ -143,7 +143,7 @@ def run(quick: bool = False) -> list[Result]:
     kept = 1 - share
     return [
         Result(
-            "studio: training steps/s watched by a page, from the page's time (time ratio)",
+            "studio: training steps/s watched by the studio, from its CPU time (time ratio)",
             1 / kept,
             1 / TARGET,
             f"the studio (Gradio server + page updates) took {share:.3%} of a core beyond the training thread "
