@@ -8,6 +8,7 @@ the user, which the page shows as a message.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -137,16 +138,15 @@ class Studio:
         if job is not None:
             return self.root.relative(job.data_dir)
         try:
-            import json
-
-            root = json.loads(RunPaths(run_dir).dataset.read_text(encoding="utf-8")).get("summary", {}).get("root")
+            saved = json.loads(RunPaths(run_dir).dataset.read_text(encoding="utf-8"))
+            root = saved.get("data_dir") or (saved.get("scan") or {}).get("root")
         except (OSError, ValueError, AttributeError):
             return None
         if not root:
             return None
         try:
-            return self.root.relative(self.root.resolve(root))
-        except StudioError:
+            return self.root.relative(self.root.existing_folder(root, "sound folder"))
+        except StudioError:  # moved away, or outside the studio's folder
             return None
 
     def stop(self, run_folder: str) -> Job:

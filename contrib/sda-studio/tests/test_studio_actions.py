@@ -98,6 +98,8 @@ def test_train_watch_generate_and_list(studio, studio_root):
     rows = views.runs_table(studio.runs(), studio.root.relative)
     assert rows[0][:3] == ["runs/sounds", "trained", 2]
     assert studio.current_run() == "runs/sounds" and studio.data_folder_of("runs/sounds") == "sounds"
+    later = Studio(studio.root)  # a studio started again: the run's own dataset.json says
+    assert later.current_run() == "runs/sounds" and later.data_folder_of("runs/sounds") == "sounds"
 
     with pytest.raises(StudioError, match="already holds a run; press Resume"):
         studio.start("sounds", "runs/sounds", studio_settings())
