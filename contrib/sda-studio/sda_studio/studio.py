@@ -95,7 +95,7 @@ class Studio:
         summary = engine.scan(data_dir)
         if not summary.files:
             raise StudioError(
-                f"'{self.root.relative(data_dir)}' holds no usable audio ({len(summary.skipped)} files skipped); "
+                f"'{self.root.relative(data_dir)}' holds no usable audio ({_count(len(summary.skipped), 'file')} skipped); "
                 f"add WAV, FLAC, OGG or MP3 files or upload some. {_skipped_line(summary)}".strip()
             )
         config = engine.resolve_config(summary, engine.collect_overrides(data_dir, api=overrides))
@@ -374,6 +374,10 @@ def _mtime(path: Path) -> int:
         return path.stat().st_mtime_ns
     except OSError:
         return 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' * (number != 1)}"
 
 
 def _skipped_line(summary: Any) -> str:
