@@ -28,6 +28,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(SDA) demo --out demo
+	@echo "Open the demo run in the studio: $(SDA) studio --root demo   then http://127.0.0.1:7860 (Runs tab: run)"
 
 # ruff (lint and the format check) and import-linter (the layers of
 # sda_core, and plugins/contrib on public modules only) run before the tests, so CI enforces them.

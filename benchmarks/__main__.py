@@ -26,6 +26,7 @@ BENCHMARKS = {
     "read": "benchmarks.bench_read",
     "resample": "benchmarks.bench_resample",
     "scan": "benchmarks.bench_scan",
+    "studio": "benchmarks.bench_studio",
     "training": "benchmarks.bench_training",
 }
 

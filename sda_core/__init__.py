@@ -15,6 +15,7 @@ from sda_core.config import (
     get_effective_preview_interval,
     plugin_settings,
 )
+from sda_core.config.commands import CliCommand
 from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit, SkippedFile, SkipReason
 from sda_core.config.events import (
     EpochMetrics,
@@ -87,6 +88,7 @@ __all__ = [
     "AudioReadError",
     "AugmentationPipeline",
     "CheckpointError",
+    "CliCommand",
     "CallbackPlugin",
     "ConfigError",
     "ConformanceError",

@@ -185,6 +185,12 @@ class Engine:
         """Every plugin's ``sda_evaluate_metrics`` answer merged into one dict of floats."""
         return self.hooks.evaluate_metrics(generated, real, sample_rate, config)
 
+    def cli_commands(self, reserved: Iterable[str] = ()) -> list[Any]:
+        """The ``sda`` subcommands plugins add (``sda_cli_commands``), as
+        :class:`~sda_core.config.commands.CliCommand` values; a name in ``reserved`` or added
+        twice is a :class:`PluginError` naming the plugin."""
+        return [command for _plugin, command in self.hooks.cli_commands(reserved)]
+
     def evaluate(self, run_dir: str | Path, **options: Any) -> Any:
         """``sda evaluate`` from Python: :func:`sda_core.training.evaluation.evaluate_run` with this
         engine's plugins; returns its :class:`~sda_core.training.evaluation.EvaluationResult`."""

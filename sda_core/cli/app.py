@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sda_core import __version__
+from sda_core.config.commands import CliCommand
 from sda_core.config.overrides import parse_set_options
 from sda_core.errors import ConfigError, DatasetError, PluginError, RunExistsError, SdaError, UsageError
 
@@ -30,7 +31,9 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEMO_EPOCHS = 60
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.ArgumentParser:
+    """The ``sda`` argument parser: sda's own commands, then ``plugin_commands`` (added by plugins
+    through ``sda_cli_commands``)."""
     # --disable-plugin is accepted before and after the command; separate dests keep the
     # subcommand's parser from overwriting what was given before the command.
     common = argparse.ArgumentParser(add_help=False)
@@ -181,22 +184,82 @@ def build_parser() -> argparse.ArgumentParser:
         "--dest", default=".", metavar="DIR", help="where to put its folder, sda-NAME (default: here)"
     )
     new_plugin.set_defaults(handler=cmd_new_plugin)
+
+    for command in plugin_commands:
+        added = commands.add_parser(command.name, parents=[common], help=command.help, description=command.help)
+        if command.configure is not None:
+            command.configure(added)
+        added.set_defaults(handler=_plugin_handler(command))
     return parser
+
+
+#: sda's own commands: a plugin may not add a command of one of these names.
+BUILTIN_COMMANDS = ("plugins", "scan", "train", "generate", "export", "evaluate", "cache", "demo", "new-plugin")
+
+
+def _plugin_handler(command: CliCommand) -> Callable[[argparse.Namespace, Console, Console], int]:
+    def handler(args: argparse.Namespace, console: Console, errors: Console) -> int:
+        code = command.run(args)
+        return EXIT_OK if code is None else int(code)
+
+    return handler
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv`` (its first argument that is not an option of ``sda`` itself)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--disable-plugin":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _disabled_before(argv: Sequence[str]) -> list[str]:
+    """The ``--disable-plugin`` names given before the command word."""
+    names: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--disable-plugin":
+            names.append(next(words, ""))
+        elif word.startswith("--disable-plugin="):
+            names.append(word.split("=", 1)[1])
+        elif not word.startswith("-"):
+            break
+    return [name for name in names if name]
+
+
+def _plugin_commands(argv: Sequence[str]) -> list[CliCommand]:
+    """The commands plugins add, loaded only when ``argv`` names a command sda does not have, or
+    asks for help without a command: sda's own commands never load the plugins for it."""
+    word = _command_word(argv)
+    if word in BUILTIN_COMMANDS or (word is None and not {"-h", "--help"} & set(argv)):
+        return []
+    from sda_core.engine import Engine
+
+    engine, _caught = _with_warnings(lambda: Engine(disable=_disabled_before(argv)))
+    return engine.cli_commands(reserved=BUILTIN_COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sda`` console script; returns the exit code."""
-    parser = build_parser()
+    from rich.console import Console
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    errors = Console(stderr=True)
+    try:
+        parser = build_parser(_plugin_commands(argv))
+    except SdaError as error:  # a plugin's command is broken: sda's own commands still work
+        errors.print(f"sda: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_FAILURE
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return EXIT_USAGE
-    from rich.console import Console
-
     console = Console()
     if not console.is_terminal:  # piped or logged: wide enough that tables do not truncate paths
         console = Console(width=160)
-    errors = Console(stderr=True)
     try:
         return args.handler(args, console, errors)
     except (UsageError, ConfigError, RunExistsError) as error:

@@ -12,6 +12,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from sda_core.config.commands import CliCommand
 from sda_core.config.dataset import DatasetSummary, FileSplit
 from sda_core.config.events import EVENT_HOOKS, OverfittingWarning, PreviewEvent
 from sda_core.config.history import MetricsHistory
@@ -175,6 +176,30 @@ class Hooks:
                 owner[str(name)] = plugin
                 merged[str(name)] = number
         return merged
+
+    def cli_commands(self, reserved: Iterable[str] = ()) -> list[tuple[str, CliCommand]]:
+        """``sda_cli_commands``: (plugin name, command) pairs, in call order.
+
+        An answer that is not a CliCommand, or a name in ``reserved`` (sda's own commands) or
+        already added by another plugin, is a PluginError naming the plugin.
+        """
+        taken = {name: "sda" for name in reserved}
+        commands = self.host.call_collector("sda_cli_commands")
+        for plugin, command in commands:
+            if not isinstance(command, CliCommand):
+                raise PluginError(
+                    plugin,
+                    f"plugin {plugin!r} answered sda_cli_commands with {type(command).__name__}, expected CliCommand",
+                )
+            if command.name in taken:
+                owner = (
+                    "one of sda's own commands" if taken[command.name] == "sda" else f"added by {taken[command.name]!r}"
+                )
+                raise PluginError(
+                    plugin, f"plugin {plugin!r} adds the command {command.name!r}, which is {owner}; it must rename it"
+                )
+            taken[command.name] = plugin
+        return commands
 
     # -- consumers -------------------------------------------------------------------------
 

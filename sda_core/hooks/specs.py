@@ -14,8 +14,8 @@ Two kinds of hook:
 * **Checks** (``sda_check_config``): every implementation is called with the resolved config
   and may veto it by raising :class:`~sda_core.errors.ConfigError`, which stops the command
   before anything runs; any other exception is fatal, with the plugin's name.
-* **Collectors** (``sda_augmentations``, ``sda_evaluate_metrics``): every implementation
-  contributes (a list of transforms, a dict of metrics); one that raises or answers something of
+* **Collectors** (``sda_augmentations``, ``sda_evaluate_metrics``, ``sda_cli_commands``): every
+  implementation contributes (a list of transforms, a dict of metrics, a list of commands); one that raises or answers something of
   the wrong type is fatal, with the plugin's name.
 * **Consumers** (notifications): every implementation is called. The engine calls them one by
   one and isolates them: one that raises is reported once, by name, and neither stops the others
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from numpy import ndarray
 
     from sda_core.config import TrainingConfig
+    from sda_core.config.commands import CliCommand
     from sda_core.config.dataset import AudioFileInfo, DatasetSummary, FileSplit
     from sda_core.config.events import (
         EpochMetrics,
@@ -208,6 +209,21 @@ def sda_evaluate_metrics(
     Not firstresult: every implementation contributes. Called once per ``sda evaluate`` (and
     :func:`sda_core.training.evaluation.evaluate_run`) in the main process, after the weights-free figures
     (resemblance, copying, diversity, 1-NN accuracy, reconstruction), which sda computes itself.
+    """
+
+
+@hookspec
+def sda_cli_commands() -> list[CliCommand] | None:
+    """Add subcommands to the ``sda`` command line (``sda studio``, ``sda loop-marker`` ...).
+
+    :return: a list of :class:`~sda_core.config.commands.CliCommand` (name, help, ``run`` called
+        with the parsed arguments, ``configure`` adding the command's arguments), or None for
+        none. A name that is one of sda's own commands or that another plugin already added is a
+        PluginError naming the plugin.
+
+    Not firstresult: every implementation contributes. Called in the main process by the ``sda``
+    command, only when the command line names a command sda does not have itself, or asks for
+    ``--help`` without a command: the built-in commands never pay for it.
     """
 
 

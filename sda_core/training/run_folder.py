@@ -220,6 +220,29 @@ def read_holder(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     return None
 
 
+def lock_holder(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Who holds the lock of ``folder`` now: its holder record (pid, started, action, command; an
+    empty dict if the record cannot be read), or None when no process or thread holds it.
+
+    Unlike :func:`read_holder`, which reads what the last holder wrote (a process that was killed
+    leaves its record behind), this asks the OS: it takes the lock for an instant when it is free,
+    so a writer starting in that instant gets :class:`RunFolderBusyError`. Call it when a user
+    asks (listing runs, before a start), not in a tight loop. Never creates the folder.
+    """
+    path = Path(folder) / LOCK_FILENAME
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:  # no lock file: no holder (a holder keeps its file until it releases)
+        return None
+    try:
+        if _try_lock(fd):
+            _unlock(fd)
+            return None
+    finally:
+        os.close(fd)
+    return read_holder(folder) or {}
+
+
 def holds_run(folder: str | os.PathLike[str]) -> bool:
     """Whether ``folder`` holds (part of) an sda run: its config or its checkpoints folder."""
     root = Path(folder)
@@ -317,6 +340,13 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
             os.lseek(fd, 0, os.SEEK_SET)
         return True
 
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)
+
 else:
     import fcntl
 
@@ -326,3 +356,6 @@ else:
         except BlockingIOError:
             return False
         return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
