@@ -124,6 +124,22 @@ class TrainingError(SdaError):
     """Training cannot go on (a non-finite loss, an unusable output folder ...)."""
 
 
+class PeerStopped(TrainingError):
+    """Under torchrun, another process of the run failed or stopped it, and this one stops with it.
+
+    The process where it happened reports why (rank 0 reports for the run); the others raise this,
+    and ``sda train`` on them exits with code 1 without repeating the message.
+
+    Attributes:
+        ranks: the ranks that failed.
+    """
+
+    def __init__(self, ranks: Iterable[int], what: str = "failed") -> None:
+        self.ranks = tuple(ranks)
+        names = ", ".join(str(rank) for rank in self.ranks)
+        super().__init__(f"rank {names} {what}, so every process of the run stops (see rank {self.ranks[0]}'s message)")
+
+
 class CheckpointError(SdaError):
     """A checkpoint is missing, unreadable, not an sda checkpoint, or carries untrusted objects."""
 

@@ -76,6 +76,8 @@ class TrainingStartEvent:
         steps_per_epoch: optimiser steps per epoch.
         device: the torch device training runs on.
         resumed: whether the run continues from a checkpoint.
+        world_size: processes training together (torchrun's ``WORLD_SIZE``; 1 without torchrun).
+        rank: the process this event comes from (0 unless a plugin asks for every rank's events).
         timestamp: wall-clock time (seconds since the epoch).
     """
 
@@ -92,6 +94,8 @@ class TrainingStartEvent:
     steps_per_epoch: int = attrs.field(default=0, validator=v.integer(0))
     device: str = "cpu"
     resumed: bool = False
+    world_size: int = attrs.field(default=1, validator=v.integer(1))
+    rank: int = attrs.field(default=0, validator=v.integer(0))
     timestamp: float = attrs.field(factory=_now)
 
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Sampler
 from sda_core.config import TrainingConfig
 from sda_core.config.dataset import DatasetSummary, FileSplit
 from sda_core.data.augmentation import AugmentationPipeline
-from sda_core.errors import DatasetError
+from sda_core.errors import ConfigError, DatasetError
 from sda_core.hooks.facade import Hooks, as_hooks
 
 #: Workers run at a lower priority, filling the gaps the training threads leave instead of
@@ -47,8 +47,17 @@ class EpochSampler(Sampler):
     indices, for datasets that take only those. Training (``shuffle=True``):
     ``samples_per_epoch`` keys drawn as successive seeded permutations of the dataset, so every
     item appears before any repeats. Validation (``shuffle=False``): every index once, in order,
-    with epoch 0, identical on every pass. With ``world_size > 1`` each rank takes an equal,
-    disjoint share of the epoch's keys (torch.distributed); repeats count over all ranks.
+    with epoch 0, identical on every pass. With ``world_size > 1`` each rank takes a disjoint
+    share of the epoch's keys (torch.distributed); repeats count over all ranks:
+
+    - with ``batch_size`` (the global batch; training under DistributedDataParallel), each
+      successive run of ``batch_size`` keys is one optimiser step of all ranks together, cut into
+      contiguous parts of :func:`rank_batch_sizes` keys, one per rank. The keys a single process
+      would train on (the full batches; one short batch when the epoch holds fewer keys than a
+      batch) are shared out exactly, none dropped or doubled, and every rank has the same number
+      of batches, as DDP needs;
+    - without it, keys are dealt out in turn, padded by wrapping to equal shares (``pad=False``:
+      uneven shares, no key twice; what validation uses).
     """
 
     def __init__(
@@ -62,9 +71,13 @@ class EpochSampler(Sampler):
         world_size: int = 1,
         epoch_keys: bool = True,
         repeat_keys: bool = False,
+        batch_size: int | None = None,
+        pad: bool = True,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside a world of size {world_size}")
+        if batch_size is not None and batch_size < world_size:
+            raise ValueError(f"a global batch of {batch_size} cannot be shared by {world_size} ranks")
         self.dataset_len = dataset_len
         self.samples_per_epoch = samples_per_epoch or dataset_len
         self.shuffle = shuffle
@@ -73,6 +86,8 @@ class EpochSampler(Sampler):
         self.world_size = world_size
         self.epoch_keys = epoch_keys
         self.repeat_keys = repeat_keys and epoch_keys
+        self.batch_size = batch_size
+        self.pad = pad
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -81,15 +96,16 @@ class EpochSampler(Sampler):
 
     def indices(self) -> np.ndarray:
         """This rank's dataset indices for the current epoch."""
-        return self._order()[self.rank :: self.world_size]
+        return self._order()[self._positions()]
 
     def repeats(self) -> np.ndarray:
         """For each of :meth:`indices`, how many times the epoch drew that index before it
         (over all ranks' keys, in the epoch's order): 0 the first time, 1 the second, ..."""
-        return _occurrences(self._order())[self.rank :: self.world_size]
+        return _occurrences(self._order())[self._positions()]
 
     def _order(self) -> np.ndarray:
-        """Every rank's dataset indices for the current epoch, in order, padded to equal shares."""
+        """Every rank's dataset indices for the current epoch, in order (padded to equal shares
+        when keys are dealt out in turn with ``pad``)."""
         if self.dataset_len == 0:
             return np.zeros(0, dtype=np.int64)
         if self.shuffle:
@@ -99,8 +115,25 @@ class EpochSampler(Sampler):
             order = order[: self.samples_per_epoch]
         else:
             order = np.arange(self.dataset_len)
+        if self.batch_size is not None or not self.pad:
+            return order
         per_rank = -(-len(order) // self.world_size)
         return np.resize(order, per_rank * self.world_size)  # pad by wrapping, equal shares
+
+    def _positions(self) -> np.ndarray | slice:
+        """Where this rank's keys stand in :meth:`_order`."""
+        if self.world_size == 1:
+            return slice(None)
+        if self.batch_size is None:
+            return slice(self.rank, None, self.world_size)
+        total = self.samples_per_epoch if self.shuffle else self.dataset_len
+        if total == 0:
+            return np.zeros(0, dtype=np.int64)
+        batch = min(self.batch_size, total)  # fewer keys than a batch: one short batch, as drop_last keeps
+        sizes = rank_batch_sizes(batch, self.world_size)
+        start = sum(sizes[: self.rank])
+        steps = total // batch
+        return (np.arange(steps)[:, None] * batch + start + np.arange(sizes[self.rank])[None, :]).ravel()
 
     def __iter__(self) -> Iterator[tuple[int, int, int] | tuple[int, int] | int]:
         if not self.epoch_keys:
@@ -112,7 +145,21 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         total = self.samples_per_epoch if self.shuffle else self.dataset_len
-        return -(-total // self.world_size) if total else 0
+        if not total or self.world_size == 1:
+            return total
+        if self.batch_size is not None:
+            batch = min(self.batch_size, total)
+            return (total // batch) * rank_batch_sizes(batch, self.world_size)[self.rank]
+        if not self.pad:
+            return len(range(self.rank, total, self.world_size))
+        return -(-total // self.world_size)
+
+
+def rank_batch_sizes(batch_size: int, world_size: int) -> list[int]:
+    """How a global batch is shared by ``world_size`` ranks: as evenly as possible, the first
+    ``batch_size % world_size`` ranks taking one item more (``rank_batch_sizes(10, 4)`` is
+    ``[3, 3, 2, 2]``)."""
+    return [batch_size // world_size + (rank < batch_size % world_size) for rank in range(world_size)]
 
 
 def _occurrences(order: np.ndarray) -> np.ndarray:
@@ -157,10 +204,15 @@ def create_data_loaders(
             them); when None, the plugins of the ``sda`` entry points.
         split: reuse a saved split (a resumed run) instead of asking ``sda_split_files``.
         device: the training device; memory is pinned for CUDA.
-        rank, world_size: this process's share of the training chunks under torch.distributed.
+        rank, world_size: this process's share of the chunks under torch.distributed.
 
     The training loader's sampler is an :class:`EpochSampler`: call
     ``train_loader.sampler.set_epoch(epoch)`` before iterating each epoch.
+
+    With ``world_size > 1``, ``batch_size`` is the global batch: every optimiser step trains on
+    ``batch_size`` chunks, this rank's share being its :func:`rank_batch_sizes` entry, so a run
+    makes the same steps per epoch on the same chunks whatever the number of processes. Each rank
+    validates a disjoint part of the validation chunks (uneven when they do not divide evenly).
     """
     hooks = as_hooks(engine) if engine is not None else Hooks.from_entrypoints()
     if split is None:
@@ -188,19 +240,35 @@ def create_data_loaders(
     }
     if workers > 0:
         common["prefetch_factor"] = 4
+    epoch_samples = samples_per_epoch(config, len(train_set))
+    shared = world_size > 1
+    if shared and min(config.batch_size, epoch_samples) < world_size:
+        raise ConfigError(
+            "batch_size",
+            config.batch_size,
+            f"at least the number of processes ({world_size}): under torchrun each optimiser step shares "
+            "one batch (and an epoch's samples) among them",
+        )
     train_sampler = EpochSampler(
         len(train_set),
-        samples_per_epoch=samples_per_epoch(config, len(train_set)),
+        samples_per_epoch=epoch_samples,
         shuffle=True,
         seed=config.seed,
         rank=rank,
         world_size=world_size,
         epoch_keys=getattr(train_set, "epoch_keys", False),
         repeat_keys=getattr(train_set, "repeat_keys", False),
+        batch_size=config.batch_size if shared else None,
     )
-    train_loader = DataLoader(
-        train_set, sampler=train_sampler, drop_last=len(train_sampler) >= config.batch_size, **common
-    )
+    if shared:  # the sampler yields whole per-rank batches: nothing left for drop_last to drop
+        rank_batch = rank_batch_sizes(min(config.batch_size, epoch_samples), world_size)[rank]
+        train_loader = DataLoader(
+            train_set, sampler=train_sampler, drop_last=False, **{**common, "batch_size": rank_batch}
+        )
+    else:
+        train_loader = DataLoader(
+            train_set, sampler=train_sampler, drop_last=len(train_sampler) >= config.batch_size, **common
+        )
     val_sampler = EpochSampler(
         len(val_set),
         shuffle=False,
@@ -208,6 +276,7 @@ def create_data_loaders(
         world_size=world_size,
         epoch_keys=getattr(val_set, "epoch_keys", False),
         repeat_keys=getattr(val_set, "repeat_keys", False),
+        pad=False,
     )
     val_loader = DataLoader(val_set, sampler=val_sampler, drop_last=False, **common)
     return train_loader, val_loader, split
