@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from sda_core import __version__
 from sda_core.config.overrides import parse_set_options
-from sda_core.errors import ConfigError, DatasetError, PluginError, RunExistsError, SdaError, UsageError
+from sda_core.errors import (
+    ConfigError,
+    DatasetError,
+    PeerStopped,
+    PluginError,
+    RunExistsError,
+    SdaError,
+    UsageError,
+)
 
 if TYPE_CHECKING:  # rich and the Engine load after the arguments parse: `sda --version` stays light
     from rich.console import Console
@@ -197,13 +205,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not console.is_terminal:  # piped or logged: wide enough that tables do not truncate paths
         console = Console(width=160)
     errors = Console(stderr=True)
+    prefix = "sda" if _rank() == 0 else f"sda (rank {_rank()})"
     try:
         return args.handler(args, console, errors)
     except (UsageError, ConfigError, RunExistsError) as error:
-        errors.print(f"sda: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"{prefix}: error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    except PeerStopped:  # another process of a torchrun launch failed and says why
+        return EXIT_FAILURE
     except (DatasetError, PluginError, SdaError) as error:
-        errors.print(f"sda: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"{prefix}: error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         errors.print("sda: interrupted")
@@ -288,6 +299,8 @@ def cmd_train(args: argparse.Namespace, console: Console, errors: Console) -> in
             device=args.device,
         )
     )
+    if _rank() != 0:  # under torchrun, rank 0 reports the run and its exit code
+        return EXIT_OK
     _print_result(console, result)
     return 130 if result.interrupted else EXIT_OK
 
@@ -534,6 +547,14 @@ def _add_set_option(parser: argparse.ArgumentParser) -> None:
         help="override a setting (e.g. max_epochs=20, regularization.dropout=0.3, plugins.NAME.key=1); "
         "repeatable; wins over sda.toml",
     )
+
+
+def _rank() -> int:
+    """This process's rank in a torchrun launch (0 without torchrun)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def _engine(args: argparse.Namespace) -> Engine:

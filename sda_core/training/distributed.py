@@ -27,7 +27,6 @@ import atexit
 import contextlib
 import datetime
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -36,6 +35,7 @@ import torch
 import torch.distributed as dist
 
 from sda_core.errors import ConfigError, PeerStopped
+from sda_core.training.model import LOSS_KEY
 
 #: Seconds a rank waits for the others at a collective before it gives up (``SDA_DISTRIBUTED_TIMEOUT``
 #: changes it): long enough for rank 0 to write checkpoints and previews while the others wait.
@@ -145,21 +145,24 @@ class Distributed:
             raise ConfigError("device", str(device), "cuda or cpu when training under torchrun")
         return device
 
-    def wrap(self, model: torch.nn.Module, device: torch.device) -> Any:
+    def wrap(self, model: torch.nn.Module, device: torch.device, probe: torch.Tensor, epoch: int) -> Any:
         """What a training step calls as ``forward(batch, epoch)`` for the losses under torchrun:
         ``model.loss`` through DistributedDataParallel, which averages the gradients of every rank
-        in ``backward``. None in one process, where the step calls ``model.loss`` itself."""
+        in ``backward``. None in one process, where the step calls ``model.loss`` itself.
+
+        A plugin's model may leave parameters out of its loss (a part used only to generate); DDP
+        must then look for them after every step, which costs time, so one loss on ``probe`` (a
+        few chunks) tells whether any is left out, on any rank.
+        """
         if not self.active:
             return None
         from torch.nn.parallel import DistributedDataParallel
 
-        # a plugin's model may leave parameters out of its loss (a part used only to generate):
-        # DDP must look for them; its notice that it found none is expected, not a problem
-        warnings.filterwarnings("ignore", message=r"find_unused_parameters=True was specified", category=UserWarning)
+        unused = self.combine([float(_leaves_parameters_out(model, probe.to(device), epoch))])[0] > 0
         return DistributedDataParallel(
             _LossOf(model),
             device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=True,
+            find_unused_parameters=unused,
         )
 
     def loss_weight(self, items: int, global_items: int) -> float:
@@ -251,6 +254,21 @@ class _LossOf(torch.nn.Module):
 
     def forward(self, batch: torch.Tensor, epoch: int) -> Any:
         return self.model.loss(batch, epoch=epoch)
+
+
+def _leaves_parameters_out(model: torch.nn.Module, batch: torch.Tensor, epoch: int) -> bool:
+    """Whether the training loss of ``model`` on ``batch`` leaves a trainable parameter without a
+    gradient; torch's random state is left as it was."""
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    with torch.random.fork_rng(devices=[batch.device] if batch.device.type == "cuda" else []):
+        was_training = model.training
+        model.train()
+        try:
+            loss = model.loss(batch, epoch=epoch)[LOSS_KEY]
+            gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
+        finally:
+            model.train(was_training)
+    return any(gradient is None for gradient in gradients)
 
 
 def _int_variable(name: str, default: int) -> int:

@@ -393,7 +393,7 @@ class Trainer:
             saved_epoch=history.last_epoch,
             saved_step=step,
             batches=batches,
-            forward=dist.wrap(model, device),
+            forward=dist.wrap(model, device, references[:CHECK_BATCH], start_epoch),
         )
 
         with dist.together():  # a plugin may veto the run as it starts (docs/hooks.md)
@@ -444,8 +444,9 @@ class Trainer:
             self._emit_despite_strict(self._complete_event(run, f"error: {type(error).__name__}: {error}", started))
             raise
         batches.close()  # before the evaluation: an early stop leaves batches of a next epoch unused
-        if dist.is_main and (not self.paths.last.exists() or reason == self.stop_reason):
-            self._save_last(run)  # an interrupted epoch keeps its weights, not its steps
+        with dist.together():  # no rank ends (and has torchrun end the others) before the run is saved
+            if dist.is_main and (not self.paths.last.exists() or reason == self.stop_reason):
+                self._save_last(run)  # an interrupted epoch keeps its weights, not its steps
         evaluation = None
         if dist.is_main and ran and history.last_epoch and reason != self.stop_reason and not self.stop_event.is_set():
             try:

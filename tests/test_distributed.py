@@ -1,0 +1,317 @@
+"""Training under torchrun: two CPU processes on gloo train, stop, resume, against one process.
+
+Every distributed run here is a real ``python -m torch.distributed.run`` launch in a subprocess
+(``sda train`` and a host script calling ``Engine.train``), with a throwaway plugin distribution
+installed through real metadata that records, on every rank, the training keys each process reads
+and the events it receives.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from sda_core import Engine
+from sda_core.testing import fast_settings, set_options
+from sda_core.testing.audio import write_audio_folder
+
+pytest.importorskip("torch.distributed.run")
+
+ROOT = Path(__file__).resolve().parents[1]
+#: A global batch of 5 shared by 2 ranks (3 + 2 chunks) and 12 samples per epoch: two steps, two
+#: keys left over, as in one process, so uneven shares and the tail are both exercised.
+SETTINGS = fast_settings(batch_size=5, samples_per_epoch=12, augmentation_probability=0.0)
+#: Where the second launch asks rank 1 to stop (SIGTERM to itself): the first step of epoch 4.
+KILL_AT_STEP = 7
+
+PROBE = '''
+"""Records, per rank, the training keys read and the events received (tests/test_distributed.py)."""
+import importlib
+import json
+import os
+import signal
+from pathlib import Path
+
+from sda_core import hookimpl
+
+
+def _out(name):
+    return Path(os.environ["SDA_TEST_RECORD"]) / name
+
+
+def _rank():
+    return os.environ.get("RANK", "0")
+
+
+class RecordingDataset:
+    """The reference training dataset, writing each key it is asked for."""
+
+    def __init__(self, dataset, path):
+        self.dataset, self.path = dataset, str(path)
+        self.epoch_keys = getattr(dataset, "epoch_keys", False)
+        self.repeat_keys = getattr(dataset, "repeat_keys", False)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        with open(self.path, "a") as stream:
+            stream.write(json.dumps(list(key) if isinstance(key, tuple) else key) + "\\n")
+        return self.dataset[key]
+
+
+class KeyRecorder:
+    @hookimpl(wrapper=True)
+    def sda_make_dataset(self, role):
+        dataset = yield
+        if role != "train" or "SDA_TEST_RECORD" not in os.environ:
+            return dataset
+        return RecordingDataset(dataset, _out(f"keys.rank{_rank()}.jsonl"))
+
+
+class EveryRank:
+    """Asks for the events of every rank; rank 1 stops itself with SIGTERM at SDA_TEST_KILL_AT_STEP."""
+
+    sda_every_rank = True
+
+    @hookimpl
+    def sda_on_train_start(self, event):
+        _out(f"every.rank{_rank()}.json").write_text(json.dumps({"rank": event.rank, "world_size": event.world_size}))
+
+    @hookimpl
+    def sda_on_step(self, event):
+        if _rank() == "1" and event.step == int(os.environ.get("SDA_TEST_KILL_AT_STEP", "0")):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    @hookimpl
+    def sda_on_epoch(self, event):
+        with open(_out(f"epochs.rank{_rank()}.jsonl"), "a") as stream:
+            stream.write(json.dumps([event.epoch, event.val_loss, event.train_loss]) + "\\n")
+
+
+class RankZero:
+    """An ordinary consumer: it hears rank 0 only."""
+
+    @hookimpl
+    def sda_on_train_start(self, event):
+        _out(f"plain.rank{_rank()}.json").write_text(json.dumps({"rank": event.rank}))
+'''
+
+HOST_SCRIPT = """
+import sys
+
+from sda_core import Engine
+
+data, run, max_epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+result = Engine().train(data, run, {"max_epochs": max_epochs}, resume=True)
+print(f"rank-result {result.reason} {result.epochs_completed}", flush=True)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _records(folder: Path, name: str) -> list:
+    path = folder / name
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _keys_by_epoch(folder: Path, rank: int) -> dict[int, list[tuple[int, ...]]]:
+    """Training keys a rank read, by epoch (epoch 0 is the sampler fit's fixed grid: left out)."""
+    keys: dict[int, list[tuple[int, ...]]] = {}
+    for epoch, *item in _records(folder, f"keys.rank{rank}.jsonl"):
+        if epoch:
+            keys.setdefault(epoch, []).append(tuple(item))
+    return keys
+
+
+def _events(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _torchrun(arguments: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        *arguments,
+    ]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
+@pytest.fixture(scope="module")
+def launches(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One process, then two (``sda train`` under torchrun), then two resuming and stopped by a
+    SIGTERM on rank 1 (a host script under torchrun), then one resuming the run again."""
+    base = tmp_path_factory.mktemp("distributed")
+    data = write_audio_folder(base / "data", count=6, durations=(1.5, 2.5, 3.0, 2.0, 1.2, 2.8), sample_rates=(8000,))
+    site = base / "site-packages"
+    site.mkdir()
+    (site / "sda_rank_probe.py").write_text(textwrap.dedent(PROBE))
+    info = site / "sda_rank_probe-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sda-rank-probe\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[sda]\nkey_recorder = sda_rank_probe:KeyRecorder\nevery_rank = sda_rank_probe:EveryRank\n"
+        "rank_zero = sda_rank_probe:RankZero\n"
+    )
+    work = base / "work"  # the launches' working folder: nothing may appear in it (no runs/ of rank 1)
+    work.mkdir()
+    records = {name: base / name for name in ("single", "two", "stopped", "resumed")}
+    for folder in records.values():
+        folder.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SDA_DISABLE_PLUGINS", "SDA_LOAD_PLUGINS", "SDA_STRICT_PLUGINS"):
+        env.pop(name, None)
+
+    # one process, in this process, with the probe distribution on sys.path like the launches'
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SDA_TEST_RECORD", str(records["single"]))
+            Engine(disable=["progress"]).train(data, base / "single-run", SETTINGS)
+    finally:
+        sys.path.remove(str(site))
+        importlib.invalidate_caches()
+
+    two = base / "two-run"
+    first = _torchrun(
+        ["-m", "sda_core", "train", str(data), "--out", str(two), *set_options(SETTINGS)],
+        work,
+        {**env, "SDA_TEST_RECORD": str(records["two"])},
+    )
+    history_after_two = json.loads((two / "history.json").read_text())
+    config_after_two = json.loads((two / "config.json").read_text())
+
+    script = base / "host_app.py"
+    script.write_text(textwrap.dedent(HOST_SCRIPT))
+    second = _torchrun(
+        [str(script), str(data), str(two), "4"],
+        work,
+        {**env, "SDA_TEST_RECORD": str(records["stopped"]), "SDA_TEST_KILL_AT_STEP": str(KILL_AT_STEP)},
+    )
+    history_after_stop = json.loads((two / "history.json").read_text())
+
+    sys.path.insert(0, str(site))  # and on in one process: another number of processes
+    importlib.invalidate_caches()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SDA_TEST_RECORD", str(records["resumed"]))
+            final = Engine(disable=["progress"]).train(data, two, {"max_epochs": 4}, resume=True)
+    finally:
+        sys.path.remove(str(site))
+        importlib.invalidate_caches()
+        sys.modules.pop("sda_rank_probe", None)
+    return {
+        "base": base,
+        "work": work,
+        "records": records,
+        "single": base / "single-run",
+        "two": two,
+        "first": first,
+        "second": second,
+        "history_after_two": history_after_two,
+        "config_after_two": config_after_two,
+        "history_after_stop": history_after_stop,
+        "final": final,
+    }
+
+
+def test_two_processes_train_one_run_with_the_world_size_recorded(launches):
+    first = launches["first"]
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    two = launches["two"]
+    assert launches["config_after_two"]["world_size"] == 2
+    assert "world_size" not in json.loads((launches["single"] / "config.json").read_text())
+    assert [epoch["epoch"] for epoch in launches["history_after_two"]["epochs"]] == [1, 2]
+    assert sorted(path.name for path in (two / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert first.stdout.count("Run ") == 1  # one summary: rank 0 reports for the run
+    assert list(launches["work"].iterdir()) == []  # no rank made a runs/ folder where it was started
+    records = launches["records"]["two"]
+    # an ordinary consumer hears rank 0 only; one with sda_every_rank = True every rank
+    assert [path.name for path in records.glob("plain.rank*.json")] == ["plain.rank0.json"]
+    for rank in (0, 1):
+        assert json.loads((records / f"every.rank{rank}.json").read_text()) == {"rank": rank, "world_size": 2}
+    start = next(event for event in _events(two)[:1] if event["event"] == "train_start")
+    assert (start["world_size"], start["rank"]) == (2, 0)
+
+
+def test_the_split_and_the_chunks_of_each_epoch_match_one_process(launches):
+    single, two = launches["single"], launches["two"]
+    split = json.loads((single / "dataset.json").read_text())["split"]
+    assert json.loads((two / "dataset.json").read_text())["split"] == split
+    alone = _keys_by_epoch(launches["records"]["single"], 0)
+    ranks = [_keys_by_epoch(launches["records"]["two"], rank) for rank in (0, 1)]
+    assert sorted(alone) == sorted(ranks[0]) == sorted(ranks[1]) == [1, 2]
+    for epoch, keys in alone.items():
+        assert len(keys) == 10  # two batches of 5 of the 12 samples, as drop_last leaves them
+        assert (len(ranks[0][epoch]), len(ranks[1][epoch])) == (6, 4)  # 3 + 2 chunks a step
+        assert Counter(ranks[0][epoch]) + Counter(ranks[1][epoch]) == Counter(keys)  # none dropped or doubled
+    # the same optimiser steps per epoch: a global batch of batch_size whatever the processes
+    single_history = json.loads((single / "history.json").read_text())
+    assert [step["step"] for step in launches["history_after_two"]["steps"]] == [
+        step["step"] for step in single_history["steps"]
+    ]
+
+
+def test_every_rank_sees_the_same_validation_losses(launches):
+    records = launches["records"]["two"]
+    losses = [_records(records, f"epochs.rank{rank}.jsonl") for rank in (0, 1)]
+    assert [epoch for epoch, _val, _train in losses[0]] == [1, 2]
+    assert losses[0] == losses[1]
+    assert [
+        [epoch["epoch"], epoch["val_loss"], epoch["train_loss"]] for epoch in launches["history_after_two"]["epochs"]
+    ] == losses[0]
+
+
+def test_a_stop_on_one_rank_stops_every_rank_with_one_checkpoint(launches):
+    second = launches["second"]
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out[-4000:]
+    assert out.count("rank-result interrupted 3") == 2, out[-4000:]  # both ranks stopped, in epoch 4
+    assert [epoch["epoch"] for epoch in launches["history_after_stop"]["epochs"]] == [1, 2, 3]
+    records = launches["records"]["stopped"]
+    for rank in (0, 1):  # resumed with the same split: keys of epochs 3 and 4 only
+        assert sorted(_keys_by_epoch(records, rank)) == [3, 4]
+
+
+def test_a_resumed_run_continues_with_another_number_of_processes(launches):
+    final, two = launches["final"], launches["two"]
+    assert (final.reason, final.epochs_completed) == ("max_epochs", 4)
+    history = json.loads((two / "history.json").read_text())
+    assert [epoch["epoch"] for epoch in history["epochs"]] == [1, 2, 3, 4]
+    assert [step["step"] for step in history["steps"]] == list(range(1, 9))
+    assert "world_size" not in json.loads((two / "config.json").read_text())  # one process now
+    events = _events(two)
+    for kind, key in (("step", "step"), ("epoch", "epoch"), ("preview", "epoch")):
+        values = [event[key] for event in events if event["event"] == kind]
+        assert len(values) == len(set(values)), f"a {kind} event twice in events.jsonl"
+    assert [event["epoch"] for event in events if event["event"] == "epoch"] == [1, 2, 3, 4]
+    starts = [(event["world_size"], event["resumed"]) for event in events if event["event"] == "train_start"]
+    assert starts == [(2, False), (2, True), (1, True)]
+    ends = [event["reason"] for event in events if event["event"] == "train_end"]
+    assert ends == ["max_epochs", "interrupted", "max_epochs"]
