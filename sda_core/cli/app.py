@@ -464,6 +464,8 @@ def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int
     from sda_core.training.generation import generate_files
     from sda_core.training.run_folder import RunPaths
 
+    if _world_size() > 1:
+        raise UsageError("sda demo runs in one process: start it without torchrun (sda train runs under torchrun)")
     out = Path(args.out)
     data_dir = out / "data"
     written = synthesize_demo_dataset(data_dir)
@@ -551,10 +553,19 @@ def _add_set_option(parser: argparse.ArgumentParser) -> None:
 
 def _rank() -> int:
     """This process's rank in a torchrun launch (0 without torchrun)."""
+    return _launch_variable("RANK", 0)
+
+
+def _world_size() -> int:
+    """The processes of this torchrun launch (1 without torchrun)."""
+    return _launch_variable("WORLD_SIZE", 1)
+
+
+def _launch_variable(name: str, default: int) -> int:
     try:
-        return int(os.environ.get("RANK", "0"))
+        return int(os.environ.get(name, default))
     except ValueError:
-        return 0
+        return default
 
 
 def _engine(args: argparse.Namespace) -> Engine:

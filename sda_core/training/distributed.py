@@ -122,8 +122,8 @@ class Distributed:
         if not dist.is_available():
             raise ConfigError("WORLD_SIZE", world_size, "1: this PyTorch build has no torch.distributed")
         cuda = torch.cuda.is_available()
-        if cuda:
-            torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        if cuda and local_rank < torch.cuda.device_count():
+            torch.cuda.set_device(local_rank)
         dist.init_process_group(
             "cpu:gloo,cuda:nccl" if cuda else "gloo",
             timeout=datetime.timedelta(seconds=timeout_seconds()),
@@ -138,9 +138,15 @@ class Distributed:
         if not self.active:
             return device
         if device.type == "cuda":
-            index = self.local_rank % torch.cuda.device_count()
-            torch.cuda.set_device(index)
-            return torch.device("cuda", index)
+            gpus = torch.cuda.device_count()
+            if self.local_rank >= gpus:
+                raise ConfigError(
+                    "--nproc_per_node",
+                    self.local_rank + 1,
+                    f"at most the {gpus} GPU(s) of this machine: each process trains on a GPU of its own",
+                )
+            torch.cuda.set_device(self.local_rank)
+            return torch.device("cuda", self.local_rank)
         if device.type != "cpu":
             raise ConfigError("device", str(device), "cuda or cpu when training under torchrun")
         return device
