@@ -127,8 +127,9 @@ class TrainingError(SdaError):
 class PeerStopped(TrainingError):
     """Under torchrun, another process of the run failed or stopped it, and this one stops with it.
 
-    The process where it happened reports why (rank 0 reports for the run); the others raise this,
-    and ``sda train`` on them exits with code 1 without repeating the message.
+    The process where it happened reports why, with its exit code; the others raise this, and
+    ``sda train`` on them ends quietly with exit code 0, so that torchrun, which stops every
+    process once one fails, does not stop the reporting process before it has reported.
 
     Attributes:
         ranks: the ranks that failed.

@@ -99,11 +99,16 @@ class EveryRank:
 
 
 class RankZero:
-    """An ordinary consumer: it hears rank 0 only."""
+    """An ordinary consumer: it hears rank 0 only. It fails at epoch SDA_TEST_FAIL_AT_EPOCH."""
 
     @hookimpl
     def sda_on_train_start(self, event):
         _out(f"plain.rank{_rank()}.json").write_text(json.dumps({"rank": event.rank}))
+
+    @hookimpl
+    def sda_on_epoch(self, event):
+        if event.epoch == int(os.environ.get("SDA_TEST_FAIL_AT_EPOCH", "0")):
+            raise RuntimeError("the probe fails on purpose")
 '''
 
 HOST_SCRIPT = """
@@ -175,7 +180,7 @@ def launches(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     work = base / "work"  # the launches' working folder: nothing may appear in it (no runs/ of rank 1)
     work.mkdir()
-    records = {name: base / name for name in ("single", "two", "stopped", "resumed")}
+    records = {name: base / name for name in ("single", "two", "stopped", "resumed", "failed")}
     for folder in records.values():
         folder.mkdir()
     env = {
@@ -226,7 +231,15 @@ def launches(tmp_path_factory: pytest.TempPathFactory) -> dict:
         sys.path.remove(str(site))
         importlib.invalidate_caches()
         sys.modules.pop("sda_rank_probe", None)
+    # a consumer failing in strict mode on rank 0, in epoch 1 of 2
+    failing = _torchrun(
+        ["-m", "sda_core", "train", str(data), "--out", str(base / "failed-run"), *set_options(SETTINGS)],
+        work,
+        {**env, "SDA_TEST_RECORD": str(records["failed"]), "SDA_TEST_FAIL_AT_EPOCH": "1", "SDA_STRICT_PLUGINS": "1"},
+    )
     return {
+        "failing": failing,
+        "failed": base / "failed-run",
         "base": base,
         "work": work,
         "records": records,
@@ -315,3 +328,77 @@ def test_a_resumed_run_continues_with_another_number_of_processes(launches):
     assert starts == [(2, False), (2, True), (1, True)]
     ends = [event["reason"] for event in events if event["event"] == "train_end"]
     assert ends == ["max_epochs", "interrupted", "max_epochs"]
+
+
+def test_a_consumer_failing_in_strict_mode_stops_every_rank_after_saving_the_epoch(launches):
+    failing, run = launches["failing"], launches["failed"]
+    out = failing.stdout + failing.stderr
+    assert failing.returncode != 0
+    errors = [line for line in out.splitlines() if ": error: " in line and line.startswith("sda")]
+    assert len(errors) == 1 and "rank_zero" in errors[0], out[-4000:]  # rank 0 says why; rank 1 is quiet
+    assert [epoch["epoch"] for epoch in json.loads((run / "history.json").read_text())["epochs"]] == [1]
+    assert (run / "checkpoints" / "last.pt").exists()
+    ends = [event["reason"] for event in _events(run) if event["event"] == "train_end"]
+    assert len(ends) == 1 and ends[0].startswith("error: PluginError"), ends
+
+
+@pytest.mark.parametrize(
+    ("items", "samples", "batch", "ranks"),
+    [(10, 12, 5, 2), (7, 32, 8, 4), (9, 30, 7, 3), (5, 3, 4, 2), (40, 40, 16, 3)],
+)
+def test_ranks_share_each_global_batch_of_the_single_process_epoch(items, samples, batch, ranks):
+    from torch.utils.data import BatchSampler
+
+    from sda_core.data.loaders import EpochSampler, rank_batch_sizes
+
+    alone = EpochSampler(items, samples_per_epoch=samples, seed=4, repeat_keys=True)
+    shares = [
+        EpochSampler(
+            items, samples_per_epoch=samples, seed=4, rank=r, world_size=ranks, repeat_keys=True, batch_size=batch
+        )
+        for r in range(ranks)
+    ]
+    for sampler in (alone, *shares):
+        sampler.set_epoch(3)
+    # what one process trains on: full batches only (drop_last), or one short batch
+    steps = list(BatchSampler(list(alone), batch, drop_last=samples >= batch))
+    sizes = rank_batch_sizes(min(batch, samples), ranks)
+    per_rank = [list(BatchSampler(list(sampler), size, drop_last=False)) for sampler, size in zip(shares, sizes)]
+    assert [len(batches) for batches in per_rank] == [len(steps)] * ranks  # DDP: the same steps on every rank
+    for step, keys in enumerate(steps):  # each global batch is the single-process batch, shared out
+        assert [key for batches in per_rank for key in batches[step]] == keys
+    assert [len(sampler) for sampler in shares] == [len(steps) * size for size in sizes]
+
+
+def test_validation_is_shared_without_padding():
+    from sda_core.data.loaders import EpochSampler
+
+    shares = [list(EpochSampler(7, shuffle=False, rank=r, world_size=3, pad=False)) for r in range(3)]
+    assert sorted(key for share in shares for key in share) == [(0, index) for index in range(7)]
+    assert [len(share) for share in shares] == [
+        len(EpochSampler(7, shuffle=False, rank=r, world_size=3, pad=False)) for r in range(3)
+    ]
+
+
+def test_a_global_batch_smaller_than_the_world_is_refused():
+    from sda_core.data.loaders import EpochSampler
+
+    with pytest.raises(ValueError, match="cannot be shared by 4 ranks"):
+        EpochSampler(10, rank=0, world_size=4, batch_size=3)
+
+
+def test_one_process_leaves_the_loaders_as_they_were(tmp_path):
+    """WORLD_SIZE unset: no global-batch sharding, drop_last as before, nothing initialised."""
+    import torch.distributed as dist
+
+    from sda_core.data.loaders import create_data_loaders
+    from sda_core.training.distributed import SINGLE, Distributed
+
+    assert Distributed.from_environment() is SINGLE and not dist.is_initialized()
+    data = write_audio_folder(tmp_path / "data", sample_rates=(8000,))
+    engine = Engine(disable=["progress"])
+    summary = engine.scan(data)
+    config = engine.resolve_config(summary, SETTINGS)
+    train, _val, _split = create_data_loaders(summary, config, engine)
+    assert train.sampler.batch_size is None and train.batch_size == 5 and train.drop_last
+    assert len(train) == 2

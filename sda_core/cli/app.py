@@ -211,8 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError, RunExistsError) as error:
         errors.print(f"{prefix}: error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
-    except PeerStopped:  # another process of a torchrun launch failed and says why
-        return EXIT_FAILURE
+    except PeerStopped:
+        # another process of a torchrun launch failed and reports it with its exit code; ending
+        # with a failure here too would have torchrun kill that process before it has reported
+        return EXIT_OK
     except (DatasetError, PluginError, SdaError) as error:
         errors.print(f"{prefix}: error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_FAILURE

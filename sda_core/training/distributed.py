@@ -220,9 +220,11 @@ class Distributed:
 
     @contextlib.contextmanager
     def together(self, what: str = "failed") -> Iterator[None]:
-        """Run a block on every rank; when it raises on any rank, every rank raises after it: the
-        rank that failed its own error, the others :class:`~sda_core.errors.PeerStopped`, so no rank
-        is left waiting at a collective. A second Ctrl-C (KeyboardInterrupt) is not waited for."""
+        """Run a block on every rank; when it raises on any rank, every rank raises after it, so no
+        rank is left waiting at a collective: the rank that failed its own error, the others
+        :class:`~sda_core.errors.PeerStopped`; when rank 0 failed, only rank 0 its own (a bad setting
+        fails every rank alike, and one message is enough). A second Ctrl-C (KeyboardInterrupt) is
+        not waited for."""
         if not self.active:
             yield
             return
@@ -232,10 +234,10 @@ class Distributed:
         except Exception as raised:
             error = raised
         failed = [rank for rank, flag in enumerate(self.gather(error is not None)) if flag]
-        if error is not None:
+        if error is not None and (self.is_main or failed[0] != 0):
             raise error
         if failed:
-            raise PeerStopped(failed, what)
+            raise PeerStopped(failed, what) from error
 
     def combine(self, parts: Sequence[float]) -> list[float]:
         """Element-wise sums of ``parts`` over the ranks."""
