@@ -97,9 +97,20 @@ class EveryRank:
         with open(_out(f"epochs.rank{_rank()}.jsonl"), "a") as stream:
             stream.write(json.dumps([event.epoch, event.val_loss, event.train_loss]) + "\\n")
 
+    @hookimpl
+    def sda_on_train_end(self, event):
+        _out(f"end.rank{_rank()}.json").write_text(json.dumps([event.reason, event.epochs_completed]))
+
 
 class RankZero:
-    """An ordinary consumer: it hears rank 0 only. It fails at epoch SDA_TEST_FAIL_AT_EPOCH."""
+    """An ordinary consumer: it hears rank 0 only. It fails at epoch SDA_TEST_FAIL_AT_EPOCH, and
+    stops the run early after epoch SDA_TEST_STOP_AT_EPOCH (sda_should_stop is asked on rank 0)."""
+
+    @hookimpl
+    def sda_should_stop(self, history):
+        if history.last_epoch == int(os.environ.get("SDA_TEST_STOP_AT_EPOCH", "0")):
+            return "the probe stops early"
+        return None
 
     @hookimpl
     def sda_on_train_start(self, event):
@@ -178,7 +189,7 @@ def launches(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "[sda]\nkey_recorder = sda_rank_probe:KeyRecorder\nevery_rank = sda_rank_probe:EveryRank\n"
         "rank_zero = sda_rank_probe:RankZero\n"
     )
-    work = base / "work"  # the launches' working folder: nothing may appear in it (no runs/ of rank 1)
+    work = base / "work"  # the launches' working folder: one run folder may appear in it, no other
     work.mkdir()
     records = {name: base / name for name in ("single", "two", "stopped", "resumed", "failed")}
     for folder in records.values():
@@ -203,11 +214,11 @@ def launches(tmp_path_factory: pytest.TempPathFactory) -> dict:
         sys.path.remove(str(site))
         importlib.invalidate_caches()
 
-    two = base / "two-run"
-    first = _torchrun(
-        ["-m", "sda_core", "train", str(data), "--out", str(two), *set_options(SETTINGS)],
+    two = work / "runs" / "data"  # the default run folder, made where the launch started
+    first = _torchrun(  # up to 3 epochs, stopped early after epoch 2 by a plugin on rank 0
+        ["-m", "sda_core", "train", str(data), *set_options(SETTINGS, max_epochs=3)],
         work,
-        {**env, "SDA_TEST_RECORD": str(records["two"])},
+        {**env, "SDA_TEST_RECORD": str(records["two"]), "SDA_TEST_STOP_AT_EPOCH": "2"},
     )
     history_after_two = json.loads((two / "history.json").read_text())
     config_after_two = json.loads((two / "config.json").read_text())
@@ -263,7 +274,8 @@ def test_two_processes_train_one_run_with_the_world_size_recorded(launches):
     assert [epoch["epoch"] for epoch in launches["history_after_two"]["epochs"]] == [1, 2]
     assert sorted(path.name for path in (two / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     assert first.stdout.count("Run ") == 1  # one summary: rank 0 reports for the run
-    assert list(launches["work"].iterdir()) == []  # no rank made a runs/ folder where it was started
+    work = launches["work"]
+    assert list(work.iterdir()) == [work / "runs"] and list((work / "runs").iterdir()) == [two]
     records = launches["records"]["two"]
     # an ordinary consumer hears rank 0 only; one with sda_every_rank = True every rank
     assert [path.name for path in records.glob("plain.rank*.json")] == ["plain.rank0.json"]
@@ -291,8 +303,10 @@ def test_the_split_and_the_chunks_of_each_epoch_match_one_process(launches):
     ]
 
 
-def test_every_rank_sees_the_same_validation_losses(launches):
+def test_every_rank_sees_the_same_validation_losses_and_stops_early_with_rank_0(launches):
     records = launches["records"]["two"]
+    for rank in (0, 1):  # rank 0's plugin stopped the run after epoch 2 of 3, on both ranks
+        assert json.loads((records / f"end.rank{rank}.json").read_text()) == ["the probe stops early", 2]
     losses = [_records(records, f"epochs.rank{rank}.jsonl") for rank in (0, 1)]
     assert [epoch for epoch, _val, _train in losses[0]] == [1, 2]
     assert losses[0] == losses[1]
@@ -327,7 +341,7 @@ def test_a_resumed_run_continues_with_another_number_of_processes(launches):
     starts = [(event["world_size"], event["resumed"]) for event in events if event["event"] == "train_start"]
     assert starts == [(2, False), (2, True), (1, True)]
     ends = [event["reason"] for event in events if event["event"] == "train_end"]
-    assert ends == ["max_epochs", "interrupted", "max_epochs"]
+    assert ends == ["the probe stops early", "interrupted", "max_epochs"]
 
 
 def test_a_consumer_failing_in_strict_mode_stops_every_rank_after_saving_the_epoch(launches):
