@@ -12,8 +12,10 @@ for CUDA ones, one GPU per local rank) and the trainer then runs DistributedData
   sampler (:func:`sda_core.data.loaders.rank_batch_sizes`); DDP averages the gradients, and
   :meth:`Distributed.step` adds up the step's losses and every rank's stop request in one small
   all-reduce, so every rank records the same figures and stops at the same step;
-- validation losses are added up over the ranks (:meth:`Distributed.combine`), so every rank
-  sees the same numbers; rank 0 decides whether to stop and tells the others;
+- each rank validates its part of the validation chunks and the sums are gathered
+  (:meth:`Distributed.gather`), so every rank sees the same numbers; rank 0 decides whether to
+  stop early and tells the others at the end of the epoch, with every rank's stop request;
+- a failure while setting up on any rank stops every rank (:meth:`Distributed.together`);
 - only rank 0 holds the run folder's lock and writes there (checkpoints, history, previews, the
   evaluation) and only its events reach plugins, except plugins that set ``sda_every_rank``.
 
@@ -49,13 +51,6 @@ def launched_rank() -> tuple[int, int, int]:
     """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) outside it."""
     world = _int_variable("WORLD_SIZE", 1)
     return _int_variable("RANK", 0), _int_variable("LOCAL_RANK", 0), max(world, 1)
-
-
-def is_main_process() -> bool:
-    """Whether this process is rank 0 of its torchrun launch (always, outside torchrun)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return launched_rank()[0] == 0
 
 
 def timeout_seconds(environ: Mapping[str, str] | None = None) -> float:
@@ -211,12 +206,6 @@ class Distributed:
         reason = next((slot for slot, count in zip(_STOP_SLOTS, packed[: len(stops)].tolist()) if count), None)
         bad = tuple(int(rank) for rank in torch.nonzero(packed[len(figures) :]).flatten().tolist())
         return StepFigures(losses=means, items=total, stop=reason, nonfinite_ranks=bad)
-
-    def any_stop(self, stop: str | None) -> str | None:
-        """The stop reason any rank asks for ("interrupted" first), the same on every rank."""
-        if not self.active:
-            return stop
-        return self.step({}, 0, finite=True, stop=stop).stop
 
     @contextlib.contextmanager
     def together(self, what: str = "failed") -> Iterator[None]:

@@ -4,7 +4,8 @@ One call of :func:`train` scans the data folder, resolves the config (or restore
 run's last checkpoint), builds the loaders and the model through the plugins, and trains until
 ``max_epochs``, an early stop, a signal or a host's stop request. Every epoch ends with
 ``checkpoints/last.pt`` (and ``best.pt`` on a new best validation loss) written atomically, so a
-run killed at any moment resumes from its last complete epoch.
+run killed at any moment resumes from its last complete epoch. Under torchrun the same call trains
+one run on every process with DistributedDataParallel (:mod:`sda_core.training.distributed`).
 """
 
 from __future__ import annotations
