@@ -416,3 +416,53 @@ def test_one_process_leaves_the_loaders_as_they_were(tmp_path):
     train, _val, _split = create_data_loaders(summary, config, engine)
     assert train.sampler.batch_size is None and train.batch_size == 5 and train.drop_last
     assert len(train) == 2
+
+
+def test_other_commands_refuse_torchrun(tmp_path):
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sda_core", "demo", "--out", str(tmp_path / "demo")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "sda demo runs in one process" in done.stderr and "torchrun" in done.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def test_plugins_hear_other_ranks_only_when_they_ask():
+    """On a rank other than 0, events reach only plugins with ``sda_every_rank = True``."""
+    from sda_core import hookimpl
+    from sda_core.config.events import TrainingStartEvent
+
+    heard: list[str] = []
+
+    class Plain:
+        @hookimpl
+        def sda_on_train_start(self, event):
+            heard.append(f"plain {event.rank}")
+
+    class Every:
+        sda_every_rank = True
+
+        @hookimpl
+        def sda_on_train_start(self, event):
+            heard.append(f"every {event.rank}")
+
+    engine = Engine(plugins=[Plain(), Every()], load_entrypoints=False)
+    engine.hooks.emit(TrainingStartEvent(run_dir="run", world_size=2, rank=0))
+    engine.hooks.rank = 1
+    engine.hooks.emit(TrainingStartEvent(run_dir="run", world_size=2, rank=1))
+    assert sorted(heard) == ["every 0", "every 1", "plain 0"]
+
+
+def test_the_collective_timeout_is_read_from_the_environment():
+    from sda_core.errors import ConfigError
+    from sda_core.training.distributed import DEFAULT_TIMEOUT_SECONDS, timeout_seconds
+
+    assert timeout_seconds({}) == DEFAULT_TIMEOUT_SECONDS
+    assert timeout_seconds({"SDA_DISTRIBUTED_TIMEOUT": "90"}) == 90.0
+    with pytest.raises(ConfigError, match="SDA_DISTRIBUTED_TIMEOUT"):
+        timeout_seconds({"SDA_DISTRIBUTED_TIMEOUT": "soon"})

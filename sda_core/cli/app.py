@@ -207,6 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = Console(stderr=True)
     prefix = "sda" if _rank() == 0 else f"sda (rank {_rank()})"
     try:
+        if _world_size() > 1 and args.command != "train":
+            raise UsageError(
+                f"sda {args.command} runs in one process: start it without torchrun (only sda train runs under "
+                "torchrun, see docs/scale-out.md)"
+            )
         return args.handler(args, console, errors)
     except (UsageError, ConfigError, RunExistsError) as error:
         errors.print(f"{prefix}: error: {error}", markup=False, highlight=False, soft_wrap=True)
@@ -466,8 +471,6 @@ def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int
     from sda_core.training.generation import generate_files
     from sda_core.training.run_folder import RunPaths
 
-    if _world_size() > 1:
-        raise UsageError("sda demo runs in one process: start it without torchrun (sda train runs under torchrun)")
     out = Path(args.out)
     data_dir = out / "data"
     written = synthesize_demo_dataset(data_dir)
