@@ -466,3 +466,31 @@ def test_the_collective_timeout_is_read_from_the_environment():
     assert timeout_seconds({"SDA_DISTRIBUTED_TIMEOUT": "90"}) == 90.0
     with pytest.raises(ConfigError, match="SDA_DISTRIBUTED_TIMEOUT"):
         timeout_seconds({"SDA_DISTRIBUTED_TIMEOUT": "soon"})
+
+
+def test_weighted_shares_average_to_the_gradient_of_the_global_batch():
+    """DDP averages the ranks' gradients; with uneven shares (3 + 2 of a batch of 5) each rank's
+    batch-mean loss is weighted by ``Distributed.loss_weight``, so the average is the gradient of
+    the mean over the whole global batch, as one process computes it."""
+    import torch
+
+    from sda_core.data.loaders import rank_batch_sizes
+    from sda_core.training.distributed import Distributed
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 1)
+    batch, target = torch.randn(5, 4), torch.randn(5, 1)
+
+    def gradient(rows: slice, weight: float = 1.0) -> torch.Tensor:
+        layer.zero_grad()
+        (torch.nn.functional.mse_loss(layer(batch[rows]), target[rows]) * weight).backward()
+        return layer.weight.grad.clone()
+
+    whole = gradient(slice(None))
+    sizes = rank_batch_sizes(5, 2)
+    assert sizes == [3, 2]
+    world = Distributed(rank=0, world_size=2)
+    shares = [gradient(slice(0, 3), world.loss_weight(3, 5)), gradient(slice(3, 5), world.loss_weight(2, 5))]
+    assert torch.allclose((shares[0] + shares[1]) / 2, whole, atol=1e-6)
+    unweighted = (gradient(slice(0, 3)) + gradient(slice(3, 5))) / 2
+    assert not torch.allclose(unweighted, whole, atol=1e-6)
