@@ -494,3 +494,20 @@ def test_weighted_shares_average_to_the_gradient_of_the_global_batch():
     assert torch.allclose((shares[0] + shares[1]) / 2, whole, atol=1e-6)
     unweighted = (gradient(slice(0, 3)) + gradient(slice(3, 5))) / 2
     assert not torch.allclose(unweighted, whole, atol=1e-6)
+
+
+def test_a_world_size_without_torchrun_is_one_sentence(tmp_path):
+    data = write_audio_folder(tmp_path / "data", sample_rates=(8000,))
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "OMP_NUM_THREADS": "1"}
+    for name in ("MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "sda_core", "train", str(data), "--out", str(tmp_path / "run"), *set_options(SETTINGS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "rank 0 of 2 cannot join the other processes" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()

@@ -36,7 +36,7 @@ import attrs
 import torch
 import torch.distributed as dist
 
-from sda_core.errors import ConfigError, PeerStopped
+from sda_core.errors import ConfigError, PeerStopped, TrainingError
 from sda_core.training.model import LOSS_KEY
 
 #: Seconds a rank waits for the others at a collective before it gives up (``SDA_DISTRIBUTED_TIMEOUT``
@@ -119,10 +119,17 @@ class Distributed:
         cuda = torch.cuda.is_available()
         if cuda and local_rank < torch.cuda.device_count():
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(
-            "cpu:gloo,cuda:nccl" if cuda else "gloo",
-            timeout=datetime.timedelta(seconds=timeout_seconds()),
-        )
+        try:
+            dist.init_process_group(
+                "cpu:gloo,cuda:nccl" if cuda else "gloo",
+                timeout=datetime.timedelta(seconds=timeout_seconds()),
+            )
+        except (ValueError, RuntimeError) as error:  # no MASTER_ADDR (WORLD_SIZE set by hand), a rendezvous timeout
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise TrainingError(
+                f"rank {rank} of {world_size} cannot join the other processes ({first}); start several processes "
+                "with torchrun (docs/scale-out.md), or unset WORLD_SIZE to train in one process"
+            ) from None
         atexit.register(_destroy_process_group)
         return cls(dist.get_rank(), local_rank, dist.get_world_size())
 
