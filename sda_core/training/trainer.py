@@ -425,8 +425,9 @@ class Trainer:
                     break
                 stop = self._end_of_epoch(run, epoch)
                 if epoch % get_effective_preview_interval(config) == 0:
-                    if dist.is_main:
-                        self._preview(run, epoch, references)
+                    with dist.together():  # a preview that fails on rank 0 stops every rank
+                        if dist.is_main:
+                            self._preview(run, epoch, references)
                     last_preview = epoch
                 if stop:
                     reason = stop
@@ -435,9 +436,10 @@ class Trainer:
                     reason = self.stop_reason
                     break
             if ran and history.last_epoch and last_preview != history.last_epoch and reason != self.stop_reason:
-                if dist.is_main:
-                    self._fit_sampler(run)
-                    self._preview(run, history.last_epoch, references)
+                with dist.together():
+                    if dist.is_main:
+                        self._fit_sampler(run)
+                        self._preview(run, history.last_epoch, references)
         except BaseException as error:
             # the summary reports what is on disk: the history as last.pt holds it
             history.truncate_to_epoch(run.saved_epoch)
