@@ -9,6 +9,7 @@ and the events it receives.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import socket
@@ -30,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: A global batch of 5 shared by 2 ranks (3 + 2 chunks) and 12 samples per epoch: two steps, two
 #: keys left over, as in one process, so uneven shares and the tail are both exercised.
 SETTINGS = fast_settings(batch_size=5, samples_per_epoch=12, augmentation_probability=0.0)
+#: events.jsonl is written by the sda-metrics-log plugin (contrib/sda-metrics-log, installed by make install).
+METRICS_LOG = importlib.util.find_spec("sda_metrics_log") is not None
+NEEDS_EVENTS_LOG = pytest.mark.skipif(not METRICS_LOG, reason="the sda-metrics-log plugin is not installed")
 #: Where the second launch asks rank 1 to stop (SIGTERM to itself): the first step of epoch 4.
 KILL_AT_STEP = 7
 
@@ -265,6 +269,7 @@ def launches(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+@NEEDS_EVENTS_LOG
 def test_two_processes_train_one_run_with_the_world_size_recorded(launches):
     first = launches["first"]
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -326,6 +331,7 @@ def test_a_stop_on_one_rank_stops_every_rank_with_one_checkpoint(launches):
         assert sorted(_keys_by_epoch(records, rank)) == [3, 4]
 
 
+@NEEDS_EVENTS_LOG
 def test_a_resumed_run_continues_with_another_number_of_processes(launches):
     final, two = launches["final"], launches["two"]
     assert (final.reason, final.epochs_completed) == ("max_epochs", 4)
@@ -344,6 +350,7 @@ def test_a_resumed_run_continues_with_another_number_of_processes(launches):
     assert ends == ["the probe stops early", "interrupted", "max_epochs"]
 
 
+@NEEDS_EVENTS_LOG
 def test_a_consumer_failing_in_strict_mode_stops_every_rank_after_saving_the_epoch(launches):
     failing, run = launches["failing"], launches["failed"]
     out = failing.stdout + failing.stderr
