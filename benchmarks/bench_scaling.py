@@ -5,12 +5,14 @@
 
 Each measurement is a real ``sda train`` (``python -m sda_core train``) in a subprocess, one
 process alone and N processes under ``torchrun --nproc_per_node N``, on the same synthesised
-folder with the same settings: the same global batch (``batch_size``; each of N processes trains
-``batch_size / N`` chunks a step), the same steps per epoch, one thread per process
+folder with the same settings and the same global batch: ``batch_size`` is each process's
+batch under torchrun, so one process trains ``batch_size = B`` and N processes ``batch_size =
+B / N`` each, N x B / N = B chunks a step, with the same steps per epoch; one thread per process
 (``OMP_NUM_THREADS=1``) and no DataLoader workers on the CPU. The rate is read from the step
 timestamps of epoch 2 in ``history.json``, so start-up, the first epoch's warm-up, validation and
-checkpoints are outside it. Speed-up = rate(N) / rate(1); efficiency = speed-up / N (1.0 is
-perfect scaling). Runs alternate (1, N, 1, N ...) and the medians are compared.
+checkpoints are outside it; samples per second are steps per second x B. Speed-up = rate(N) /
+rate(1) (the same for steps and samples); efficiency = speed-up / N (1.0 is perfect scaling).
+Runs alternate (1, N, 1, N ...) and the medians are compared.
 
 With the same global batch, each process computes 1/N of a step, and the gradients are averaged
 over all processes after every step: on small models and batches the fixed cost of that exchange
@@ -42,11 +44,11 @@ STEPS_PER_EPOCH = 12
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _settings(device: str, workers: int | None) -> list[str]:
+def _settings(device: str, workers: int | None, batch_size: int, global_batch: int) -> list[str]:
     settings = {
         "max_epochs": 2,
-        "batch_size": BATCH,
-        "samples_per_epoch": BATCH * STEPS_PER_EPOCH,
+        "batch_size": batch_size,
+        "samples_per_epoch": global_batch * STEPS_PER_EPOCH,
         "sample_rate": 16000,
         "evaluation_sounds": 0,
         "preview_interval": 100,
@@ -73,8 +75,18 @@ def _steps_per_second(run: Path) -> float:
     return (len(steps) - 1) / (steps[-1]["timestamp"] - steps[0]["timestamp"])
 
 
-def measure(data: Path, out: Path, processes: int, *, device: str = "cpu", workers: int | None = 0) -> float:
-    """Steps per second of one ``sda train`` run with ``processes`` processes (1: no torchrun)."""
+def global_batch(processes: int) -> int:
+    """The global batch compared for ``processes``: ``BATCH``, rounded down to a multiple of it."""
+    return processes * max(1, BATCH // processes)
+
+
+def measure(
+    data: Path, out: Path, processes: int, batch: int, *, device: str = "cpu", workers: int | None = 0
+) -> float:
+    """Steps per second of one ``sda train`` run with ``processes`` processes (1: no torchrun),
+    each training ``batch / processes`` chunks a step: a global batch of ``batch``."""
+    if batch % processes:
+        raise ValueError(f"a global batch of {batch} cannot be shared evenly by {processes} processes")
     launcher = [sys.executable]
     if processes > 1:
         launcher += [
@@ -91,7 +103,8 @@ def measure(data: Path, out: Path, processes: int, *, device: str = "cpu", worke
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         env.pop(name, None)
-    command = [*launcher, "-m", "sda_core", "train", str(data), "--out", str(out), *_settings(device, workers)]
+    settings = _settings(device, workers, batch // processes, batch)
+    command = [*launcher, "-m", "sda_core", "train", str(data), "--out", str(out), *settings]
     command += ["--disable-plugin", "progress"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
@@ -111,19 +124,24 @@ def compare(processes: int, repeats: int, *, device: str = "cpu", workers: int |
     with tempfile.TemporaryDirectory(prefix="sda-bench-scaling-") as temp:
         data = _corpus(Path(temp) / "data")
         for repetition in range(repeats):
-            single.append(measure(data, Path(temp) / f"one_{repetition}", 1, device=device, workers=workers))
-            several.append(measure(data, Path(temp) / f"n_{repetition}", processes, device=device, workers=workers))
+            batch = global_batch(processes)
+            single.append(measure(data, Path(temp) / f"one_{repetition}", 1, batch, device=device, workers=workers))
+            several.append(
+                measure(data, Path(temp) / f"n_{repetition}", processes, batch, device=device, workers=workers)
+            )
     return statistics.median(single), statistics.median(several)
 
 
 def _row(processes: int, single: float, several: float, where: str, repeats: int) -> Result:
-    speedup = several / single
+    speedup, batch = several / single, global_batch(processes)
     return Result(
         f"scaling: steps/s with {processes} processes over 1, same global batch ({where})",
         speedup,
         None,
-        f"{several:.2f} vs {single:.2f} steps/s: speed-up {speedup:.2f}x, efficiency {speedup / processes:.0%} "
-        f"(1 thread per process, global batch {BATCH}, n={repeats})",
+        f"{processes} processes x batch_size {batch // processes}: {several:.2f} steps/s, "
+        f"{several * batch:.1f} samples/s; 1 process x batch_size {batch}: {single:.2f} steps/s, "
+        f"{single * batch:.1f} samples/s; speed-up {speedup:.2f}x, efficiency {speedup / processes:.0%} "
+        f"(global batch {batch}, 1 thread per process, n={repeats})",
     )
 
 
@@ -150,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         if gpus < 2:
             with tempfile.TemporaryDirectory(prefix="sda-bench-scaling-") as temp:
                 data = _corpus(Path(temp) / "data")
-                rate = measure(data, Path(temp) / "one", 1, device="cuda", workers=None)
+                rate = measure(data, Path(temp) / "one", 1, BATCH, device="cuda", workers=None)
             print(
                 f"bench_scaling: 1 GPU ({torch.cuda.get_device_name(0)}): {rate:.2f} steps/s in one process; "
                 "scaling needs two GPUs or more (NCCL takes one GPU per process)"

@@ -28,9 +28,11 @@ from sda_core.testing.audio import write_audio_folder
 pytest.importorskip("torch.distributed.run")
 
 ROOT = Path(__file__).resolve().parents[1]
-#: A global batch of 5 shared by 2 ranks (3 + 2 chunks) and 12 samples per epoch: two steps, two
-#: keys left over, as in one process, so uneven shares and the tail are both exercised.
-SETTINGS = fast_settings(batch_size=5, samples_per_epoch=12, augmentation_probability=0.0)
+#: Batches of 3 and 14 samples per epoch: one process trains 4 batches (12 chunks; drop_last
+#: leaves 2 out), two processes 2 steps each of a global batch of 6, the same 12 chunks.
+SETTINGS = fast_settings(batch_size=3, samples_per_epoch=14, augmentation_probability=0.0)
+#: Optimiser steps per epoch: one process, two processes (half).
+SINGLE_STEPS, TWO_STEPS = 4, 2
 #: events.jsonl is written by the sda-metrics-log plugin (contrib/sda-metrics-log, installed by make install).
 METRICS_LOG = importlib.util.find_spec("sda_metrics_log") is not None
 NEEDS_EVENTS_LOG = pytest.mark.skipif(not METRICS_LOG, reason="the sda-metrics-log plugin is not installed")
@@ -298,14 +300,31 @@ def test_the_split_and_the_chunks_of_each_epoch_match_one_process(launches):
     ranks = [_keys_by_epoch(launches["records"]["two"], rank) for rank in (0, 1)]
     assert sorted(alone) == sorted(ranks[0]) == sorted(ranks[1]) == [1, 2]
     for epoch, keys in alone.items():
-        assert len(keys) == 10  # two batches of 5 of the 12 samples, as drop_last leaves them
-        assert (len(ranks[0][epoch]), len(ranks[1][epoch])) == (6, 4)  # 3 + 2 chunks a step
+        assert len(keys) == 12  # four batches of 3 of the 14 samples, as drop_last leaves them
+        assert (len(ranks[0][epoch]), len(ranks[1][epoch])) == (6, 6)  # 3 chunks a step on each rank
         assert Counter(ranks[0][epoch]) + Counter(ranks[1][epoch]) == Counter(keys)  # none dropped or doubled
-    # the same optimiser steps per epoch: a global batch of batch_size whatever the processes
+
+
+def _steps_per_epoch(history: dict) -> dict[int, int]:
+    return dict(sorted(Counter(step["epoch"] for step in history["steps"]).items()))
+
+
+@NEEDS_EVENTS_LOG
+def test_two_processes_make_half_the_steps_per_epoch_of_one(launches):
+    """batch_size is each process's batch: 2 processes train a global batch of 2 x batch_size, so
+    the same epoch's chunks take half the steps (history.json and events.jsonl agree)."""
+    single, two = launches["single"], launches["two"]
     single_history = json.loads((single / "history.json").read_text())
-    assert [step["step"] for step in launches["history_after_two"]["steps"]] == [
-        step["step"] for step in single_history["steps"]
-    ]
+    assert _steps_per_epoch(single_history) == {1: SINGLE_STEPS, 2: SINGLE_STEPS}
+    assert _steps_per_epoch(launches["history_after_two"]) == {1: TWO_STEPS, 2: TWO_STEPS}
+    assert TWO_STEPS * 2 == SINGLE_STEPS
+    for run, steps, world in ((single, SINGLE_STEPS, 1), (two, TWO_STEPS, 2)):
+        events = _events(run)
+        start = events[0]
+        assert (start["event"], start["steps_per_epoch"], start["world_size"]) == ("train_start", steps, world)
+        first_epoch = [event for event in events if event["event"] == "step" and event["epoch"] == 1]
+        assert [event["epoch_step"] for event in first_epoch] == list(range(1, steps + 1))
+        assert {event["steps_per_epoch"] for event in first_epoch} == {steps}
 
 
 def test_every_rank_sees_the_same_validation_losses_and_stops_early_with_rank_0(launches):
@@ -337,7 +356,16 @@ def test_a_resumed_run_continues_with_another_number_of_processes(launches):
     assert (final.reason, final.epochs_completed) == ("max_epochs", 4)
     history = json.loads((two / "history.json").read_text())
     assert [epoch["epoch"] for epoch in history["epochs"]] == [1, 2, 3, 4]
-    assert [step["step"] for step in history["steps"]] == list(range(1, 9))
+    # 3 epochs of 2 steps in 2 processes, then epoch 4 of 4 steps in one: the step count continues
+    assert [step["step"] for step in history["steps"]] == list(range(1, 3 * TWO_STEPS + SINGLE_STEPS + 1))
+    assert _steps_per_epoch(history) == {1: TWO_STEPS, 2: TWO_STEPS, 3: TWO_STEPS, 4: SINGLE_STEPS}
+    # the schedule follows the run's progress in epochs, not the step count: with twice the steps
+    # per epoch, epoch 4 goes on down the cosine from where epoch 3 ended (unscaled, it would jump
+    # back up to the rate of step 7 of 16)
+    before = [step["learning_rate"] for step in history["steps"] if step["epoch"] == 3]
+    after = [step["learning_rate"] for step in history["steps"] if step["epoch"] == 4]
+    assert max(after) < min(before)
+    assert after == sorted(after, reverse=True)
     assert "world_size" not in json.loads((two / "config.json").read_text())  # one process now
     events = _events(two)
     for kind, key in (("step", "step"), ("epoch", "epoch"), ("preview", "epoch")):
@@ -365,12 +393,17 @@ def test_a_consumer_failing_in_strict_mode_stops_every_rank_after_saving_the_epo
 
 @pytest.mark.parametrize(
     ("items", "samples", "batch", "ranks"),
-    [(10, 12, 5, 2), (7, 32, 8, 4), (9, 30, 7, 3), (5, 3, 4, 2), (40, 40, 16, 3)],
+    [(10, 12, 5, 2), (7, 32, 8, 4), (9, 30, 7, 3), (5, 3, 4, 2), (40, 40, 16, 3), (10, 10, 3, 2), (10, 9, 1, 4)],
 )
-def test_ranks_share_each_global_batch_of_the_single_process_epoch(items, samples, batch, ranks):
+def test_ranks_share_out_the_single_process_epoch(items, samples, batch, ranks):
+    """Each rank trains batches of ``batch``: the ranks make ceil (floor only when ``batch`` is
+    below the ranks and a last key per rank is missing) of one process's steps / ranks, the same
+    number on every rank, each step's global batch a contiguous run of the single-process epoch."""
+    import math
+
     from torch.utils.data import BatchSampler
 
-    from sda_core.data.loaders import EpochSampler, rank_batch_sizes
+    from sda_core.data.loaders import EpochSampler
 
     alone = EpochSampler(items, samples_per_epoch=samples, seed=4, repeat_keys=True)
     shares = [
@@ -382,13 +415,20 @@ def test_ranks_share_each_global_batch_of_the_single_process_epoch(items, sample
     for sampler in (alone, *shares):
         sampler.set_epoch(3)
     # what one process trains on: full batches only (drop_last), or one short batch
-    steps = list(BatchSampler(list(alone), batch, drop_last=samples >= batch))
-    sizes = rank_batch_sizes(min(batch, samples), ranks)
-    per_rank = [list(BatchSampler(list(sampler), size, drop_last=False)) for sampler, size in zip(shares, sizes)]
-    assert [len(batches) for batches in per_rank] == [len(steps)] * ranks  # DDP: the same steps on every rank
-    for step, keys in enumerate(steps):  # each global batch is the single-process batch, shared out
-        assert [key for batches in per_rank for key in batches[step]] == keys
-    assert [len(sampler) for sampler in shares] == [len(steps) * size for size in sizes]
+    single = [key for keys in BatchSampler(list(alone), batch, drop_last=samples >= batch) for key in keys]
+    single_steps = -(-len(single) // batch)
+    per_rank = [list(BatchSampler(list(sampler), batch, drop_last=False)) for sampler in shares]
+    steps = len(per_rank[0])
+    assert [len(batches) for batches in per_rank] == [steps] * ranks  # DDP: the same steps on every rank
+    exact = batch >= ranks or len(single) % (batch * ranks) == 0 or len(single) % (batch * ranks) >= ranks
+    assert steps == (math.ceil(single_steps / ranks) if exact else single_steps // ranks)
+    trained = [key for step in range(steps) for batches in per_rank for key in batches[step]]
+    if exact:
+        assert trained == single  # every chunk of the epoch once, none dropped or doubled
+    else:  # fewer than `ranks` keys would be left for a last step: left out
+        assert trained == single[: len(trained)] and len(single) - len(trained) < ranks
+    assert [len(sampler) for sampler in shares] == [sum(map(len, batches)) for batches in per_rank]
+    assert max(max(map(len, batches)) for batches in per_rank) <= batch
 
 
 def test_validation_is_shared_without_padding():
@@ -401,15 +441,21 @@ def test_validation_is_shared_without_padding():
     ]
 
 
-def test_a_global_batch_smaller_than_the_world_is_refused():
-    from sda_core.data.loaders import EpochSampler
+def test_an_epoch_without_a_chunk_for_every_process_is_refused(tmp_path):
+    from sda_core.data.loaders import create_data_loaders
+    from sda_core.errors import ConfigError
 
-    with pytest.raises(ValueError, match="cannot be shared by 4 ranks"):
-        EpochSampler(10, rank=0, world_size=4, batch_size=3)
+    data = write_audio_folder(tmp_path / "data", sample_rates=(8000,))
+    engine = Engine(disable=["progress"])
+    summary = engine.scan(data)
+    config = engine.resolve_config(summary, {**SETTINGS, "samples_per_epoch": 3})
+    with pytest.raises(ConfigError, match="samples_per_epoch"):
+        create_data_loaders(summary, config, engine, rank=0, world_size=4)
 
 
 def test_one_process_leaves_the_loaders_as_they_were(tmp_path):
-    """WORLD_SIZE unset: no global-batch sharding, drop_last as before, nothing initialised."""
+    """WORLD_SIZE unset: no sharding, drop_last as before, nothing initialised; two ranks each
+    load batches of batch_size, half the batches of one process."""
     import torch.distributed as dist
 
     from sda_core.data.loaders import create_data_loaders
@@ -421,8 +467,11 @@ def test_one_process_leaves_the_loaders_as_they_were(tmp_path):
     summary = engine.scan(data)
     config = engine.resolve_config(summary, SETTINGS)
     train, _val, _split = create_data_loaders(summary, config, engine)
-    assert train.sampler.batch_size is None and train.batch_size == 5 and train.drop_last
-    assert len(train) == 2
+    assert train.sampler.batch_size is None and train.batch_size == 3 and train.drop_last
+    assert len(train) == SINGLE_STEPS
+    for rank in (0, 1):
+        shared, _val, _split = create_data_loaders(summary, config, engine, rank=rank, world_size=2)
+        assert shared.batch_size == 3 and not shared.drop_last and len(shared) == TWO_STEPS
 
 
 def test_other_commands_refuse_torchrun(tmp_path):
@@ -476,9 +525,10 @@ def test_the_collective_timeout_is_read_from_the_environment():
 
 
 def test_weighted_shares_average_to_the_gradient_of_the_global_batch():
-    """DDP averages the ranks' gradients; with uneven shares (3 + 2 of a batch of 5) each rank's
-    batch-mean loss is weighted by ``Distributed.loss_weight``, so the average is the gradient of
-    the mean over the whole global batch, as one process computes it."""
+    """DDP averages the ranks' gradients; with uneven shares (an epoch's last global batch of 5
+    chunks on 2 ranks: 3 + 2) each rank's batch-mean loss is weighted by
+    ``Distributed.loss_weight``, so the average is the gradient of the mean over that global
+    batch."""
     import torch
 
     from sda_core.data.loaders import rank_batch_sizes
@@ -518,3 +568,37 @@ def test_a_world_size_without_torchrun_is_one_sentence(tmp_path):
     assert done.returncode == 1, done.stderr
     assert "rank 0 of 2 cannot join the other processes" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_schedule_keeps_its_place_in_epochs_when_the_steps_per_epoch_change():
+    """3 epochs of 2 steps (2 processes), resumed with 4 steps per epoch (1 process): the next
+    learning rate is the one a run of 4 steps per epoch has after 3 epochs; unchanged steps per
+    epoch load the saved state as it is."""
+    import torch
+
+    from sda_core.config.events import StepMetrics
+    from sda_core.config.history import MetricsHistory
+    from sda_core.training.trainer import _resume_schedule, warmup_cosine
+
+    def scheduler(steps_per_epoch: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+        total = 5 * steps_per_epoch
+        made = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, max(1, total // 10)))
+        for _ in range(steps):
+            optimizer.step()
+            made.step()
+        return made
+
+    history = MetricsHistory()
+    history.record_step(StepMetrics(epoch=3, step=6, epoch_step=2, steps_per_epoch=2, loss=1.0))
+    saved = scheduler(2, 6).state_dict()
+    resumed = scheduler(4, 0)
+    _resume_schedule(resumed, saved, history, 4, resumed.lr_lambdas[0])
+    reference = scheduler(4, 12)
+    assert resumed.last_epoch == 12
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(reference.optimizer.param_groups[0]["lr"])
+    assert resumed.get_last_lr() == pytest.approx(reference.get_last_lr())
+
+    same = scheduler(2, 0)
+    _resume_schedule(same, saved, history, 2, same.lr_lambdas[0])
+    assert same.state_dict() == saved

@@ -50,12 +50,15 @@ class EpochSampler(Sampler):
     with epoch 0, identical on every pass. With ``world_size > 1`` each rank takes a disjoint
     share of the epoch's keys (torch.distributed); repeats count over all ranks:
 
-    - with ``batch_size`` (the global batch; training under DistributedDataParallel), each
-      successive run of ``batch_size`` keys is one optimiser step of all ranks together, cut into
-      contiguous parts of :func:`rank_batch_sizes` keys, one per rank. The keys a single process
-      would train on (the full batches; one short batch when the epoch holds fewer keys than a
-      batch) are shared out exactly, none dropped or doubled, and every rank has the same number
-      of batches, as DDP needs;
+    - with ``batch_size`` (each rank's batch; training under DistributedDataParallel), the keys
+      one process would train on (:func:`trained_keys`: its full batches, or one short batch) are
+      cut into global batches of ``world_size * batch_size`` keys, one optimiser step of all
+      ranks together, each cut into contiguous parts of :func:`rank_batch_sizes` keys, one per
+      rank. The last global batch may be shorter (shared as evenly as possible); every rank has
+      the same number of batches, as DDP needs, and the union of the ranks' keys is the
+      single-process epoch's, none doubled. Only when ``batch_size`` is below ``world_size`` can
+      the last global batch be too short to give every rank a key: those fewer than
+      ``world_size`` keys are left out (:func:`global_batches`);
     - without it, keys are dealt out in turn, padded by wrapping to equal shares (``pad=False``:
       uneven shares, no key twice; what validation uses).
     """
@@ -76,8 +79,8 @@ class EpochSampler(Sampler):
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside a world of size {world_size}")
-        if batch_size is not None and batch_size < world_size:
-            raise ValueError(f"a global batch of {batch_size} cannot be shared by {world_size} ranks")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"a batch of {batch_size} chunks cannot be trained")
         self.dataset_len = dataset_len
         self.samples_per_epoch = samples_per_epoch or dataset_len
         self.shuffle = shuffle
@@ -127,13 +130,14 @@ class EpochSampler(Sampler):
         if self.batch_size is None:
             return slice(self.rank, None, self.world_size)
         total = self.samples_per_epoch if self.shuffle else self.dataset_len
-        if total == 0:
-            return np.zeros(0, dtype=np.int64)
-        batch = min(self.batch_size, total)  # fewer keys than a batch: one short batch, as drop_last keeps
-        sizes = rank_batch_sizes(batch, self.world_size)
-        start = sum(sizes[: self.rank])
-        steps = total // batch
-        return (np.arange(steps)[:, None] * batch + start + np.arange(sizes[self.rank])[None, :]).ravel()
+        full, rest = global_batches(total, self.batch_size, self.world_size)
+        size = self.world_size * self.batch_size
+        positions = (np.arange(full)[:, None] * size + self.rank * self.batch_size + np.arange(self.batch_size)).ravel()
+        if not rest:
+            return positions
+        parts = rank_batch_sizes(rest, self.world_size)
+        last = full * size + sum(parts[: self.rank]) + np.arange(parts[self.rank])
+        return np.concatenate([positions, last])
 
     def __iter__(self) -> Iterator[tuple[int, int, int] | tuple[int, int] | int]:
         if not self.epoch_keys:
@@ -148,8 +152,8 @@ class EpochSampler(Sampler):
         if not total or self.world_size == 1:
             return total
         if self.batch_size is not None:
-            batch = min(self.batch_size, total)
-            return (total // batch) * rank_batch_sizes(batch, self.world_size)[self.rank]
+            full, rest = global_batches(total, self.batch_size, self.world_size)
+            return full * self.batch_size + (rank_batch_sizes(rest, self.world_size)[self.rank] if rest else 0)
         if not self.pad:
             return len(range(self.rank, total, self.world_size))
         return -(-total // self.world_size)
@@ -160,6 +164,24 @@ def rank_batch_sizes(batch_size: int, world_size: int) -> list[int]:
     ``batch_size % world_size`` ranks taking one item more (``rank_batch_sizes(10, 4)`` is
     ``[3, 3, 2, 2]``)."""
     return [batch_size // world_size + (rank < batch_size % world_size) for rank in range(world_size)]
+
+
+def trained_keys(total: int, batch_size: int) -> int:
+    """How many of an epoch's ``total`` keys one process trains on with batches of ``batch_size``:
+    its full batches (``drop_last``), or all of them in one short batch when they are fewer."""
+    return total if total < batch_size else total // batch_size * batch_size
+
+
+def global_batches(total: int, batch_size: int, world_size: int) -> tuple[int, int]:
+    """An epoch of ``total`` keys trained by ``world_size`` ranks of ``batch_size`` chunks each:
+    ``(full, rest)``, ``full`` global batches of ``world_size * batch_size`` keys, then one of
+    ``rest`` keys (0: none). Together they are the :func:`trained_keys` one process trains on, so
+    the ranks make ``ceil(single-process steps / world_size)`` steps; only a rest of fewer than
+    ``world_size`` keys (possible when ``batch_size < world_size``), which cannot give every
+    rank one, is left out, and the ranks then make ``floor(single-process steps / world_size)``."""
+    keys = trained_keys(total, batch_size)
+    full, rest = divmod(keys, world_size * batch_size)
+    return full, rest if rest >= world_size else 0
 
 
 def _occurrences(order: np.ndarray) -> np.ndarray:
@@ -209,9 +231,10 @@ def create_data_loaders(
     The training loader's sampler is an :class:`EpochSampler`: call
     ``train_loader.sampler.set_epoch(epoch)`` before iterating each epoch.
 
-    With ``world_size > 1``, ``batch_size`` is the global batch: every optimiser step trains on
-    ``batch_size`` chunks, this rank's share being its :func:`rank_batch_sizes` entry, so a run
-    makes the same steps per epoch on the same chunks whatever the number of processes. Each rank
+    With ``world_size > 1``, ``batch_size`` is each rank's batch, as with PyTorch's
+    DistributedSampler: every optimiser step trains on up to ``world_size * batch_size`` chunks
+    (the global batch), and the ranks share out the chunks one process would train on in the
+    epoch (:func:`global_batches`), so each makes about 1/``world_size`` of its steps. Each rank
     validates a disjoint part of the validation chunks (uneven when they do not divide evenly).
     """
     hooks = as_hooks(engine) if engine is not None else Hooks.from_entrypoints()
@@ -242,12 +265,12 @@ def create_data_loaders(
         common["prefetch_factor"] = 4
     epoch_samples = samples_per_epoch(config, len(train_set))
     shared = world_size > 1
-    if shared and min(config.batch_size, epoch_samples) < world_size:
+    if shared and trained_keys(epoch_samples, config.batch_size) < world_size:
         raise ConfigError(
-            "batch_size",
-            config.batch_size,
-            f"at least the number of processes ({world_size}): under torchrun each optimiser step shares "
-            "one batch (and an epoch's samples) among them",
+            "samples_per_epoch",
+            epoch_samples,
+            f"enough for a chunk per process ({world_size}) in an epoch of batches of {config.batch_size}: "
+            "under torchrun the processes share out each epoch's chunks",
         )
     train_sampler = EpochSampler(
         len(train_set),
@@ -260,15 +283,10 @@ def create_data_loaders(
         repeat_keys=getattr(train_set, "repeat_keys", False),
         batch_size=config.batch_size if shared else None,
     )
-    if shared:  # the sampler yields whole per-rank batches: nothing left for drop_last to drop
-        rank_batch = rank_batch_sizes(min(config.batch_size, epoch_samples), world_size)[rank]
-        train_loader = DataLoader(
-            train_set, sampler=train_sampler, drop_last=False, **{**common, "batch_size": rank_batch}
-        )
-    else:
-        train_loader = DataLoader(
-            train_set, sampler=train_sampler, drop_last=len(train_sampler) >= config.batch_size, **common
-        )
+    # shared: the sampler yields this rank's batches, the last one maybe short, nothing to drop
+    train_loader = DataLoader(
+        train_set, sampler=train_sampler, drop_last=not shared and len(train_sampler) >= config.batch_size, **common
+    )
     val_sampler = EpochSampler(
         len(val_set),
         shuffle=False,

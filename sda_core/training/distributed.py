@@ -8,8 +8,11 @@ for CUDA ones, one GPU per local rank) and the trainer then runs DistributedData
 - rank 0 scans the folder, resolves the config, splits the files (or loads the run it resumes)
   and sends that plan to the others (:meth:`Distributed.broadcast`), so every rank trains on the
   same split;
-- every optimiser step trains on one global batch of ``batch_size`` chunks shared out by the
-  sampler (:func:`sda_core.data.loaders.rank_batch_sizes`); DDP averages the gradients, and
+- ``batch_size`` is each rank's batch, as with PyTorch's DistributedSampler: every optimiser step
+  trains on a global batch of ``world_size * batch_size`` chunks, and the sampler shares out the
+  chunks one process would train on in the epoch (:func:`sda_core.data.loaders.global_batches`),
+  so each rank makes about 1/N of one process's steps; DDP averages the gradients (weighted by
+  :meth:`Distributed.loss_weight` in an epoch's last, unevenly shared global batch), and
   :meth:`Distributed.step` adds up the step's losses and every rank's stop request in one small
   all-reduce, so every rank records the same figures and stops at the same step;
 - each rank validates its part of the validation chunks and the sums are gathered
@@ -175,7 +178,8 @@ class Distributed:
 
     def loss_weight(self, items: int, global_items: int) -> float:
         """The factor on this rank's batch-mean loss that makes DDP's average of the ranks'
-        gradients the gradient of the global batch's mean (1 when the ranks' batches are equal)."""
+        gradients the gradient of the global batch's mean: 1 when the ranks' batches are equal
+        (every step but, sometimes, an epoch's last, whose chunks may not divide evenly)."""
         return self.world_size * items / global_items
 
     # -- collectives ------------------------------------------------------------------------

@@ -194,6 +194,25 @@ def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.1):
     return factor
 
 
+def _resume_schedule(scheduler: Any, saved: dict, history: MetricsHistory, steps_per_epoch: int, schedule) -> None:
+    """Load a resumed run's learning-rate schedule into ``scheduler`` (its optimizer loaded).
+
+    The schedule is laid out over ``max_epochs * steps_per_epoch`` steps. When the steps per
+    epoch changed (resumed under torchrun with another number of processes: N processes make
+    about 1/N of one process's steps), the saved position is moved to the same point of the run
+    in epochs (``position * now / before``) and the next step's learning rate taken from there;
+    unchanged (always, in one process), the state loads as saved."""
+    before = history.steps[-1].steps_per_epoch if history.steps else steps_per_epoch
+    if before == steps_per_epoch or "last_epoch" not in saved:
+        scheduler.load_state_dict(saved)
+        return
+    position = round(saved["last_epoch"] * steps_per_epoch / before)
+    rates = [base * schedule(position) for base in saved["base_lrs"]]
+    scheduler.load_state_dict({**saved, "last_epoch": position, "_last_lr": rates})
+    for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate  # the loaded optimizer holds the rate of the old position
+
+
 class Trainer:
     """One training invocation. Use :func:`train` (or ``Engine.train``) rather than this class."""
 
@@ -340,9 +359,8 @@ class Trainer:
                 model.parameters(), lr=config.learning_rate, weight_decay=config.regularization.weight_decay
             )
             total_steps = config.max_epochs * steps_per_epoch
-            scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, warmup_cosine(total_steps, max(1, int(total_steps * WARMUP_FRACTION)))
-            )
+            schedule = warmup_cosine(total_steps, max(1, int(total_steps * WARMUP_FRACTION)))
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
             start_epoch = history.last_epoch + 1
             # the first epoch's batches are made while the run validates and sets up; each next epoch's
             # while the epoch before ends (its last steps, validation, checkpoints)
@@ -357,7 +375,7 @@ class Trainer:
                     provider_record(self.hooks, "model"),
                 )
                 optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
+                _resume_schedule(scheduler, state["scheduler"], history, steps_per_epoch, schedule)
                 amp.load_state_dict(state.get("scaler"))
                 torch.set_rng_state(state["rng"]["torch"])
                 initial_val_loss = state.get("initial_val_loss")
@@ -543,7 +561,7 @@ class Trainer:
                         "last.pt keeps the last good epoch: resume with a lower learning_rate (--set learning_rate=...)"
                     )
                 stopping = self._adopt_stop([shared.stop])
-                if items * self.dist.world_size != shared.items:  # uneven shares of the batch
+                if items * self.dist.world_size != shared.items:  # an epoch's last batch, shared unevenly
                     loss = loss * self.dist.loss_weight(items, shared.items)
                 values, items = shared.losses, shared.items
             elif not torch.isfinite(loss):
