@@ -25,6 +25,7 @@ BENCHMARKS = {
     "quality": "benchmarks.bench_quality",
     "read": "benchmarks.bench_read",
     "resample": "benchmarks.bench_resample",
+    "scaling": "benchmarks.bench_scaling",
     "scan": "benchmarks.bench_scan",
     "studio": "benchmarks.bench_studio",
     "training": "benchmarks.bench_training",

@@ -124,6 +124,23 @@ class TrainingError(SdaError):
     """Training cannot go on (a non-finite loss, an unusable output folder ...)."""
 
 
+class PeerStopped(TrainingError):
+    """Under torchrun, another process of the run failed or stopped it, and this one stops with it.
+
+    The process where it happened reports why, with its exit code; the others raise this, and
+    ``sda train`` on them ends quietly with exit code 0, so that torchrun, which stops every
+    process once one fails, does not stop the reporting process before it has reported.
+
+    Attributes:
+        ranks: the ranks that failed.
+    """
+
+    def __init__(self, ranks: Iterable[int], what: str = "failed") -> None:
+        self.ranks = tuple(ranks)
+        names = ", ".join(str(rank) for rank in self.ranks)
+        super().__init__(f"rank {names} {what}, so every process of the run stops (see rank {self.ranks[0]}'s message)")
+
+
 class CheckpointError(SdaError):
     """A checkpoint is missing, unreadable, not an sda checkpoint, or carries untrusted objects."""
 

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 from sda_core import __version__
 from sda_core.config.commands import CliCommand
 from sda_core.config.overrides import parse_set_options
-from sda_core.errors import ConfigError, DatasetError, PluginError, RunExistsError, SdaError, UsageError
+from sda_core.errors import (
+    ConfigError,
+    DatasetError,
+    PeerStopped,
+    PluginError,
+    RunExistsError,
+    SdaError,
+    UsageError,
+)
 
 if TYPE_CHECKING:  # rich and the Engine load after the arguments parse: `sda --version` stays light
     from rich.console import Console
@@ -260,13 +268,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     if not console.is_terminal:  # piped or logged: wide enough that tables do not truncate paths
         console = Console(width=160)
+    prefix = "sda" if _rank() == 0 else f"sda (rank {_rank()})"
     try:
+        if _world_size() > 1 and args.command != "train":
+            raise UsageError(
+                f"sda {args.command} runs in one process: start it without torchrun (only sda train runs under "
+                "torchrun, see docs/scale-out.md)"
+            )
         return args.handler(args, console, errors)
     except (UsageError, ConfigError, RunExistsError) as error:
-        errors.print(f"sda: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"{prefix}: error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    except PeerStopped:
+        # another process of a torchrun launch failed and reports it with its exit code; ending
+        # with a failure here too would have torchrun kill that process before it has reported
+        return EXIT_OK
     except (DatasetError, PluginError, SdaError) as error:
-        errors.print(f"sda: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"{prefix}: error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         errors.print("sda: interrupted")
@@ -351,6 +369,8 @@ def cmd_train(args: argparse.Namespace, console: Console, errors: Console) -> in
             device=args.device,
         )
     )
+    if _rank() != 0:  # under torchrun, rank 0 reports the run and its exit code
+        return EXIT_OK
     _print_result(console, result)
     return 130 if result.interrupted else EXIT_OK
 
@@ -597,6 +617,23 @@ def _add_set_option(parser: argparse.ArgumentParser) -> None:
         help="override a setting (e.g. max_epochs=20, regularization.dropout=0.3, plugins.NAME.key=1); "
         "repeatable; wins over sda.toml",
     )
+
+
+def _rank() -> int:
+    """This process's rank in a torchrun launch (0 without torchrun)."""
+    return _launch_variable("RANK", 0)
+
+
+def _world_size() -> int:
+    """The processes of this torchrun launch (1 without torchrun)."""
+    return _launch_variable("WORLD_SIZE", 1)
+
+
+def _launch_variable(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
 
 
 def _engine(args: argparse.Namespace) -> Engine:

@@ -73,9 +73,12 @@ class TrainingStartEvent:
             validation loss neither chooses best.pt nor stops the run early (None: not given).
         start_epoch: first epoch that will run (1 for a fresh run, later on resume).
         max_epochs: last epoch the run may reach.
-        steps_per_epoch: optimiser steps per epoch.
+        steps_per_epoch: optimiser steps per epoch (under torchrun, of every process together:
+            about 1/N of one process's, each step training N x ``batch_size`` chunks).
         device: the torch device training runs on.
         resumed: whether the run continues from a checkpoint.
+        world_size: processes training together (torchrun's ``WORLD_SIZE``; 1 without torchrun).
+        rank: the process this event comes from (0 unless a plugin asks for every rank's events).
         timestamp: wall-clock time (seconds since the epoch).
     """
 
@@ -92,6 +95,8 @@ class TrainingStartEvent:
     steps_per_epoch: int = attrs.field(default=0, validator=v.integer(0))
     device: str = "cpu"
     resumed: bool = False
+    world_size: int = attrs.field(default=1, validator=v.integer(1))
+    rank: int = attrs.field(default=0, validator=v.integer(0))
     timestamp: float = attrs.field(factory=_now)
 
 
@@ -107,7 +112,8 @@ class StepMetrics:
         loss: total training loss of the step.
         losses: named loss components (e.g. reconstruction, kl).
         learning_rate: learning rate used for the step.
-        items_per_second: training items processed per second in this step.
+        items_per_second: training items processed per second in this step (under torchrun, by
+            every process together).
         duration: seconds the step took, data wait included.
         data_wait: seconds of ``duration`` spent waiting for the batch.
         timestamp: wall-clock time at the end of the step.

@@ -238,12 +238,20 @@ def setting_names() -> tuple[str, ...]:
 MODEL_BEFORE_SETTING = "mel_vae"
 
 
+#: The key of ``config.json`` recording how many processes trained the run, under torchrun (a
+#: record of the launch, not a setting: absent for one process).
+WORLD_SIZE_KEY = "world_size"
+
+
 def stored_config(data: Mapping[str, Any]) -> TrainingConfig:
     """A run's saved config (``config.json``, a checkpoint's ``"config"``) as a TrainingConfig.
 
     Runs saved before the ``model`` setting existed were all trained with the mel-VAE, so a
     saved config without ``model`` names it (not today's default) and its weights still load.
+    ``world_size`` (:data:`WORLD_SIZE_KEY`) records the launch and is no setting: it is left out.
     """
+    if WORLD_SIZE_KEY in data:
+        data = {key: value for key, value in data.items() if key != WORLD_SIZE_KEY}
     if "model" not in data:
         data = {**data, "model": MODEL_BEFORE_SETTING}
     return TrainingConfig.from_dict(data)

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Sampler
 from sda_core.config import TrainingConfig
 from sda_core.config.dataset import DatasetSummary, FileSplit
 from sda_core.data.augmentation import AugmentationPipeline
-from sda_core.errors import DatasetError
+from sda_core.errors import ConfigError, DatasetError
 from sda_core.hooks.facade import Hooks, as_hooks
 
 #: Workers run at a lower priority, filling the gaps the training threads leave instead of
@@ -45,8 +45,20 @@ class EpochSampler(Sampler):
     indices, for datasets that take only those. Training (``shuffle=True``):
     ``samples_per_epoch`` keys drawn as successive seeded permutations of the dataset, so every
     item appears before any repeats. Validation (``shuffle=False``): every index once, in order,
-    with epoch 0, identical on every pass. With ``world_size > 1`` each rank takes an equal,
-    disjoint share of the epoch's keys (torch.distributed); repeats count over all ranks.
+    with epoch 0, identical on every pass. With ``world_size > 1`` each rank takes a disjoint
+    share of the epoch's keys (torch.distributed); repeats count over all ranks:
+
+    - with ``batch_size`` (each rank's batch; training under DistributedDataParallel), the keys
+      one process would train on (:func:`trained_keys`: its full batches, or one short batch) are
+      cut into global batches of ``world_size * batch_size`` keys, one optimiser step of all
+      ranks together, each cut into contiguous parts of :func:`rank_batch_sizes` keys, one per
+      rank. The last global batch may be shorter (shared as evenly as possible); every rank has
+      the same number of batches, as DDP needs, and the union of the ranks' keys is the
+      single-process epoch's, none doubled. Only when ``batch_size`` is below ``world_size`` can
+      the last global batch be too short to give every rank a key: those fewer than
+      ``world_size`` keys are left out (:func:`global_batches`);
+    - without it, keys are dealt out in turn, padded by wrapping to equal shares (``pad=False``:
+      uneven shares, no key twice; what validation uses).
     """
 
     def __init__(
@@ -60,9 +72,13 @@ class EpochSampler(Sampler):
         world_size: int = 1,
         epoch_keys: bool = True,
         repeat_keys: bool = False,
+        batch_size: int | None = None,
+        pad: bool = True,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside a world of size {world_size}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"a batch of {batch_size} chunks cannot be trained")
         self.dataset_len = dataset_len
         self.samples_per_epoch = samples_per_epoch or dataset_len
         self.shuffle = shuffle
@@ -71,6 +87,8 @@ class EpochSampler(Sampler):
         self.world_size = world_size
         self.epoch_keys = epoch_keys
         self.repeat_keys = repeat_keys and epoch_keys
+        self.batch_size = batch_size
+        self.pad = pad
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -79,15 +97,16 @@ class EpochSampler(Sampler):
 
     def indices(self) -> np.ndarray:
         """This rank's dataset indices for the current epoch."""
-        return self._order()[self.rank :: self.world_size]
+        return self._order()[self._positions()]
 
     def repeats(self) -> np.ndarray:
         """For each of :meth:`indices`, how many times the epoch drew that index before it
         (over all ranks' keys, in the epoch's order): 0 the first time, 1 the second, ..."""
-        return _occurrences(self._order())[self.rank :: self.world_size]
+        return _occurrences(self._order())[self._positions()]
 
     def _order(self) -> np.ndarray:
-        """Every rank's dataset indices for the current epoch, in order, padded to equal shares."""
+        """Every rank's dataset indices for the current epoch, in order (padded to equal shares
+        when keys are dealt out in turn with ``pad``)."""
         if self.dataset_len == 0:
             return np.zeros(0, dtype=np.int64)
         if self.shuffle:
@@ -97,8 +116,26 @@ class EpochSampler(Sampler):
             order = order[: self.samples_per_epoch]
         else:
             order = np.arange(self.dataset_len)
+        if self.batch_size is not None or not self.pad:
+            return order
         per_rank = -(-len(order) // self.world_size)
         return np.resize(order, per_rank * self.world_size)  # pad by wrapping, equal shares
+
+    def _positions(self) -> np.ndarray | slice:
+        """Where this rank's keys stand in :meth:`_order`."""
+        if self.world_size == 1:
+            return slice(None)
+        if self.batch_size is None:
+            return slice(self.rank, None, self.world_size)
+        total = self.samples_per_epoch if self.shuffle else self.dataset_len
+        full, rest = global_batches(total, self.batch_size, self.world_size)
+        size = self.world_size * self.batch_size
+        positions = (np.arange(full)[:, None] * size + self.rank * self.batch_size + np.arange(self.batch_size)).ravel()
+        if not rest:
+            return positions
+        parts = rank_batch_sizes(rest, self.world_size)
+        last = full * size + sum(parts[: self.rank]) + np.arange(parts[self.rank])
+        return np.concatenate([positions, last])
 
     def __iter__(self) -> Iterator[tuple[int, int, int] | tuple[int, int] | int]:
         if not self.epoch_keys:
@@ -110,7 +147,39 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         total = self.samples_per_epoch if self.shuffle else self.dataset_len
-        return -(-total // self.world_size) if total else 0
+        if not total or self.world_size == 1:
+            return total
+        if self.batch_size is not None:
+            full, rest = global_batches(total, self.batch_size, self.world_size)
+            return full * self.batch_size + (rank_batch_sizes(rest, self.world_size)[self.rank] if rest else 0)
+        if not self.pad:
+            return len(range(self.rank, total, self.world_size))
+        return -(-total // self.world_size)
+
+
+def rank_batch_sizes(batch_size: int, world_size: int) -> list[int]:
+    """How a global batch is shared by ``world_size`` ranks: as evenly as possible, the first
+    ``batch_size % world_size`` ranks taking one item more (``rank_batch_sizes(10, 4)`` is
+    ``[3, 3, 2, 2]``)."""
+    return [batch_size // world_size + (rank < batch_size % world_size) for rank in range(world_size)]
+
+
+def trained_keys(total: int, batch_size: int) -> int:
+    """How many of an epoch's ``total`` keys one process trains on with batches of ``batch_size``:
+    its full batches (``drop_last``), or all of them in one short batch when they are fewer."""
+    return total if total < batch_size else total // batch_size * batch_size
+
+
+def global_batches(total: int, batch_size: int, world_size: int) -> tuple[int, int]:
+    """An epoch of ``total`` keys trained by ``world_size`` ranks of ``batch_size`` chunks each:
+    ``(full, rest)``, ``full`` global batches of ``world_size * batch_size`` keys, then one of
+    ``rest`` keys (0: none). Together they are the :func:`trained_keys` one process trains on, so
+    the ranks make ``ceil(single-process steps / world_size)`` steps; only a rest of fewer than
+    ``world_size`` keys (possible when ``batch_size < world_size``), which cannot give every
+    rank one, is left out, and the ranks then make ``floor(single-process steps / world_size)``."""
+    keys = trained_keys(total, batch_size)
+    full, rest = divmod(keys, world_size * batch_size)
+    return full, rest if rest >= world_size else 0
 
 
 def _occurrences(order: np.ndarray) -> np.ndarray:
@@ -156,10 +225,16 @@ def create_data_loaders(
             them); when None, the plugins of the ``sda`` entry points.
         split: reuse a saved split (a resumed run) instead of asking ``sda_split_files``.
         device: the training device; memory is pinned for CUDA.
-        rank, world_size: this process's share of the training chunks under torch.distributed.
+        rank, world_size: this process's share of the chunks under torch.distributed.
 
     The training loader's sampler is an :class:`EpochSampler`: call
     ``train_loader.sampler.set_epoch(epoch)`` before iterating each epoch.
+
+    With ``world_size > 1``, ``batch_size`` is each rank's batch, as with PyTorch's
+    DistributedSampler: every optimiser step trains on up to ``world_size * batch_size`` chunks
+    (the global batch), and the ranks share out the chunks one process would train on in the
+    epoch (:func:`global_batches`), so each makes about 1/``world_size`` of its steps. Each rank
+    validates a disjoint part of the validation chunks (uneven when they do not divide evenly).
     """
     hooks = as_hooks(engine) if engine is not None else Hooks.from_entrypoints()
     if split is None:
@@ -187,18 +262,29 @@ def create_data_loaders(
     }
     if workers > 0:
         common["prefetch_factor"] = 4
+    epoch_samples = samples_per_epoch(config, len(train_set))
+    shared = world_size > 1
+    if shared and trained_keys(epoch_samples, config.batch_size) < world_size:
+        raise ConfigError(
+            "samples_per_epoch",
+            epoch_samples,
+            f"enough for a chunk per process ({world_size}) in an epoch of batches of {config.batch_size}: "
+            "under torchrun the processes share out each epoch's chunks",
+        )
     train_sampler = EpochSampler(
         len(train_set),
-        samples_per_epoch=samples_per_epoch(config, len(train_set)),
+        samples_per_epoch=epoch_samples,
         shuffle=True,
         seed=config.seed,
         rank=rank,
         world_size=world_size,
         epoch_keys=getattr(train_set, "epoch_keys", False),
         repeat_keys=getattr(train_set, "repeat_keys", False),
+        batch_size=config.batch_size if shared else None,
     )
+    # shared: the sampler yields this rank's batches, the last one maybe short, nothing to drop
     train_loader = DataLoader(
-        train_set, sampler=train_sampler, drop_last=len(train_sampler) >= config.batch_size, **common
+        train_set, sampler=train_sampler, drop_last=not shared and len(train_sampler) >= config.batch_size, **common
     )
     val_sampler = EpochSampler(
         len(val_set),
@@ -207,6 +293,7 @@ def create_data_loaders(
         world_size=world_size,
         epoch_keys=getattr(val_set, "epoch_keys", False),
         repeat_keys=getattr(val_set, "repeat_keys", False),
+        pad=False,
     )
     val_loader = DataLoader(val_set, sampler=val_sampler, drop_last=False, **common)
     return train_loader, val_loader, split

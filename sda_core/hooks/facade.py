@@ -35,6 +35,9 @@ class Hooks:
 
     def __init__(self, host: PluginHost) -> None:
         self.host = host
+        #: The rank of the distributed run this process trains in (0 outside one); on another rank,
+        #: :meth:`emit` reaches only the plugins that set ``sda_every_rank = True``.
+        self.rank = 0
         self._dataset_answered_by: dict[str, str | None] = {}  # role -> plugin, of the last make_dataset
 
     @classmethod
@@ -206,7 +209,8 @@ class Hooks:
     def emit(self, event: Any, history: MetricsHistory | None = None) -> None:
         """Deliver an event to every consumer of its hook (``type(event).hook``), each isolated.
 
-        ``history`` accompanies an EpochMetrics (the training loop always passes the run's).
+        ``history`` accompanies an EpochMetrics (the training loop always passes the run's). On a
+        rank other than 0 (:attr:`rank`) only plugins with ``sda_every_rank = True`` receive it.
         """
         hook_name = EVENT_HOOKS.get(type(event))
         if hook_name is None:
@@ -214,9 +218,9 @@ class Hooks:
         if hook_name == "sda_on_epoch":
             if history is None:  # a host emitting a lone epoch: consumers still get a history
                 history = MetricsHistory(epochs=[event])
-            self.host.notify(hook_name, event=event, history=history)
+            self.host.notify(hook_name, every_rank_only=self.rank != 0, event=event, history=history)
         else:
-            self.host.notify(hook_name, event=event)
+            self.host.notify(hook_name, every_rank_only=self.rank != 0, event=event)
 
     # -- what answered ---------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ import pluggy
 from sda_core.errors import ConfigError, PluginError, PluginLoadWarning, PluginRuntimeWarning
 from sda_core.hooks import specs as hookspecs
 from sda_core.hooks import validation
+from sda_core.hooks.markers import EVERY_RANK_ATTRIBUTE
 from sda_core.hooks.tracing import HookTracer
 
 ENTRYPOINT_GROUP = "sda"
@@ -428,11 +429,17 @@ class PluginHost:
         if self._observers:
             self._observed(hook_name, kwargs, None)
 
-    def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Call every implementation of a consumer hook, isolating each from the others."""
+    def notify(self, hook_name: str, *, every_rank_only: bool = False, **kwargs: Any) -> None:
+        """Call every implementation of a consumer hook, isolating each from the others.
+
+        ``every_rank_only`` (a rank other than 0 of a distributed run): only the plugins that set
+        ``sda_every_rank = True`` are called.
+        """
         if self._observers:
             self._observed(hook_name, kwargs, None)
         impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        if every_rank_only:
+            impls = [impl for impl in impls if getattr(impl.plugin, EVERY_RANK_ATTRIBUTE, False) is True]
         if not impls:
             return
         if self._tracer is not None:

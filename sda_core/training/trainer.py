@@ -4,7 +4,8 @@ One call of :func:`train` scans the data folder, resolves the config (or restore
 run's last checkpoint), builds the loaders and the model through the plugins, and trains until
 ``max_epochs``, an early stop, a signal or a host's stop request. Every epoch ends with
 ``checkpoints/last.pt`` (and ``best.pt`` on a new best validation loss) written atomically, so a
-run killed at any moment resumes from its last complete epoch.
+run killed at any moment resumes from its last complete epoch. Under torchrun the same call trains
+one run on every process with DistributedDataParallel (:mod:`sda_core.training.distributed`).
 """
 
 from __future__ import annotations
@@ -35,17 +36,18 @@ from sda_core.config.events import (
 )
 from sda_core.config.history import MetricsHistory
 from sda_core.config.overrides import collect_overrides
-from sda_core.config.training_config import stored_config
+from sda_core.config.training_config import WORLD_SIZE_KEY, stored_config
 from sda_core.data.loaders import create_data_loaders
 from sda_core.data.prefetch import EpochPrefetcher
 from sda_core.data.scan import require_usable, scan_folder
 from sda_core.data.splits import reconcile_split
-from sda_core.errors import ConfigError, DatasetError, PluginError, TrainingError
+from sda_core.errors import ConfigError, DatasetError, PeerStopped, PluginError, TrainingError
 from sda_core.hooks.facade import Hooks, as_hooks
 from sda_core.serialization import to_jsonable
 from sda_core.training.averaging import WeightAverage
 from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from sda_core.training.conformance import CHECK_BATCH, check_losses, check_model, check_model_interface, named
+from sda_core.training.distributed import SINGLE, Distributed
 from sda_core.training.model import LOSS_KEY, SAMPLER_FIT_CHUNKS, SamplerFitting, objective_of
 from sda_core.training.provenance import (
     PROVIDED,
@@ -192,6 +194,25 @@ def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.1):
     return factor
 
 
+def _resume_schedule(scheduler: Any, saved: dict, history: MetricsHistory, steps_per_epoch: int, schedule) -> None:
+    """Load a resumed run's learning-rate schedule into ``scheduler`` (its optimizer loaded).
+
+    The schedule is laid out over ``max_epochs * steps_per_epoch`` steps. When the steps per
+    epoch changed (resumed under torchrun with another number of processes: N processes make
+    about 1/N of one process's steps), the saved position is moved to the same point of the run
+    in epochs (``position * now / before``) and the next step's learning rate taken from there;
+    unchanged (always, in one process), the state loads as saved."""
+    before = history.steps[-1].steps_per_epoch if history.steps else steps_per_epoch
+    if before == steps_per_epoch or "last_epoch" not in saved:
+        scheduler.load_state_dict(saved)
+        return
+    position = round(saved["last_epoch"] * steps_per_epoch / before)
+    rates = [base * schedule(position) for base in saved["base_lrs"]]
+    scheduler.load_state_dict({**saved, "last_epoch": position, "_last_lr": rates})
+    for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate  # the loaded optimizer holds the rate of the old position
+
+
 class Trainer:
     """One training invocation. Use :func:`train` (or ``Engine.train``) rather than this class."""
 
@@ -218,29 +239,41 @@ class Trainer:
         self.stop_reason = "stop_requested"
         self.validation_unreadable = False
         self._lock: RunLock | None = None
+        self.dist = SINGLE  # this process's place in a torchrun launch, set by run()
+        self._agreed_stop = False
 
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> TrainingResult:
         """Train while holding the run folder's lock; a fresh run checks that the folder holds no
-        other run (or empties it, with ``overwrite``) once its data and settings are usable."""
+        other run (or empties it, with ``overwrite``) once its data and settings are usable.
+
+        Under torchrun (:mod:`sda_core.training.distributed`) every process trains, and rank 0
+        alone holds the lock, writes the run folder and emits events."""
         if self.resume and self.overwrite:
             raise TrainingError(
                 "resume and overwrite exclude each other: resume continues the run, overwrite deletes it"
             )
+        self.dist = Distributed.from_environment()
+        self.hooks.rank = self.dist.rank
+        try:
+            with ExitStack() as closing:
+                with self.dist.together():
+                    if self.dist.is_main:
+                        self._lock = closing.enter_context(self._acquire_lock())
+                return self._run(closing)
+        finally:
+            self._lock = None
+            self.hooks.rank = 0
+
+    def _acquire_lock(self) -> RunLock:
         lock = RunLock(self.paths.root, action="resuming" if self.resume else "training")
         try:
-            lock.acquire()
+            return lock.acquire()
         except OSError as error:
             raise TrainingError(
                 f"cannot write to the run folder '{self.paths.root}': {error.strerror or error}"
             ) from None
-        with lock, ExitStack() as closing:
-            self._lock = lock
-            try:
-                return self._run(closing)
-            finally:
-                self._lock = None
 
     def _prepare_fresh_folder(self) -> None:
         """Refuse a folder holding another run, or empty it with ``overwrite``; called once the
@@ -252,16 +285,16 @@ class Trainer:
             )
         prepare_run_folder(self.paths.root, overwrite=self.overwrite)
 
-    def _run(self, closing: ExitStack) -> TrainingResult:
-        """The run; ``closing`` releases what it started (the batch prefetcher) when it ends."""
-        started = time.perf_counter()
+    def _plan(self) -> tuple[DatasetSummary, dict[str, Any] | None, TrainingConfig, FileSplit | None, MetricsHistory]:
+        """What a run starts from, decided once (by rank 0 under torchrun): the scan, the state of
+        the run it resumes, the config, the split (None: asked of the plugins with the loaders)
+        and the history; a fresh run's folder is made ready for it."""
         summary = scan_folder(self.data_dir)
         require_usable(summary)
         state = self._load_resume_state()
-        recorded = recorded_providers(state) if state is not None else {}
         if state is not None:
             # the plugin that built the model must be here before anything is built
-            require_provider(recorded, "model", self.hooks, self.paths.root, "resume it")
+            require_provider(recorded_providers(state), "model", self.hooks, self.paths.root, "resume it")
             # the saved config, changed only by the overrides passed now (an edited sda.toml is not
             # read again: docs/user-guide.md)
             config = resume_config(state["config"], self.overrides)
@@ -274,67 +307,92 @@ class Trainer:
         self.hooks.check_config(config, resumed_from=None if state is None else str(self.paths.root))
         if state is None:
             self._prepare_fresh_folder()
-        device = select_device(self.requested_device or config.device)
-        amp = _Precision(device, config.precision)  # a precision this device lacks stops here
-        # initialisation, dropout and the model's sampling draw from torch's global generator: seed
-        # it, so a seed gives one run (a resumed run restores the generator from its checkpoint)
-        torch.manual_seed(config.seed)
-        train_loader, val_loader, split = create_data_loaders(summary, config, self.hooks, split=split, device=device)
-        if state is not None:
-            check_provider(recorded, "dataset", self.hooks, self.paths.root, "resume it")
-        # whether the validation loss chooses best.pt (also after a resume, with the resumed config)
-        history.validation_chunks = len(val_loader.dataset)
-        history.min_validation_chunks = config.min_validation_chunks
-        model = self.hooks.make_model(config, check=lambda answer: check_model_interface(answer, config))
-        if state is not None:
-            check_provider(recorded, "model", self.hooks, self.paths.root, "resume it")
-        model = model.to(device)
-        references = _references(val_loader.dataset, train_loader.dataset)
-        # one call of each method on real chunks, before anything is written: a model that does
-        # not follow the interface is one sentence naming its plugin, and leaves no run behind
-        self.hooks.verify("sda_make_model", check_model, model, config, references[:CHECK_BATCH])
-        providers = {
-            **recorded,
-            **record_providers(self.hooks, ("model", "dataset") if state is not None else tuple(PROVIDED)),
-        }
-        parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        check_output_folder(self.paths, needed_bytes=checkpoint_space(self.paths, parameter_bytes))
+            if self.dist.active:  # split once, here, for every rank
+                split = self.hooks.split_files(summary.files, config)
+        return summary, state, config, split, history
 
-        steps_per_epoch = len(train_loader)
-        if steps_per_epoch == 0:
-            raise TrainingError("the training set yields no batch; lower batch_size")
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.learning_rate, weight_decay=config.regularization.weight_decay
-        )
-        total_steps = config.max_epochs * steps_per_epoch
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_cosine(total_steps, max(1, int(total_steps * WARMUP_FRACTION)))
-        )
-        start_epoch = history.last_epoch + 1
-        # the first epoch's batches are made while the run validates and sets up; each next epoch's
-        # while the epoch before ends (its last steps, validation, checkpoints)
-        batches = closing.enter_context(EpochPrefetcher(train_loader, range(start_epoch, config.max_epochs + 1)))
-        if state is not None:
-            # "model" holds the averaged weights (what generation uses), "training_model" the
-            # trained ones; a checkpoint without the latter (ema_decay = 0, or an older run) has one
-            load_model_weights(
-                model,
-                state.get("training_model", state["model"]),
-                self.paths.last,
-                provider_record(self.hooks, "model"),
+    def _run(self, closing: ExitStack) -> TrainingResult:
+        """The run; ``closing`` releases what it started (the batch prefetcher) when it ends."""
+        started = time.perf_counter()
+        dist = self.dist
+        plan = None
+        with dist.together():
+            if dist.is_main:
+                plan = self._plan()
+        summary, state, config, split, history = dist.broadcast(plan)
+        recorded = recorded_providers(state) if state is not None else {}
+        with dist.together():
+            if not dist.is_main:
+                self.hooks.check_config(config)  # what plugins set up there, they set up on every rank
+            device = dist.device(select_device(self.requested_device or config.device))
+            amp = _Precision(device, config.precision)  # a precision this device lacks stops here
+            # initialisation, dropout and the model's sampling draw from torch's global generator: seed
+            # it, so a seed gives one run (a resumed run restores the generator from its checkpoint)
+            torch.manual_seed(config.seed)
+            train_loader, val_loader, split = create_data_loaders(
+                summary, config, self.hooks, split=split, device=device, rank=dist.rank, world_size=dist.world_size
             )
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            amp.load_state_dict(state.get("scaler"))
-            torch.set_rng_state(state["rng"]["torch"])
-            initial_val_loss = state.get("initial_val_loss")
-            step = int(state["step"])
-            with _writing(self.paths.providers):
-                write_providers(self.paths.root, providers)
-        else:
-            self._write_run_files(config, summary, split, providers)
+            if state is not None:
+                check_provider(recorded, "dataset", self.hooks, self.paths.root, "resume it")
+            # whether the validation loss chooses best.pt (also after a resume, with the resumed config)
+            history.validation_chunks = len(val_loader.dataset)
+            history.min_validation_chunks = config.min_validation_chunks
+            model = self.hooks.make_model(config, check=lambda answer: check_model_interface(answer, config))
+            if state is not None:
+                check_provider(recorded, "model", self.hooks, self.paths.root, "resume it")
+            model = model.to(device)
+            references = _references(val_loader.dataset, train_loader.dataset)
+            # one call of each method on real chunks, before anything is written: a model that does
+            # not follow the interface is one sentence naming its plugin, and leaves no run behind
+            self.hooks.verify("sda_make_model", check_model, model, config, references[:CHECK_BATCH])
+            providers = {
+                **recorded,
+                **record_providers(self.hooks, ("model", "dataset") if state is not None else tuple(PROVIDED)),
+            }
+            parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+            if dist.is_main:
+                check_output_folder(self.paths, needed_bytes=checkpoint_space(self.paths, parameter_bytes))
+
+            steps_per_epoch = len(train_loader)
+            if steps_per_epoch == 0:
+                raise TrainingError("the training set yields no batch; lower batch_size")
+            optimizer = torch.optim.AdamW(
+                model.parameters(), lr=config.learning_rate, weight_decay=config.regularization.weight_decay
+            )
+            total_steps = config.max_epochs * steps_per_epoch
+            schedule = warmup_cosine(total_steps, max(1, int(total_steps * WARMUP_FRACTION)))
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+            start_epoch = history.last_epoch + 1
+            # the first epoch's batches are made while the run validates and sets up; each next epoch's
+            # while the epoch before ends (its last steps, validation, checkpoints)
+            batches = closing.enter_context(EpochPrefetcher(train_loader, range(start_epoch, config.max_epochs + 1)))
+            if state is not None:
+                # "model" holds the averaged weights (what generation uses), "training_model" the
+                # trained ones; a checkpoint without the latter (ema_decay = 0, or an older run) has one
+                load_model_weights(
+                    model,
+                    state.get("training_model", state["model"]),
+                    self.paths.last,
+                    provider_record(self.hooks, "model"),
+                )
+                optimizer.load_state_dict(state["optimizer"])
+                _resume_schedule(scheduler, state["scheduler"], history, steps_per_epoch, schedule)
+                amp.load_state_dict(state.get("scaler"))
+                torch.set_rng_state(state["rng"]["torch"])
+                initial_val_loss = state.get("initial_val_loss")
+                step = int(state["step"])
+                if dist.is_main:
+                    with _writing(self.paths.providers):
+                        write_providers(self.paths.root, providers)
+                    self._record_world_size()
+            else:
+                if dist.is_main:
+                    self._write_run_files(config, summary, split, providers)
+                initial_val_loss, step = None, 0
+            if not dist.is_main:  # dropout and sampling noise of its own on every rank
+                torch.manual_seed(hash((config.seed, dist.rank, start_epoch)) % 2**63)
+        if state is None:
             initial_val_loss = self._validate(model, val_loader, epoch=1, amp=amp)[0]
-            step = 0
         average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
         if average is not None and state is not None:
             average.model.load_state_dict(state["model"])
@@ -355,22 +413,26 @@ class Trainer:
             saved_epoch=history.last_epoch,
             saved_step=step,
             batches=batches,
+            forward=dist.wrap(model, device, references[:CHECK_BATCH], start_epoch),
         )
 
-        self.hooks.emit(
-            TrainingStartEvent(
-                run_dir=str(self.paths.root),
-                config=config.to_dict(),
-                train_files=len(split.train),
-                validation_files=len(split.validation),
-                validation_chunks=history.validation_chunks,
-                start_epoch=min(start_epoch, config.max_epochs),
-                max_epochs=config.max_epochs,
-                steps_per_epoch=steps_per_epoch,
-                device=str(device),
-                resumed=state is not None,
+        with dist.together():  # a plugin may veto the run as it starts (docs/hooks.md)
+            self.hooks.emit(
+                TrainingStartEvent(
+                    run_dir=str(self.paths.root),
+                    config=config.to_dict(),
+                    train_files=len(split.train),
+                    validation_files=len(split.validation),
+                    validation_chunks=history.validation_chunks,
+                    start_epoch=min(start_epoch, config.max_epochs),
+                    max_epochs=config.max_epochs,
+                    steps_per_epoch=steps_per_epoch,
+                    device=str(device),
+                    resumed=state is not None,
+                    world_size=dist.world_size,
+                    rank=dist.rank,
+                )
             )
-        )
         reason = "max_epochs"
         last_preview = ran = 0
         try:
@@ -382,17 +444,21 @@ class Trainer:
                     break
                 stop = self._end_of_epoch(run, epoch)
                 if epoch % get_effective_preview_interval(config) == 0:
-                    self._preview(run, epoch, references)
+                    with dist.together():  # a preview that fails on rank 0 stops every rank
+                        if dist.is_main:
+                            self._preview(run, epoch, references)
                     last_preview = epoch
                 if stop:
                     reason = stop
                     break
-                if self.stop_event.is_set():
+                if self._stop_agreed():
                     reason = self.stop_reason
                     break
             if ran and history.last_epoch and last_preview != history.last_epoch and reason != self.stop_reason:
-                self._fit_sampler(run)
-                self._preview(run, history.last_epoch, references)
+                with dist.together():
+                    if dist.is_main:
+                        self._fit_sampler(run)
+                        self._preview(run, history.last_epoch, references)
         except BaseException as error:
             # the summary reports what is on disk: the history as last.pt holds it
             history.truncate_to_epoch(run.saved_epoch)
@@ -400,10 +466,11 @@ class Trainer:
             self._emit_despite_strict(self._complete_event(run, f"error: {type(error).__name__}: {error}", started))
             raise
         batches.close()  # before the evaluation: an early stop leaves batches of a next epoch unused
-        if not self.paths.last.exists() or reason == self.stop_reason:
-            self._save_last(run)  # an interrupted epoch keeps its weights, not its steps
+        with dist.together():  # no rank ends (and has torchrun end the others) before the run is saved
+            if dist.is_main and (not self.paths.last.exists() or reason == self.stop_reason):
+                self._save_last(run)  # an interrupted epoch keeps its weights, not its steps
         evaluation = None
-        if ran and history.last_epoch and reason != self.stop_reason and not self.stop_event.is_set():
+        if dist.is_main and ran and history.last_epoch and reason != self.stop_reason and not self.stop_event.is_set():
             try:
                 evaluation = self._evaluate(run, device)
             except BaseException:  # a second Ctrl-C: the checkpoints are on disk, the run ended
@@ -480,10 +547,25 @@ class Trainer:
             fetched = time.perf_counter()
             batch = batch.to(device, non_blocking=True)
             with run.amp.autocast():
-                losses = model.loss(batch, epoch=epoch)
+                losses = model.loss(batch, epoch=epoch) if run.forward is None else run.forward(batch, epoch)
             values = self.hooks.verify("sda_make_model", check_losses, losses, model=named(model))
             loss = losses[LOSS_KEY]
-            if not torch.isfinite(loss):
+            items = len(batch)
+            stopping = False
+            if run.forward is not None:  # under torchrun: the step's figures and stop requests of every rank
+                shared = self.dist.step(values, items, finite=bool(torch.isfinite(loss)), stop=self._local_stop())
+                if shared.nonfinite_ranks:
+                    if self.dist.rank not in shared.nonfinite_ranks:
+                        raise PeerStopped(shared.nonfinite_ranks, "had a loss that is not finite")
+                    raise TrainingError(
+                        f"the loss became {loss.item()} at epoch {epoch}, step {epoch_step} (rank {self.dist.rank}); "
+                        "last.pt keeps the last good epoch: resume with a lower learning_rate (--set learning_rate=...)"
+                    )
+                stopping = self._adopt_stop([shared.stop])
+                if items * self.dist.world_size != shared.items:  # an epoch's last batch, shared unevenly
+                    loss = loss * self.dist.loss_weight(items, shared.items)
+                values, items = shared.losses, shared.items
+            elif not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} at epoch {epoch}, step {epoch_step}; last.pt keeps "
                     "the last good epoch: resume with a lower learning_rate (--set learning_rate=...)"
@@ -499,7 +581,7 @@ class Trainer:
             if run.average is not None:
                 run.average.update(model, run.step)
             objective = objective_of(values)
-            totals.add(objective, values, len(batch))
+            totals.add(objective, values, items)
             finished = time.perf_counter()
             metrics = StepMetrics(
                 epoch=epoch,
@@ -509,13 +591,13 @@ class Trainer:
                 loss=objective,
                 losses=values,
                 learning_rate=run.optimizer.param_groups[0]["lr"],
-                items_per_second=len(batch) / max(finished - wait_started, 1e-9),
+                items_per_second=items / max(finished - wait_started, 1e-9),
                 duration=finished - wait_started,
                 data_wait=fetched - wait_started,
             )
             history.record_step(metrics)
             self.hooks.emit(metrics)
-            if self.stop_event.is_set():
+            if stopping if run.forward is not None else self.stop_event.is_set():
                 history.truncate_to_epoch(epoch - 1)
                 run.step = history.steps[-1].step if history.steps else run.step - epoch_step
                 return False
@@ -546,26 +628,63 @@ class Trainer:
         A consumer that fails in strict mode ends the run, but only once the epoch is saved: the
         run stays consistent (what the summary reports is on disk) and resumes from that epoch."""
         history, config = run.history, run.config
-        failure: PluginError | None = None
+        failure: Exception | None = None
         try:
             self.hooks.emit(history.epochs[-1], history=history)
         except PluginError as error:  # only strict mode lets a consumer's error through
             failure = error
-        if (
-            history.best_epoch in (epoch, None)
-            or epoch % get_effective_preview_interval(config) == 0
-            or epoch == config.max_epochs
-        ):
-            self._fit_sampler(run)  # so best.pt, last.pt and the previews sample from these weights' codes
-        if history.best_epoch == epoch or history.best_epoch is None:
-            self._save(run, self.paths.best)
-        self._save_last(run)  # before asking plugins anything: a faulty one cannot cost this epoch
+        decision = None
+        if self.dist.is_main:
+            try:
+                if (
+                    history.best_epoch in (epoch, None)
+                    or epoch % get_effective_preview_interval(config) == 0
+                    or epoch == config.max_epochs
+                ):
+                    self._fit_sampler(run)  # so best.pt, last.pt and the previews sample from these weights' codes
+                if history.best_epoch == epoch or history.best_epoch is None:
+                    self._save(run, self.paths.best)
+                self._save_last(run)  # before asking plugins anything: a faulty one cannot cost this epoch
+                if failure is not None:
+                    raise failure
+                warning = self.hooks.check_overfitting(history, config)
+                if warning is not None:
+                    self.hooks.emit(warning)
+                decision = self.hooks.should_stop(history, config)
+            except Exception as error:
+                if not self.dist.active:
+                    raise
+                failure = error
+        if not self.dist.active:
+            return decision
+        # rank 0's decision, and every rank's failure or stop request, reach every rank
+        answers = self.dist.gather((self._local_stop(), decision, failure is not None))
         if failure is not None:
             raise failure
-        warning = self.hooks.check_overfitting(history, config)
-        if warning is not None:
-            self.hooks.emit(warning)
-        return self.hooks.should_stop(history, config)
+        failed = [rank for rank, (_stop, _decision, fault) in enumerate(answers) if fault]
+        if failed:
+            raise PeerStopped(failed)
+        self._adopt_stop([stop for stop, _decision, _fault in answers])
+        return answers[0][1]
+
+    def _local_stop(self) -> str | None:
+        """This process's stop request: its stop reason once asked to stop, else None."""
+        return self.stop_reason if self.stop_event.is_set() else None
+
+    def _adopt_stop(self, requests: list[str | None]) -> bool:
+        """Under torchrun, take up the stop the ranks asked for together ("interrupted" first):
+        every rank then stops at the same step. Returns whether any rank asked."""
+        asked = [request for request in requests if request]
+        self._agreed_stop = bool(asked)
+        if asked:
+            self.stop_reason = "interrupted" if "interrupted" in asked else asked[0]
+            self.stop_event.set()
+        return self._agreed_stop
+
+    def _stop_agreed(self) -> bool:
+        """Whether to stop between epochs: a stop request here, or (under torchrun) on any rank as
+        the ranks last agreed, so no rank stops alone."""
+        return self._agreed_stop if self.dist.active else self.stop_event.is_set()
 
     @torch.no_grad()
     def _validate(self, model: Any, loader: Any, *, epoch: int, amp: "_Precision") -> tuple[float | None, dict]:
@@ -576,6 +695,7 @@ class Trainer:
         model.eval()
         totals = _Totals()
         device = next(model.parameters()).device
+        unreadable = False
         try:
             for batch in loader:
                 with amp.autocast():
@@ -585,6 +705,16 @@ class Trainer:
                 )
                 totals.add(objective_of(values), values, len(batch))
         except DatasetError:  # not one validation file can be read (each is named by its own warning)
+            unreadable = True
+        finally:
+            model.train(was_training)
+        if self.dist.active:  # each rank validated its part: add them up, so every rank has the same figures
+            parts = self.dist.gather((unreadable, totals.items, totals.objective, totals.parts))
+            unreadable = any(part[0] for part in parts)
+            totals = _Totals()
+            for _unreadable, items, objective, components in parts:
+                totals.merge(items, objective, components)
+        if unreadable:
             self.validation_unreadable = True
             warnings.warn(
                 "not one validation file can be read, so training goes on without validation (no validation "
@@ -594,8 +724,6 @@ class Trainer:
                 stacklevel=2,
             )
             return None, {}
-        finally:
-            model.train(was_training)
         return totals.mean(), totals.components()
 
     @torch.no_grad()
@@ -657,12 +785,30 @@ class Trainer:
     ) -> None:
         self.paths.root.mkdir(parents=True, exist_ok=True)
         dataset = {"data_dir": str(self.data_dir.resolve()), "scan": summary.to_dict(), "split": split.to_dict()}
+        recorded = config.to_dict()
+        if self.dist.active:
+            recorded[WORLD_SIZE_KEY] = self.dist.world_size
         with _writing(self.paths.config):
-            write_text_atomic(self.paths.config, json.dumps(config.to_dict(), indent=2) + "\n")
+            write_text_atomic(self.paths.config, json.dumps(recorded, indent=2) + "\n")
         with _writing(self.paths.dataset):
             write_text_atomic(self.paths.dataset, json.dumps(dataset, indent=2) + "\n")
         with _writing(self.paths.providers):
             write_providers(self.paths.root, providers)
+
+    def _record_world_size(self) -> None:
+        """Keep ``world_size`` in config.json that of the latest start (resumed with another number
+        of processes); absent for one process, so a run that never ran under torchrun is unchanged."""
+        try:
+            recorded = json.loads(self.paths.config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # a damaged or missing config.json is not this step's to mend
+        if not isinstance(recorded, dict) or recorded.get(WORLD_SIZE_KEY, 1) == self.dist.world_size:
+            return
+        recorded.pop(WORLD_SIZE_KEY, None)
+        if self.dist.active:
+            recorded[WORLD_SIZE_KEY] = self.dist.world_size
+        with _writing(self.paths.config):
+            write_text_atomic(self.paths.config, json.dumps(recorded, indent=2) + "\n")
 
     def _save_last(self, run: "_RunState") -> None:
         """last.pt, then history.json (the checkpoint holds the history too)."""
@@ -747,6 +893,7 @@ class _RunState:
     providers: dict = attrs.Factory(dict)  # role -> the plugin that answered (sda_core.training.provenance)
     saved_epoch: int = 0  # the last epoch last.pt holds, and its step
     saved_step: int = 0
+    forward: Any = None  # under torchrun: model.loss through DistributedDataParallel (Distributed.wrap)
 
     @property
     def inference_model(self) -> Any:
@@ -786,6 +933,13 @@ class _Totals:
         self.objective += objective * items
         for key, value in parts.items():
             self.parts[key] = self.parts.get(key, 0.0) + value * items
+
+    def merge(self, items: int, objective: float, parts: Mapping[str, float]) -> None:
+        """Add the sums of another ``_Totals`` (another rank's)."""
+        self.items += items
+        self.objective += objective
+        for key, value in parts.items():
+            self.parts[key] = self.parts.get(key, 0.0) + value
 
     def mean(self) -> float:
         return self.objective / max(self.items, 1)
