@@ -470,14 +470,24 @@ class Trainer:
             if dist.is_main and (not self.paths.last.exists() or reason == self.stop_reason):
                 self._save_last(run)  # an interrupted epoch keeps its weights, not its steps
         evaluation = None
-        if dist.is_main and ran and history.last_epoch and reason != self.stop_reason and not self.stop_event.is_set():
-            try:
-                evaluation = self._evaluate(run, device)
-            except BaseException:  # a second Ctrl-C: the checkpoints are on disk, the run ended
-                self.hooks.emit(self._complete_event(run, reason, started))
-                raise
-        event = self._complete_event(run, reason, started)
-        self.hooks.emit(event)
+        # every rank waits for rank 0's closing work: a rank that ended first and tore down its
+        # process group while rank 0 still had it aborted ("terminate called without an active
+        # exception", exit -6) in one CI run
+        with dist.together():
+            if (
+                dist.is_main
+                and ran
+                and history.last_epoch
+                and reason != self.stop_reason
+                and not self.stop_event.is_set()
+            ):
+                try:
+                    evaluation = self._evaluate(run, device)
+                except BaseException:  # a second Ctrl-C: the checkpoints are on disk, the run ended
+                    self.hooks.emit(self._complete_event(run, reason, started))
+                    raise
+            event = self._complete_event(run, reason, started)
+            self.hooks.emit(event)
         return TrainingResult(
             run_dir=event.run_dir,
             reason=event.reason,
