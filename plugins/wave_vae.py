@@ -89,6 +89,24 @@ ENVELOPE_LOSS_FLOOR_DB = -125.0
 #: Mel bands of the multi-scale mel loss, per FFT size relative to the model's (1/2, 1, 2).
 MEL_BANDS = (40, 80, 128)
 
+# The output gate (:func:`gate_quiet_blocks`). Short recordings end in digital silence, and
+# chunks of them are padded with it, but a decoder's output is never exactly zero: the generated
+# sounds' tails and gaps sat at -70 to -100 dBFS where the data is silent. Measured on a trained
+# default run on the 36 real sounds (20% of the training chunks' hop-sized blocks below -100 dB,
+# under 4% of the generated ones'): gating at the data's level below -82 dB lowered the 1-NN
+# accuracy of the generated sounds from 0.84 / 0.72 to 0.74 / 0.67 (evaluation seeds 0 / 1).
+#: A hop-sized block below this level is digital silence (as ``sda_core.audio.quality``).
+SILENCE_DB = -100.0
+#: Level histogram of the training chunks' blocks: one bin below :data:`SILENCE_DB`, 1 dB bins
+#: from there to 0 dBFS, one above.
+LEVEL_BINS = 102
+#: The gate works only for data with at least this share of digitally silent blocks.
+GATE_MIN_SILENT_SHARE = 0.02
+#: The gate closes below the level of the quietest this-percent of the data's sounding blocks...
+GATE_PERCENTILE = 2.0
+#: ...but never above this level, so it cannot cut into quiet material.
+GATE_CEILING_DB = -60.0
+
 SAMPLERS = ("codes", "mixture", "prior")
 #: The most training codes the ``"codes"`` sampler keeps (sda_core hands it at most 512).
 CODE_CAPACITY = 512
@@ -377,13 +395,37 @@ class WaveDecoder(nn.Module):
         return self.istft(real, imag).view(batch, self.channels, self.length)
 
 
-def finish_audio(audio: torch.Tensor) -> torch.Tensor:
-    """Audio (batch, channels, samples) made finite, without DC (mean removed per channel) and with
-    each item's peak at most -1 dBFS (a louder item is scaled down whole)."""
+def finish_audio(audio: torch.Tensor, gate_power: torch.Tensor | None = None, block: int = 256) -> torch.Tensor:
+    """Audio (batch, channels, samples) made finite, without DC (mean removed per channel), gated
+    (:func:`gate_quiet_blocks`, when ``gate_power`` is given) and with each item's peak at most
+    -1 dBFS (a louder item is scaled down whole)."""
     audio = torch.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
     audio = audio - audio.mean(dim=-1, keepdim=True)
+    if gate_power is not None:
+        audio = gate_quiet_blocks(audio, gate_power, block)
     peak = audio.abs().amax(dim=(1, 2), keepdim=True)
     return audio * (PEAK_LIMIT / peak.clamp_min(PEAK_LIMIT))
+
+
+def block_power(audio: torch.Tensor, block: int) -> torch.Tensor:
+    """Mean power of ``block``-sample blocks of audio (batch, channels, samples), the loudest
+    channel's: (batch, ceil(samples / block)); a last partial block is zero-padded."""
+    batch, channels, samples = audio.shape
+    padded = F.pad(audio, (0, (-samples) % block))
+    return padded.square().reshape(batch, channels, -1, block).mean(dim=-1).amax(dim=1)
+
+
+def gate_quiet_blocks(audio: torch.Tensor, gate_power: torch.Tensor, block: int) -> torch.Tensor:
+    """Silence (exact zeros) the ``block``-sample blocks of audio (batch, channels, samples) whose
+    power is at most ``gate_power`` (a 0-d tensor; 0 leaves sound alone) and whose neighbours are
+    too, with gain ramps one block long between open and closed blocks, so no sound is cut and no
+    click is made. Built from ops that export to ONNX and TorchScript.
+    """
+    samples = audio.shape[-1]
+    is_open = (block_power(audio, block) > gate_power).float().unsqueeze(1)  # (batch, 1, blocks)
+    held = F.max_pool1d(is_open, 3, stride=1, padding=1)  # a block next to an open one stays open
+    gain = F.interpolate(held, size=held.shape[-1] * block, mode="linear", align_corners=False)
+    return audio * gain[..., :samples]
 
 
 # -- the sampler -------------------------------------------------------------------------------
@@ -559,6 +601,8 @@ class WaveVAE(nn.Module):
         self.register_buffer("sampler_weights", torch.zeros(k))
         self.register_buffer("sampler_means", torch.zeros(k, self.latent_dim))
         self.register_buffer("sampler_stds", torch.ones(k, self.latent_dim))
+        # the output gate: counts of the training chunks' block levels (see gate_power)
+        self.register_buffer("level_histogram", torch.zeros(LEVEL_BINS))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         """Sampler buffers saved with another ``components`` setting load too: padded with unused
@@ -572,11 +616,17 @@ class WaveVAE(nn.Module):
                 value = state_dict[prefix + name][order]
                 padding = value.new_full((size - value.shape[0], *value.shape[1:]), fill)
                 state_dict[prefix + name] = torch.cat([value, padding])
+        if prefix + "level_histogram" not in state_dict:  # saved before the gate: none, as then
+            state_dict[prefix + "level_histogram"] = torch.zeros(LEVEL_BINS)
         for name in ("weight", "bias"):  # saved before the envelope path: it starts at 0, as then
             key = f"{prefix}decoder.to_envelope.{name}"
             if key not in state_dict:
                 state_dict[key] = torch.zeros_like(getattr(self.decoder.to_envelope, name))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    #: Buffers that ``loss`` updates from the training batches: the weight average copies them
+    #: from the trained model (sda_core.training.averaging), as it does BatchNorm statistics.
+    running_buffers = ("level_histogram",)
 
     @classmethod
     def from_config(cls, config: TrainingConfig) -> WaveVAE:
@@ -628,6 +678,8 @@ class WaveVAE(nn.Module):
         chunk above ``free_bits`` per dimension, over :data:`KL_NORMALISER`. ``loss = recon +
         w(epoch) * kl`` (linear warm-up), ``objective = recon + kl_weight * kl``.
         """
+        if self.training:
+            self.count_levels(audio)
         mean, logvar = self.posterior(self.features(audio))
         latent = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if self.training else mean
         prediction = self.decoder(latent)
@@ -663,7 +715,28 @@ class WaveVAE(nn.Module):
                 f"WaveVAE.decode expects latents shaped (batch, {self.latent_dim}), got {tuple(latent.shape)}"
             )
         with evaluating(self), torch.no_grad():
-            return finish_audio(self.decoder(latent.to(self.device)))
+            return finish_audio(self.decoder(latent.to(self.device)), self.gate_power(), self.hop_length)
+
+    @torch.no_grad()
+    def count_levels(self, audio: torch.Tensor) -> None:
+        """Add the levels of a training batch's hop-sized blocks to ``level_histogram``."""
+        level = 10.0 * torch.log10(block_power(audio.detach().float(), self.hop_length) + 1e-30)
+        bins = (level - SILENCE_DB).floor().clamp(-1, LEVEL_BINS - 2).long() + 1
+        self.level_histogram += torch.bincount(bins.flatten(), minlength=LEVEL_BINS).to(self.level_histogram)
+
+    def gate_power(self) -> torch.Tensor:
+        """The output gate's threshold (a 0-d tensor, mean block power): 0 (no gate) unless at least
+        :data:`GATE_MIN_SILENT_SHARE` of the training blocks counted were digital silence; then the
+        level below which lie the quietest :data:`GATE_PERCENTILE` percent of the sounding blocks,
+        at most :data:`GATE_CEILING_DB`."""
+        counts = self.level_histogram
+        total = counts.sum()
+        sounding = counts[1:]
+        share = torch.cumsum(sounding, 0) / sounding.sum().clamp_min(1.0)
+        level_db = SILENCE_DB + (share < GATE_PERCENTILE / 100).sum().float()
+        power = 10.0 ** (torch.clamp(level_db, max=GATE_CEILING_DB) / 10.0)
+        gated = (counts[0] >= GATE_MIN_SILENT_SHARE * total) & (total > 0)
+        return torch.where(gated, power, torch.zeros_like(power))
 
     def reconstruct(self, audio: torch.Tensor) -> torch.Tensor:
         """Decode the posterior means of chunks: (batch, channels, chunk_samples)."""
@@ -739,7 +812,7 @@ class WaveVAE(nn.Module):
             return torch.zeros(0, self.channels, total, device=self.device)
         chunks = self.decode(latents).view(count, pieces, self.channels, chunk)
         if pieces == 1:
-            return finish_audio(chunks[:, 0, :, :total].contiguous())
+            return finish_audio(chunks[:, 0, :, :total].contiguous(), self.gate_power(), self.hop_length)
         out = torch.zeros(count, self.channels, step * (pieces - 1) + chunk, device=chunks.device)
         ramp = (torch.arange(fade, device=chunks.device, dtype=torch.float32) + 0.5) / fade
         fade_in, fade_out = torch.sin(ramp * math.pi / 2), torch.cos(ramp * math.pi / 2)
@@ -750,7 +823,7 @@ class WaveVAE(nn.Module):
             if index < pieces - 1:
                 piece[..., chunk - fade :] *= fade_out
             out[..., index * step : index * step + chunk] += piece
-        return finish_audio(out[..., :total].contiguous())
+        return finish_audio(out[..., :total].contiguous(), self.gate_power(), self.hop_length)
 
 
 class _LossSpectra(nn.Module):

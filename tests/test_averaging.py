@@ -35,6 +35,43 @@ def test_the_average_follows_the_weights_and_copies_batchnorm_statistics():
     assert not any(p.requires_grad for p in average.model.parameters())
 
 
+class CountingModel(torch.nn.Module):
+    """Counts the batches it sees in a buffer it names in ``running_buffers``."""
+
+    running_buffers = ("seen",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 2)
+        self.register_buffer("seen", torch.zeros(()))
+        self.register_buffer("fitted", torch.zeros(()))  # fitted on the average itself: not copied
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += 1
+        return self.layer(x)
+
+
+def test_the_average_copies_the_buffers_a_model_names_as_running():
+    model = CountingModel()
+    average = WeightAverage(model, 0.9)
+    average.model.fitted.fill_(7.0)
+    for step in range(1, 4):
+        model(torch.randn(4, 2))
+        average.update(model, step)
+    assert float(average.model.seen) == 3.0 and float(average.model.fitted) == 7.0
+
+
+def test_a_run_saves_the_models_running_buffers_with_the_average(tmp_path):
+    """The reference model's output-gate histogram, counted in ``loss`` on the trained model, is in
+    the saved (averaged) weights."""
+    data = make_folder(tmp_path / "data", [1.0, 1.5, 2.0, 1.2, 0.8], rates=(8000,))
+    Engine(disable=["progress"]).train(data, tmp_path / "run", fast_settings(model="wave_vae"))
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    counted = state["model"]["level_histogram"]
+    assert float(counted.sum()) > 0
+    assert torch.equal(counted, state["training_model"]["level_histogram"])
+
+
 def test_a_run_saves_the_average_as_the_model_and_the_trained_weights_beside_it(tmp_path):
     data = make_folder(tmp_path / "data", [1.0, 1.5, 2.0, 1.2, 0.8], rates=(8000,))
     overrides = fast_settings(model="mel_vae")

@@ -178,3 +178,14 @@ def test_preview_samples_are_finished_like_generated_files(tiny_wave_run: Path):
     assert samples, "the run wrote no preview samples"
     for path in samples:
         assert_finished(path)
+
+
+def test_finishing_keeps_digital_silence_and_removes_a_real_offset():
+    """A model's exact zeros stay exact zeros in written files: a channel mean at or below -100 dBFS
+    is not removed (it would turn the silence into a constant), a larger one is."""
+    sound = np.zeros((2, 8000), dtype=np.float32)
+    sound[:, 1000:3000] = 0.5 * np.sin(2 * np.pi * 16 * np.arange(2000) / 2000)  # whole cycles: no mean
+    sound[1, 1000:3000] += 0.2  # a real DC offset on the second channel
+    finished = generation.finish_sound(sound, 8000)
+    assert np.array_equal(finished[0, 4000:], np.zeros(4000, dtype=np.float32))
+    assert abs(float(finished[1].mean())) < 1e-6 and abs(float(finished[1, 5000])) > 0.01

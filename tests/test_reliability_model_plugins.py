@@ -227,6 +227,14 @@ def test_check_model_names_what_came_and_what_was_expected():
     with pytest.raises(ConformanceError, match="with no trainable parameters"):
         check_model(frozen, config)
 
+    named = documented_model(config)
+    named.running_buffers = ("no_such_buffer",)
+    with pytest.raises(ConformanceError, match="running_buffers names 'no_such_buffer', not a buffer of it"):
+        check_model_interface(named, config)
+    named.running_buffers = "level_histogram"  # a string, not a tuple of names
+    with pytest.raises(ConformanceError, match="running_buffers to be a tuple"):
+        check_model_interface(named, config)
+
 
 def test_check_losses_accepts_numbers_and_returns_floats():
     weight = torch.nn.Parameter(torch.tensor(2.0))

@@ -13,12 +13,14 @@ from sda_core.training.model import GenerativeModel, SamplerFitting
 from sda_plugins import mel_vae, wave_vae
 from sda_plugins.wave_vae import (
     CODE_CAPACITY,
+    GATE_CEILING_DB,
     PEAK_LIMIT,
     BasisISTFT,
     BasisSTFT,
     WaveVAE,
     code_kernels,
     fit_diagonal_mixture,
+    gate_quiet_blocks,
     hann_window,
     mixture_components_for,
 )
@@ -283,3 +285,73 @@ def test_a_checkpoint_from_before_the_integrated_phase_decodes_its_phase_directl
     assert newer.decoder.integrated_phase
     latent = torch.randn(2, 8)
     assert torch.allclose(model.decode(latent), newer.decode(latent), atol=1e-6)
+
+
+def one_shots(model: WaveVAE, count: int, sounding: float, tail_db: float | None = None) -> torch.Tensor:
+    """Decaying tones that sound for ``sounding`` of the chunk, then digital silence (or, with
+    ``tail_db``, a faint tail at that level instead of the silence)."""
+    audio = tone(count, model)
+    end = int(sounding * model.chunk_samples)
+    audio[..., end:] = 0.0 if tail_db is None else 10 ** (tail_db / 20) * torch.sign(audio[..., end:])
+    return audio
+
+
+def test_the_gate_silences_quiet_blocks_and_leaves_sound_alone():
+    block = 100
+    t = torch.arange(1000) / 1000
+    audio = torch.zeros(1, 2, 1000)
+    audio[0, 0, :300] = 0.5 * torch.sin(2 * math.pi * 50 * t[:300])  # sound in the first 3 blocks
+    audio[0, 1, :] = 1e-5  # -100 dB everywhere on the other channel
+    gate = torch.tensor(10 ** (-80 / 10))
+    gated = gate_quiet_blocks(audio, gate, block)
+    assert torch.equal(gated[..., :350], audio[..., :350])  # sounding blocks and half the held one: untouched
+    assert torch.equal(gated[..., 500:], torch.zeros_like(gated[..., 500:]))  # exact digital silence
+    ramp = gated[0, 1, 350:450] / 1e-5
+    assert bool((ramp.diff() <= 1e-6).all()) and float(ramp[0]) > 0.9 and float(ramp[-1]) < 0.1  # a one-block fade
+    assert torch.equal(gate_quiet_blocks(audio, torch.tensor(0.0), block), audio)  # threshold 0: no gate
+
+
+def test_the_gate_follows_the_training_data():
+    """The gate threshold comes from the training chunks' block levels, counted by ``loss`` in
+    training mode; data without digital silence gets no gate, and the level stays under the ceiling."""
+    model = WaveVAE.from_config(config())
+    assert float(model.gate_power()) == 0.0  # untrained: no gate
+    model.eval()
+    model.loss(one_shots(model, 4, 0.5), epoch=1)
+    assert float(model.level_histogram.sum()) == 0.0  # validation batches are not counted
+    model.train()
+    model.loss(tone(4, model), epoch=1)  # sound everywhere: no silence, no gate
+    assert float(model.level_histogram.sum()) == 4 * math.ceil(model.chunk_samples / model.hop_length)
+    assert float(model.gate_power()) == 0.0
+    for _ in range(3):
+        model.loss(one_shots(model, 4, 0.5), epoch=1)
+    level = 10 * math.log10(float(model.gate_power()))
+    assert -100 <= level <= GATE_CEILING_DB
+    # a faint -90 dB tail is part of the data: the gate opens below it
+    faint = WaveVAE.from_config(config())
+    for _ in range(2):
+        faint.loss(one_shots(faint, 4, 0.4, tail_db=None), epoch=1)
+        faint.loss(one_shots(faint, 4, 0.4, tail_db=-90.0), epoch=1)
+    assert 10 * math.log10(float(faint.gate_power())) <= -90
+
+
+def test_generated_sounds_are_silent_where_the_data_is():
+    """Trained on one-shots that end in digital silence, the model's quiet output is gated to zero
+    in ``decode``, ``reconstruct`` and ``generate``; the histogram travels in the state dict."""
+    model = WaveVAE.from_config(config())
+    model.train()
+    model.loss(one_shots(model, 8, 0.5), epoch=1)
+    with torch.no_grad():  # a decoder whose output is quiet everywhere (about -70 dB)
+        model.decoder.head.bias.view(1, 2, -1)[:, 0] = -12.0
+    ungated = WaveVAE.from_config(config())
+    ungated.load_state_dict({**model.state_dict(), "level_histogram": torch.zeros_like(model.level_histogram)})
+    latent = torch.randn(2, 8)
+    assert float(ungated.decode(latent).abs().max()) > 0  # without the histogram: no gate
+    for audio in (model.decode(latent), model.generate(2, seconds=1.2), model.reconstruct(tone(2, model))):
+        assert torch.equal(audio, torch.zeros_like(audio))
+    restored = WaveVAE.from_config(config())
+    restored.load_state_dict(model.state_dict())
+    assert torch.equal(restored.level_histogram, model.level_histogram)
+    old = {key: value for key, value in model.state_dict().items() if key != "level_histogram"}
+    restored.load_state_dict(old)  # saved before the gate: loads, with no gate
+    assert float(restored.gate_power()) == 0.0

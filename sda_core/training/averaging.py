@@ -30,8 +30,10 @@ def decay_at(step: int, decay: float) -> float:
 class WeightAverage:
     """An exponential moving average of ``model``'s parameters, in a copy of the model.
 
-    Buffers are the copy's own (a model's fitted sampler is fitted on the copy), except the
-    running statistics of BatchNorm layers, which are copied from the trained model at each update.
+    Buffers are the copy's own (a model's fitted sampler is fitted on the copy), except running
+    statistics of the training batches, which are copied from the trained model at each update:
+    those of BatchNorm layers, and the buffers a model names in its ``running_buffers`` attribute
+    (a tuple of names as ``named_buffers()`` gives them; see docs/model.md).
     """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
@@ -50,3 +52,5 @@ class WeightAverage:
             if isinstance(current, _BatchNorm):
                 for mine, theirs in zip(averaged.buffers(recurse=False), current.buffers(recurse=False), strict=True):
                     mine.copy_(theirs)
+        for name in getattr(model, "running_buffers", ()):
+            self.model.get_buffer(name).copy_(model.get_buffer(name))

@@ -100,7 +100,21 @@ def interface_problems(model: Any, config: TrainingConfig | None = None) -> list
                     f"the model to be built from the config (config.{member})",
                 )
             )
+    problems += _running_buffer_problems(model, this)
     return problems
+
+
+def _running_buffer_problems(model: torch.nn.Module, this: str) -> list[ConformanceError]:
+    """``running_buffers``, when a model has it, must be a tuple or list of its buffers' names."""
+    names = getattr(model, "running_buffers", ())
+    expected = "running_buffers to be a tuple of the model's buffer names (as named_buffers() gives them)"
+    if isinstance(names, str) or not isinstance(names, (tuple, list)):
+        return [ConformanceError(f"{this} whose running_buffers is {names!r}", expected)]
+    buffers = {name for name, _ in model.named_buffers()}
+    unknown = [repr(name) for name in names if name not in buffers]
+    if unknown:
+        return [ConformanceError(f"{this} whose running_buffers names {_and(unknown)}, not a buffer of it", expected)]
+    return []
 
 
 def check_losses(losses: Any, *, model: str = "the model", requires_grad: bool = True) -> dict[str, float]:

@@ -62,6 +62,9 @@ TRIM_LEAD_SECONDS = 0.005
 TRIM_TAIL_SECONDS = 0.02
 #: Fades at the two ends of every written sound (one-shots, variations, a joined morph), in seconds.
 EDGE_FADE_SECONDS = 0.005
+#: A channel mean at or below this (-100 dBFS) is left alone: removing it would only turn a
+#: model's digital silence into a constant offset.
+DC_FLOOR = 1e-5
 
 
 def load_trained_model(
@@ -93,11 +96,13 @@ def load_trained_model(
 
 
 def finish_audio(audio: Any) -> np.ndarray:
-    """One sound (channels, samples) as float32: finite, each channel's mean removed, and scaled
-    down whole when its peak is above -1 dBFS (never up)."""
+    """One sound (channels, samples) as float32: finite, each channel's mean removed (when above
+    :data:`DC_FLOOR`, so digital silence stays exact zeros), and scaled down whole when its peak is
+    above -1 dBFS (never up)."""
     data = audio.detach().float().cpu().numpy() if hasattr(audio, "detach") else np.asarray(audio, dtype=np.float32)
     data = np.nan_to_num(data.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    data = data - data.mean(axis=-1, keepdims=True)
+    mean = data.mean(axis=-1, keepdims=True)
+    data = data - np.where(np.abs(mean) > DC_FLOOR, mean, np.float32(0.0))
     peak = float(np.abs(data).max()) if data.size else 0.0
     if peak > PEAK_LIMIT:
         data = data * np.float32(PEAK_LIMIT / peak)
