@@ -219,7 +219,8 @@ def test_demo_synthesises_trains_and_generates(tmp_path: Path):
     assert "validation loss: first" in result.stdout
     assert (tmp_path / "demo" / "run" / "checkpoints" / "best.pt").is_file()
     generated = sorted((tmp_path / "demo" / "generated").glob("*.wav"))
-    assert len(generated) == 4 and all(sf.info(p).duration == pytest.approx(2.0) for p in generated)
+    assert len(generated) == 4 and all(sf.info(p).duration == pytest.approx(1.0) for p in generated)  # one chunk
+    assert "4 new sounds of 1 s (one chunk)" in result.stdout
 
 
 def test_a_config_error_in_train_start_makes_train_exit_2_with_one_sentence(
