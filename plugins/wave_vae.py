@@ -723,7 +723,8 @@ class WaveVAE(nn.Module):
         """Add the levels of a training batch's hop-sized blocks to ``level_histogram``."""
         level = 10.0 * torch.log10(block_power(audio.detach().float(), self.hop_length) + 1e-30)
         bins = (level - SILENCE_DB).floor().clamp(-1, LEVEL_BINS - 2).long() + 1
-        self.level_histogram += torch.bincount(bins.flatten(), minlength=LEVEL_BINS).to(self.level_histogram)
+        ones = torch.ones(bins.numel(), dtype=self.level_histogram.dtype, device=self.level_histogram.device)
+        self.level_histogram.index_add_(0, bins.flatten().to(self.level_histogram.device), ones)  # any device
 
     def gate_power(self) -> torch.Tensor:
         """The output gate's threshold (a 0-d tensor, mean block power): 0 (no gate) unless at least
