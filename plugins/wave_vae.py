@@ -396,12 +396,16 @@ class WaveDecoder(nn.Module):
         return self.istft(real, imag).view(batch, self.channels, self.length)
 
 
-def finish_audio(audio: torch.Tensor, gate_power: torch.Tensor | None = None, block: int = 256) -> torch.Tensor:
-    """Audio (batch, channels, samples) made finite, without DC (mean removed per channel), gated
+def finish_audio(
+    audio: torch.Tensor, gate_power: torch.Tensor | None = None, block: int = 256, *, remove_dc: bool = True
+) -> torch.Tensor:
+    """Audio (batch, channels, samples) made finite, without DC (mean removed per channel, unless
+    ``remove_dc`` is False: chunks joined after each was finished), gated
     (:func:`gate_quiet_blocks`, when ``gate_power`` is given) and with each item's peak at most
     -1 dBFS (a louder item is scaled down whole)."""
     audio = torch.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
-    audio = audio - audio.mean(dim=-1, keepdim=True)
+    if remove_dc:
+        audio = audio - audio.mean(dim=-1, keepdim=True)
     if gate_power is not None:
         audio = gate_quiet_blocks(audio, gate_power, block)
     peak = audio.abs().amax(dim=(1, 2), keepdim=True)
@@ -602,6 +606,9 @@ class WaveVAE(nn.Module):
         self.register_buffer("sampler_weights", torch.zeros(k))
         self.register_buffer("sampler_means", torch.zeros(k, self.latent_dim))
         self.register_buffer("sampler_stds", torch.ones(k, self.latent_dim))
+        # for each kernel of the "codes" sampler, the kernel of the chunk that follows its chunk in
+        # the training file, or -1 (see sound_latents)
+        self.register_buffer("sampler_next", torch.full((k,), -1, dtype=torch.long))
         # the output gate: counts of the training chunks' block levels (see gate_power)
         self.register_buffer("level_histogram", torch.zeros(LEVEL_BINS))
 
@@ -617,6 +624,9 @@ class WaveVAE(nn.Module):
                 value = state_dict[prefix + name][order]
                 padding = value.new_full((size - value.shape[0], *value.shape[1:]), fill)
                 state_dict[prefix + name] = torch.cat([value, padding])
+        following = state_dict.get(prefix + "sampler_next")
+        if following is None or following.shape != self.sampler_next.shape:  # saved before, or resized
+            state_dict[prefix + "sampler_next"] = torch.full_like(self.sampler_next, -1)
         if prefix + "level_histogram" not in state_dict:  # saved before the gate: none, as then
             state_dict[prefix + "level_histogram"] = torch.zeros(LEVEL_BINS)
         for name in ("weight", "bias"):  # saved before the envelope path: it starts at 0, as then
@@ -745,8 +755,13 @@ class WaveVAE(nn.Module):
         return self.decode(self.encode(audio))
 
     @torch.no_grad()
-    def fit_sampler(self, latents: torch.Tensor) -> None:
+    def fit_sampler(self, latents: torch.Tensor, successors: torch.Tensor | None = None) -> None:
         """Fit the sampler to the training chunks' posterior means (count, latent_dim).
+
+        ``successors`` (count,), when the training loop knows them: for each code, the index of
+        the code of the chunk that follows it in its file, or -1. The ``"codes"`` sampler keeps
+        them (``sampler_next``), so :meth:`generate` continues a sound past one chunk as its file
+        did.
 
         ``sampler = "mixture"``: an EM mixture, one component per 4 codes, 1 to the ``components``
         setting (:func:`fit_diagonal_mixture`); otherwise kernels on the codes
@@ -762,6 +777,11 @@ class WaveVAE(nn.Module):
         else:
             weights, means, stds = code_kernels(codes, self.bandwidth, self.sampler_weights.shape[0])
             k = weights.shape[0]
+        self.sampler_next.fill_(-1)
+        if successors is not None and self.sampler != "mixture" and k == codes.shape[0]:
+            following = successors.detach().to("cpu", torch.long).reshape(-1)
+            if following.shape[0] == k and bool(((following >= -1) & (following < k)).all()):
+                self.sampler_next[:k] = following.to(self.sampler_next.device)
         self.sampler_weights.zero_()
         self.sampler_means.zero_()
         self.sampler_stds.fill_(1.0)
@@ -786,6 +806,50 @@ class WaveVAE(nn.Module):
             return (means + temperature * stds * noise).to(self.device)
         return (temperature * noise).to(self.device)
 
+    @property
+    def continues_sounds(self) -> bool:
+        """Whether :meth:`generate` continues a sound chunk by chunk as the training files did
+        (the ``"codes"`` sampler, fitted with successors), rather than drawing each chunk anew."""
+        return self.sampler == "codes" and self.sampler_fitted and bool((self.sampler_next >= 0).any())
+
+    def sound_latents(
+        self,
+        count: int,
+        pieces: int,
+        *,
+        generator: torch.Generator | None = None,
+        temperature: float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents (count, pieces, latent_dim) of ``count`` sounds of ``pieces`` chunks each, and
+        which chunks sound (count, pieces) bool.
+
+        With :attr:`continues_sounds`, a sound starts at a kernel drawn as :meth:`sample_latents`
+        draws and walks on to the kernel of the chunk that followed it in its training file,
+        keeping its one noise draw (so a variation stays the same variation); where its file
+        ended, the rest of the sound is silent, as the file was. Otherwise every chunk is drawn
+        on its own and all sound.
+        """
+        if pieces <= 1 or not self.continues_sounds:
+            latents = self.sample_latents(count * pieces, generator=generator, temperature=temperature)
+            return latents.view(count, pieces, self.latent_dim), torch.ones(count, pieces, dtype=torch.bool)
+        temperature = self.temperature if temperature is None else float(temperature)
+        device = generator.device if generator is not None else self.device
+        noise = torch.randn(count, self.latent_dim, generator=generator, device=device)
+        weights = self.sampler_weights.to(device)
+        current = torch.multinomial(weights / weights.sum(), count, replacement=True, generator=generator)
+        following = self.sampler_next.to(device)
+        means, stds = self.sampler_means.to(device), self.sampler_stds.to(device)
+        rows, sounding = [], []
+        alive = torch.ones(count, dtype=torch.bool, device=device)
+        for _ in range(pieces):
+            rows.append(means[current] + temperature * stds[current] * noise)
+            sounding.append(alive.clone())
+            successor = following[current]
+            alive &= successor >= 0
+            current = torch.where(successor >= 0, successor, current)
+        latents = torch.stack(rows, dim=1).to(self.device)
+        return latents, torch.stack(sounding, dim=1).cpu()
+
     def generate(
         self,
         count: int,
@@ -797,8 +861,9 @@ class WaveVAE(nn.Module):
         """``count`` new sounds (count, channels, round(seconds * sample_rate)).
 
         Latents come from :meth:`sample_latents` (``temperature`` None: the ``temperature``
-        setting). Longer sounds join successive chunks, each from its own latent, with equal-power
-        crossfades of ``min(50 ms, chunk / 4)``; the result has no DC and peaks at most -1 dBFS.
+        setting). Longer sounds join successive chunks (:meth:`sound_latents`: continued as the
+        training files went on, or each drawn anew) with equal-power crossfades of
+        ``min(50 ms, chunk / 4)``; the result has no DC and peaks at most -1 dBFS.
         """
         if count < 0:
             raise ValueError(f"count must be 0 or more, got {count}")
@@ -809,10 +874,11 @@ class WaveVAE(nn.Module):
         fade = min(round(CROSSFADE_SECONDS * self.sample_rate), chunk // 4)
         step = chunk - fade
         pieces = 1 if total <= chunk else 1 + math.ceil((total - chunk) / step)
-        latents = self.sample_latents(count * pieces, generator=generator, temperature=temperature)
+        latents, sounding = self.sound_latents(count, pieces, generator=generator, temperature=temperature)
         if count == 0:
             return torch.zeros(0, self.channels, total, device=self.device)
-        chunks = self.decode(latents).view(count, pieces, self.channels, chunk)
+        chunks = self.decode(latents.reshape(count * pieces, -1)).view(count, pieces, self.channels, chunk)
+        chunks = chunks * sounding.view(count, pieces, 1, 1).to(device=chunks.device, dtype=chunks.dtype)
         if pieces == 1:
             return finish_audio(chunks[:, 0, :, :total].contiguous(), self.gate_power(), self.hop_length)
         out = torch.zeros(count, self.channels, step * (pieces - 1) + chunk, device=chunks.device)
@@ -825,7 +891,9 @@ class WaveVAE(nn.Module):
             if index < pieces - 1:
                 piece[..., chunk - fade :] *= fade_out
             out[..., index * step : index * step + chunk] += piece
-        return finish_audio(out[..., :total].contiguous(), self.gate_power(), self.hop_length)
+        # each chunk lost its DC in decode; removing the joined sound's would turn silent stretches
+        # (after a training file ended) into a constant
+        return finish_audio(out[..., :total].contiguous(), self.gate_power(), self.hop_length, remove_dc=False)
 
 
 class _LossSpectra(nn.Module):

@@ -108,6 +108,9 @@ def test_export_run_defaults_to_the_run_folder_and_describes_the_mixture(tiny_wa
     assert sum(sampler["weights"]) == pytest.approx(1.0)
     assert len(sampler["means"]) == len(sampler["stds"]) == len(sampler["weights"])
     assert all(len(mean) == model.latent_dim for mean in sampler["means"])
+    # how sounds longer than a chunk go on: each component's successor in its training file, or -1
+    assert len(sampler["next"]) == len(sampler["weights"]) and max(sampler["next"]) >= 0
+    assert sampler["next"] == model.sampler_next[: len(sampler["weights"])].tolist()
     model.sampler = "prior"
     assert describe_sampler(model, (model.latent_dim,))["kind"] == "normal"
     # a copy of the run, so the shared run stays read-only

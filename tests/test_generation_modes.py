@@ -189,3 +189,29 @@ def test_finishing_keeps_digital_silence_and_removes_a_real_offset():
     finished = generation.finish_sound(sound, 8000)
     assert np.array_equal(finished[0, 4000:], np.zeros(4000, dtype=np.float32))
     assert abs(float(finished[1].mean())) < 1e-6 and abs(float(finished[1, 5000])) > 0.01
+
+
+def test_a_run_fits_its_sampler_with_each_chunks_successor(tiny_wave_run: Path):
+    """The training loop tells the sampler which training chunk follows which in its file (epoch
+    0's grid), so a sound longer than a chunk goes on as a training file did, and stops with it."""
+    from sda_core.data.chunks import chunk_successors
+    from sda_core.training.evaluation import _run_datasets
+
+    model, config, _ = load_trained_model(Engine(disable=["progress"]), tiny_wave_run)
+    train, _ = _run_datasets(Engine(disable=["progress"]), tiny_wave_run, config)
+    spans = train.chunk_spans(0)
+    expected = chunk_successors(train, list(range(len(train))))
+    assert expected is not None and len(expected) == len(spans)
+    for index, following in enumerate(expected.tolist()):
+        path, _start, end = spans[index]
+        if following >= 0:
+            assert spans[following][0] == path and spans[following][1] == end
+        else:
+            assert not any(p == path and s == end for p, s, _e in spans)
+    files_with_chunks = len({path for path, _s, _e in spans})
+    assert int((expected >= 0).sum()) == len(spans) - files_with_chunks > 0
+    assert model.sampler_next[: len(spans)].tolist() == expected.tolist()
+    assert model.continues_sounds
+    assert chunk_successors(object(), [0, 1]) is None  # a dataset that cannot say
+    long = model.generate(4, seconds=3 * config.chunk_seconds, generator=torch.Generator().manual_seed(0))
+    assert long.shape[-1] == round(3 * config.chunk_seconds * config.sample_rate)

@@ -355,3 +355,54 @@ def test_generated_sounds_are_silent_where_the_data_is():
     old = {key: value for key, value in model.state_dict().items() if key != "level_histogram"}
     restored.load_state_dict(old)  # saved before the gate: loads, with no gate
     assert float(restored.gate_power()) == 0.0
+
+
+def test_long_sounds_continue_as_the_training_files_did():
+    """Fitted with successors, the codes sampler walks from a chunk's kernel to the next chunk's
+    kernel of the same file, keeping its noise draw, and falls silent where the file ended."""
+    model = WaveVAE.from_config(config())
+    codes = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    model.fit_sampler(codes, successors=torch.tensor([1, 2, -1, 4, -1]))  # files 0-1-2 and 3-4
+    assert model.continues_sounds
+    latents, sounding = model.sound_latents(40, 4, generator=torch.Generator().manual_seed(1), temperature=0.0)
+    chains = {0: [0, 1, 2], 1: [1, 2], 2: [2], 3: [3, 4], 4: [4]}
+    for sound, alive in zip(latents, sounding, strict=True):
+        start = next(i for i, code in enumerate(codes) if torch.equal(sound[0], code))
+        chain = chains[start]
+        assert alive.tolist() == [True] * len(chain) + [False] * (4 - len(chain))
+        for piece, index in enumerate(chain):
+            assert torch.equal(sound[piece], codes[index])
+    # warm: each sound keeps one noise draw along its chain (the kernels share their stds)
+    warm, alive = model.sound_latents(20, 3, generator=torch.Generator().manual_seed(2), temperature=1.0)
+    cold, _ = model.sound_latents(20, 3, generator=torch.Generator().manual_seed(2), temperature=0.0)
+    offsets = warm - cold
+    for sound in range(20):
+        if bool(alive[sound, 1]):
+            torch.testing.assert_close(offsets[sound, 1], offsets[sound, 0])
+    assert float(offsets.abs().mean()) > 0
+    # a sound of a file's first chunk and silence after the file: the silent part is exact zeros
+    model.fit_sampler(codes, successors=torch.tensor([-1, -1, -1, -1, -1]))
+    assert not model.continues_sounds  # no successors at all: chunks drawn anew, as before
+    model.fit_sampler(codes, successors=torch.tensor([-1, 0, -1, -1, -1]))
+    audio = model.generate(6, seconds=1.6, generator=torch.Generator().manual_seed(3), temperature=0.0)
+    quiet_tails = [bool(torch.equal(a[..., -1000:], torch.zeros_like(a[..., -1000:]))) for a in audio]
+    assert any(quiet_tails)  # the sounds that started on a chunk without a successor end silent
+
+
+def test_successors_are_checked_and_kept_only_by_the_codes_sampler():
+    model = WaveVAE.from_config(config())
+    codes = torch.randn(4, 8)
+    model.fit_sampler(codes, successors=torch.tensor([1, 9, -1, -1]))  # 9 is no code: ignored
+    assert not model.continues_sounds and int(model.sampler_next.max()) == -1
+    model.fit_sampler(codes, successors=torch.tensor([1, 2]))  # the wrong length: ignored
+    assert not model.continues_sounds
+    mixture = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "sampler": "mixture"}}))
+    mixture.fit_sampler(codes, successors=torch.tensor([1, 2, -1, -1]))
+    assert not mixture.continues_sounds
+    model.fit_sampler(codes, successors=torch.tensor([1, 2, 3, -1]))
+    old = {key: value for key, value in model.state_dict().items() if key != "sampler_next"}
+    restored = WaveVAE.from_config(config())
+    restored.load_state_dict(old)  # saved before successors: loads, chunks drawn anew
+    assert restored.sampler_fitted and not restored.continues_sounds
+    restored.load_state_dict(model.state_dict())
+    assert restored.continues_sounds and restored.sampler_next[:4].tolist() == [1, 2, 3, -1]

@@ -7,9 +7,14 @@ Lengths are in frames at the project (target) sample rate.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from sda_core.config import TrainingConfig
 from sda_core.config.dataset import AudioFileInfo
+
+if TYPE_CHECKING:
+    import torch
 
 #: A last partial chunk is kept (zero-padded) when it holds at least this fraction of a chunk.
 DEFAULT_MIN_PARTIAL_FRACTION = 0.5
@@ -45,3 +50,24 @@ def file_chunk_count(
 ) -> int:
     """Chunks one file yields under ``config``."""
     return chunk_count(target_frames(info, config.sample_rate), chunk_frames(config), min_partial_fraction)
+
+
+def chunk_successors(dataset: Any, picks: Sequence[int]) -> "torch.Tensor | None":
+    """For each of the items ``picks`` of ``dataset`` (their order), the position in ``picks`` of
+    the item that continues it in the same file on epoch 0's grid (it starts where this one ends),
+    or -1: a long tensor, or None when the dataset cannot say (it has no ``chunk_spans``, as the
+    reference dataset has, answering ``(path, start, end)`` per item).
+    """
+    spans_of = getattr(dataset, "chunk_spans", None)
+    if not callable(spans_of):
+        return None
+    try:
+        spans = spans_of(0)
+        picked = [spans[index] for index in picks]
+        starts = {(str(path), int(start)): position for position, (path, start, _end) in enumerate(picked)}
+        following = [starts.get((str(path), int(end)), -1) for path, _start, end in picked]
+    except (TypeError, ValueError, IndexError, KeyError):  # a provider's spans of another shape
+        return None
+    import torch  # here: reading the chunk grid needs no torch
+
+    return torch.tensor(following, dtype=torch.long)

@@ -171,7 +171,7 @@ def describe_sampler(model: Any, shape: tuple[int, ...]) -> dict[str, Any]:
     if use_mixture and weights is not None and means is not None and stds is not None and float(weights.sum()) > 0:
         keep = weights > 0
         total = float(weights[keep].sum())
-        return {
+        described = {
             "kind": "mixture",
             "temperature": temperature,
             "weights": [float(w) / total for w in weights[keep].tolist()],
@@ -179,6 +179,15 @@ def describe_sampler(model: Any, shape: tuple[int, ...]) -> dict[str, Any]:
             "stds": stds[keep].reshape(int(keep.sum()), *shape).tolist(),
             "how": "pick component k with probability weights[k]; latent = means[k] + temperature * stds[k] * N(0, I)",
         }
+        following = buffers.get("sampler_next")
+        if following is not None and following.shape == weights.shape and bool((following[keep] >= 0).any()):
+            position = torch.cumsum(keep.long(), 0) - 1  # old row -> row among the kept ones
+            described["next"] = [int(position[n]) if n >= 0 and bool(keep[n]) else -1 for n in following[keep].tolist()]
+            described["how"] += (
+                "; a sound longer than a chunk goes on with component next[k] and the same N(0, I) draw"
+                " for each further chunk, silent from where next[k] is -1"
+            )
+        return described
     return {"kind": "normal", "temperature": temperature, "how": "latent = temperature * N(0, I)"}
 
 

@@ -73,6 +73,11 @@ class SamplerFitting(Protocol):
     ``model.encode`` returns them: before the checkpoints of an epoch that is a new best or
     renders previews, and before the previews that close a run. Store what it fits in the state
     dict (buffers), so checkpoints and ``sda generate`` keep it. Models without it are unaffected.
+
+    A ``fit_sampler`` that takes a keyword ``successors`` also gets, where the dataset provider can
+    say (its dataset has ``chunk_spans``, as the reference one has), a long tensor (count,): for
+    each code the index of the code of the chunk that follows it in the same file on that grid,
+    or -1, so the model can continue a sound past one chunk as the training files went on.
     """
 
     def fit_sampler(self, latents: torch.Tensor) -> None:

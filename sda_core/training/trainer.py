@@ -37,6 +37,7 @@ from sda_core.config.events import (
 from sda_core.config.history import MetricsHistory
 from sda_core.config.overrides import collect_overrides
 from sda_core.config.training_config import WORLD_SIZE_KEY, stored_config
+from sda_core.data.chunks import chunk_successors
 from sda_core.data.loaders import create_data_loaders
 from sda_core.data.prefetch import EpochPrefetcher
 from sda_core.data.scan import require_usable, scan_folder
@@ -48,6 +49,7 @@ from sda_core.training.averaging import WeightAverage
 from sda_core.training.checkpoints import BEST, LAST, CheckpointError, load_checkpoint, save_checkpoint
 from sda_core.training.conformance import CHECK_BATCH, check_losses, check_model, check_model_interface, named
 from sda_core.training.distributed import SINGLE, Distributed
+from sda_core.training.generation import accepts_keyword
 from sda_core.training.model import LOSS_KEY, SAMPLER_FIT_CHUNKS, SamplerFitting, objective_of
 from sda_core.training.provenance import (
     PROVIDED,
@@ -754,9 +756,13 @@ class Trainer:
             run.fit_chunks = torch.stack([dataset[(0, i)] if keyed else dataset[i] for i in picks]) if picks else None
             if run.fit_chunks is None:
                 return
+            run.fit_successors = chunk_successors(dataset, picks)
         device = next(model.parameters()).device
         codes = torch.cat([model.encode(batch.to(device)) for batch in run.fit_chunks.split(64)])
-        model.fit_sampler(codes)
+        if run.fit_successors is not None and accepts_keyword(model.fit_sampler, "successors"):
+            model.fit_sampler(codes, successors=run.fit_successors)
+        else:
+            model.fit_sampler(codes)
 
     @torch.no_grad()
     def _preview(self, run: "_RunState", epoch: int, references: torch.Tensor) -> None:
@@ -900,6 +906,7 @@ class _RunState:
     train_files: tuple = ()
     root: str = ""
     fit_chunks: Any = None  # the unaugmented training chunks handed to fit_sampler, read once
+    fit_successors: Any = None  # for each of them, the position of the chunk that follows it, or -1
     providers: dict = attrs.Factory(dict)  # role -> the plugin that answered (sda_core.training.provenance)
     saved_epoch: int = 0  # the last epoch last.pt holds, and its step
     saved_step: int = 0
