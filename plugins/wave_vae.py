@@ -829,7 +829,7 @@ class WaveVAE(nn.Module):
         ended, the rest of the sound is silent, as the file was. Otherwise every chunk is drawn
         on its own and all sound.
         """
-        if pieces <= 1 or not self.continues_sounds:
+        if count == 0 or pieces <= 1 or not self.continues_sounds:
             latents = self.sample_latents(count * pieces, generator=generator, temperature=temperature)
             return latents.view(count, pieces, self.latent_dim), torch.ones(count, pieces, dtype=torch.bool)
         temperature = self.temperature if temperature is None else float(temperature)

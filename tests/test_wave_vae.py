@@ -387,6 +387,7 @@ def test_long_sounds_continue_as_the_training_files_did():
     audio = model.generate(6, seconds=1.6, generator=torch.Generator().manual_seed(3), temperature=0.0)
     quiet_tails = [bool(torch.equal(a[..., -1000:], torch.zeros_like(a[..., -1000:]))) for a in audio]
     assert any(quiet_tails)  # the sounds that started on a chunk without a successor end silent
+    assert model.generate(0, seconds=1.6).shape == (0, 1, round(1.6 * model.sample_rate))
 
 
 def test_successors_are_checked_and_kept_only_by_the_codes_sampler():
