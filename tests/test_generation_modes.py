@@ -180,15 +180,20 @@ def test_preview_samples_are_finished_like_generated_files(tiny_wave_run: Path):
         assert_finished(path)
 
 
-def test_finishing_keeps_digital_silence_and_removes_a_real_offset():
-    """A model's exact zeros stay exact zeros in written files: a channel mean at or below -100 dBFS
-    is not removed (it would turn the silence into a constant), a larger one is."""
+def test_finishing_keeps_digital_silence_and_removes_the_sounds_offset():
+    """A model's exact zeros stay exact zeros in written files: DC is removed from the sounding
+    part only, so silence after a sound is not turned into a constant offset."""
     sound = np.zeros((2, 8000), dtype=np.float32)
-    sound[:, 1000:3000] = 0.5 * np.sin(2 * np.pi * 16 * np.arange(2000) / 2000)  # whole cycles: no mean
-    sound[1, 1000:3000] += 0.2  # a real DC offset on the second channel
+    sound[:, 1000:3000] = 0.5 * np.sin(2 * np.pi * 15.5 * np.arange(2000) / 2000)  # a small mean
+    sound[1, 1000:3000] += 0.2  # and a real DC offset on the second channel
+    sound[1, 2000] = 0.0  # a lone zero inside a sound is not silence
     finished = generation.finish_sound(sound, 8000)
-    assert np.array_equal(finished[0, 4000:], np.zeros(4000, dtype=np.float32))
-    assert abs(float(finished[1].mean())) < 1e-6 and abs(float(finished[1, 5000])) > 0.01
+    assert np.array_equal(finished[:, 3000:], np.zeros((2, 5000), dtype=np.float32))
+    assert np.array_equal(finished[:, 100:1000], np.zeros((2, 900), dtype=np.float32))
+    assert abs(float(finished[1, 1000:3000].mean())) < 1e-4 and abs(float(finished[0, 1000:3000].mean())) < 1e-6
+    assert abs(float(finished[1, 2000])) > 0.1  # the lone zero moved with its neighbours
+    plain = generation.finish_audio(sound)  # without a rate: the whole channel's mean, as before
+    assert abs(float(plain[1].mean())) < 1e-6 and abs(float(plain[1, 5000])) > 0.01
 
 
 def test_a_run_fits_its_sampler_with_each_chunks_successor(tiny_wave_run: Path):

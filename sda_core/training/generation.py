@@ -62,9 +62,8 @@ TRIM_LEAD_SECONDS = 0.005
 TRIM_TAIL_SECONDS = 0.02
 #: Fades at the two ends of every written sound (one-shots, variations, a joined morph), in seconds.
 EDGE_FADE_SECONDS = 0.005
-#: A channel mean at or below this (-100 dBFS) is left alone: removing it would only turn a
-#: model's digital silence into a constant offset.
-DC_FLOOR = 1e-5
+#: Exact zeros at least this long (1 ms) are digital silence, which DC removal leaves alone.
+SILENCE_RUN_SECONDS = 0.001
 
 
 def load_trained_model(
@@ -95,18 +94,38 @@ def load_trained_model(
 # -- finishing ---------------------------------------------------------------------------------
 
 
-def finish_audio(audio: Any) -> np.ndarray:
-    """One sound (channels, samples) as float32: finite, each channel's mean removed (when above
-    :data:`DC_FLOOR`, so digital silence stays exact zeros), and scaled down whole when its peak is
-    above -1 dBFS (never up)."""
+def finish_audio(audio: Any, sample_rate: int | None = None) -> np.ndarray:
+    """One sound (channels, samples) as float32: finite, without DC and scaled down whole when its
+    peak is above -1 dBFS (never up).
+
+    DC removal leaves digital silence alone: with ``sample_rate`` given, runs of exact zeros at
+    least :data:`SILENCE_RUN_SECONDS` long stay zeros and the mean of the other samples is removed
+    from them (a model that ends a sound in silence keeps it, instead of getting a constant offset
+    there); without it, each channel's mean is removed from every sample.
+    """
     data = audio.detach().float().cpu().numpy() if hasattr(audio, "detach") else np.asarray(audio, dtype=np.float32)
     data = np.nan_to_num(data.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    mean = data.mean(axis=-1, keepdims=True)
-    data = data - np.where(np.abs(mean) > DC_FLOOR, mean, np.float32(0.0))
+    data = _remove_dc(data, None if sample_rate is None else max(1, round(SILENCE_RUN_SECONDS * int(sample_rate))))
     peak = float(np.abs(data).max()) if data.size else 0.0
     if peak > PEAK_LIMIT:
         data = data * np.float32(PEAK_LIMIT / peak)
     return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _remove_dc(data: np.ndarray, silence_run: int | None) -> np.ndarray:
+    """``data`` (channels, samples) less each channel's mean, outside runs of at least
+    ``silence_run`` exact zeros (None: everywhere)."""
+    if silence_run is None or data.shape[-1] == 0:
+        return data - data.mean(axis=-1, keepdims=True)
+    from scipy.ndimage import binary_opening  # here: only finishing needs it
+
+    out = data.copy()
+    for channel in range(data.shape[0]):
+        silent = binary_opening(data[channel] == 0, structure=np.ones(silence_run, dtype=bool))
+        sounding = ~silent
+        if sounding.any():
+            out[channel, sounding] -= data[channel, sounding].mean()
+    return out
 
 
 def finish_sound(audio: Any, sample_rate: int) -> np.ndarray:
@@ -118,12 +137,12 @@ def finish_sound(audio: Any, sample_rate: int) -> np.ndarray:
     the sound's RMS), which clicks when a player starts from silence; 5 ms is too short to soften
     an attack audibly.
     """
-    data = finish_audio(audio)
+    data = finish_audio(audio, sample_rate)
     edge = min(round(EDGE_FADE_SECONDS * int(sample_rate)), data.shape[-1] // 4)
     if edge > 0:
         data[..., :edge] *= _fade(edge, rising=True)
         data[..., data.shape[-1] - edge :] *= _fade(edge, rising=False)
-    return finish_audio(data)  # the fades moved the mean a little
+    return finish_audio(data, sample_rate)  # the fades moved the mean a little
 
 
 def _fade(length: int, rising: bool) -> np.ndarray:
@@ -357,12 +376,12 @@ def morph_sounds(
     size = sounds[0].shape[-1]
     fade = min(round(CROSSFADE_SECONDS * config.sample_rate), size // 4)
     joined = crossfade_join(sounds, fade, edge_fade=round(EDGE_FADE_SECONDS * config.sample_rate))
-    return [finish_sound(sound, config.sample_rate) for sound in sounds], finish_audio(joined)
+    return [finish_sound(sound, config.sample_rate) for sound in sounds], finish_audio(joined, config.sample_rate)
 
 
 def _finished(sound: Any, config: TrainingConfig, trim: bool) -> np.ndarray:
     audio = finish_sound(sound, config.sample_rate)
-    return finish_audio(trim_silence(audio, config.sample_rate)) if trim else audio
+    return finish_audio(trim_silence(audio, config.sample_rate), config.sample_rate) if trim else audio
 
 
 # -- the three modes, as files ------------------------------------------------------------------
