@@ -559,8 +559,7 @@ def cmd_demo(args: argparse.Namespace, console: Console, errors: Console) -> int
     _print_result(console, result)
     if result.interrupted:
         return 130
-    # one chunk each: the model's unit, and what `sda evaluate` measures; a longer sound joins
-    # chunks drawn independently (docs/model.md, "Output")
+    # one chunk each: the model's unit, and what `sda evaluate` measures
     paths = generate_files(engine, run_dir, out / "generated", count=4)
     seconds = f"{config.chunk_seconds:g}"
     console.print(f"[bold]Generated[/bold] {len(paths)} new sounds of {seconds} s (one chunk) in {paths[0].parent}")

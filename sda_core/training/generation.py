@@ -280,10 +280,10 @@ def encode_sound(model: Any, config: TrainingConfig, path: str | Path) -> torch.
         return model.encode(chunk)
 
 
-def _decode(model: Any, codes: torch.Tensor) -> list[np.ndarray]:
+def _decode(model: Any, codes: torch.Tensor, sample_rate: int) -> list[np.ndarray]:
     with torch.no_grad():
         audio = model.decode(codes.to(model_device(model)))
-    return [finish_audio(sound) for sound in audio]
+    return [finish_audio(sound, sample_rate) for sound in audio]
 
 
 # -- the three modes, in memory -------------------------------------------------------------------
@@ -339,7 +339,7 @@ def like_sounds(
     draws = sample_codes(model, config, count, generator=generator).to(code.device, code.dtype)
     amount = min(1.0, LIKE_AMOUNT * temperature)
     codes = code + amount * (draws - code)
-    return [_finished(sound, config, trim) for sound in _decode(model, codes)]
+    return [_finished(sound, config, trim) for sound in _decode(model, codes, config.sample_rate)]
 
 
 def morph_codes(start: torch.Tensor, end: torch.Tensor, steps: int, *, spherical: bool = False) -> torch.Tensor:
@@ -372,7 +372,7 @@ def morph_sounds(
     codes = morph_codes(
         encode_sound(model, config, start), encode_sound(model, config, end), steps, spherical=spherical
     )
-    sounds = _decode(model, codes)
+    sounds = _decode(model, codes, config.sample_rate)
     size = sounds[0].shape[-1]
     fade = min(round(CROSSFADE_SECONDS * config.sample_rate), size // 4)
     joined = crossfade_join(sounds, fade, edge_fade=round(EDGE_FADE_SECONDS * config.sample_rate))

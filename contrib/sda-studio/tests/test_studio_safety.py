@@ -4,6 +4,7 @@ written outside its root, uploads only of audio files of limited size with plain
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -164,6 +165,7 @@ def test_files_outside_the_root_are_not_served(root, tmp_path):
     secret = tmp_path / "secret.wav"
     secret.write_bytes(b"RIFF")
     server = serve(root, port=free_port())
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"  # no usage reports from a local tool
     try:
         url = server.local_url.rstrip("/")
         with pytest.raises(urllib.error.HTTPError) as refused:
