@@ -112,9 +112,9 @@ def serve(
     """Start the page in background threads and return the Gradio Blocks (``.studio`` is its
     :class:`~sda_studio.studio.Studio`, ``.local_url`` its address); ``.close()`` ends it."""
     # A local tool does not report its use: Gradio's usage analytics (and the version check that
-    # comes with them) run in threads that keep the process alive at exit while a request to the
-    # internet hangs, which held `sda studio` past Ctrl-C for over a minute where the network is
-    # closed. A user who sets the variable keeps their choice.
+    # comes with them) run in non-daemon threads, which keep the process alive at exit while a
+    # request to the internet hangs (the likely cause of one CI run where `sda studio` was still
+    # running a minute after Ctrl-C). A user who sets the variable keeps their choice.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from sda_studio.page import CSS, build_page
     from sda_studio.studio import Studio
