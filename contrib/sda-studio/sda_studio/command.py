@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 from sda_core import CliCommand, hookimpl
@@ -87,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
     server = serve(root, args.runs, host=args.host, port=args.port, auth=auth)
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
     print(f"sda studio: open {url} (serving {root.path}; Ctrl-C to quit)", flush=True)
+    # Ctrl-C (SIGINT) ends the studio however it was started: Python raises KeyboardInterrupt only
+    # when SIGINT was not ignored at its start, and a shell starts background jobs with it ignored
+    # (`sda train` installs its own handler for the same reason).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.block_thread()
     except KeyboardInterrupt:
@@ -111,10 +118,8 @@ def serve(
 ) -> Any:
     """Start the page in background threads and return the Gradio Blocks (``.studio`` is its
     :class:`~sda_studio.studio.Studio`, ``.local_url`` its address); ``.close()`` ends it."""
-    # A local tool does not report its use: Gradio's usage analytics (and the version check that
-    # comes with them) run in non-daemon threads, which keep the process alive at exit while a
-    # request to the internet hangs (the likely cause of one CI run where `sda studio` was still
-    # running a minute after Ctrl-C). A user who sets the variable keeps their choice.
+    # A local tool does not report its use or reach the internet: Gradio's usage analytics and
+    # version check are off unless the user sets the variable.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from sda_studio.page import CSS, build_page
     from sda_studio.studio import Studio

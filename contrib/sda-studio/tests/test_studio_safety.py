@@ -180,13 +180,19 @@ def test_files_outside_the_root_are_not_served(root, tmp_path):
         server.close()
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_sda_studio_serves_the_page_on_127_0_0_1_until_ctrl_c(studio_root):
+    """Started as a shell starts a background job (SIGINT ignored), Ctrl-C still stops it."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "sda_core", "studio", "--root", str(studio_root), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint if sys.platform != "win32" else None,  # noqa: PLW1509 - no threads here
     )
     try:
         line = server.stdout.readline()
