@@ -797,14 +797,22 @@ class WaveVAE(nn.Module):
         N(0, temperature^2 I). Drawn on the generator's
         device, returned on the model's."""
         temperature = self.temperature if temperature is None else float(temperature)
+        noise, choice = self._draw(count, generator)
+        if choice is None:
+            return (temperature * noise).to(self.device)
+        means, stds = self.sampler_means.to(noise.device)[choice], self.sampler_stds.to(noise.device)[choice]
+        return (means + temperature * stds * noise).to(self.device)
+
+    def _draw(self, count: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The random numbers of ``count`` latents, on the generator's device: N(0, I) noise
+        (count, latent_dim) and, from a fitted ``codes`` or ``mixture`` sampler, the kernels or
+        components picked by weight (count,), else None."""
         device = generator.device if generator is not None else self.device
         noise = torch.randn(count, self.latent_dim, generator=generator, device=device)
-        if self.sampler != "prior" and self.sampler_fitted and count > 0:
-            weights = self.sampler_weights.to(device)
-            choice = torch.multinomial(weights / weights.sum(), count, replacement=True, generator=generator)
-            means, stds = self.sampler_means.to(device)[choice], self.sampler_stds.to(device)[choice]
-            return (means + temperature * stds * noise).to(self.device)
-        return (temperature * noise).to(self.device)
+        if self.sampler == "prior" or not self.sampler_fitted or count == 0:
+            return noise, None
+        weights = self.sampler_weights.to(device)
+        return noise, torch.multinomial(weights / weights.sum(), count, replacement=True, generator=generator)
 
     @property
     def continues_sounds(self) -> bool:
@@ -833,10 +841,8 @@ class WaveVAE(nn.Module):
             latents = self.sample_latents(count * pieces, generator=generator, temperature=temperature)
             return latents.view(count, pieces, self.latent_dim), torch.ones(count, pieces, dtype=torch.bool)
         temperature = self.temperature if temperature is None else float(temperature)
-        device = generator.device if generator is not None else self.device
-        noise = torch.randn(count, self.latent_dim, generator=generator, device=device)
-        weights = self.sampler_weights.to(device)
-        current = torch.multinomial(weights / weights.sum(), count, replacement=True, generator=generator)
+        noise, current = self._draw(count, generator)  # a fitted codes sampler: current is not None
+        device = noise.device
         following = self.sampler_next.to(device)
         means, stds = self.sampler_means.to(device), self.sampler_stds.to(device)
         rows, sounding = [], []
