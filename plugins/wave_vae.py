@@ -399,15 +399,26 @@ class WaveDecoder(nn.Module):
 def finish_audio(
     audio: torch.Tensor, gate_power: torch.Tensor | None = None, block: int = 256, *, remove_dc: bool = True
 ) -> torch.Tensor:
-    """Audio (batch, channels, samples) made finite, without DC (mean removed per channel, unless
-    ``remove_dc`` is False: chunks joined after each was finished), gated
-    (:func:`gate_quiet_blocks`, when ``gate_power`` is given) and with each item's peak at most
-    -1 dBFS (a louder item is scaled down whole)."""
+    """Audio (batch, channels, samples) made finite, gated (:func:`gate_gain`, when ``gate_power``
+    is given), without DC (unless ``remove_dc`` is False: chunks joined after each was finished)
+    and with each item's peak at most -1 dBFS (a louder item is scaled down whole).
+
+    The DC is the mean of the blocks the gate finds sounding (all of them without a gate), and
+    the silence it closes stays exact zeros: subtracting a whole chunk's mean would lay a constant over its silent stretches
+    (measured on 36 real sounds: -74 to -84 dBFS in every gap and tail, where the decoder itself
+    gives -150 dBFS).
+    """
     audio = torch.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
-    if remove_dc:
-        audio = audio - audio.mean(dim=-1, keepdim=True)
-    if gate_power is not None:
-        audio = gate_quiet_blocks(audio, gate_power, block)
+    if gate_power is None:
+        if remove_dc:
+            audio = audio - audio.mean(dim=-1, keepdim=True)
+    else:
+        is_open = open_blocks(audio, gate_power, block)
+        if remove_dc:
+            sounding = F.interpolate(is_open, size=is_open.shape[-1] * block, mode="nearest")[..., : audio.shape[-1]]
+            dc = (audio * sounding).sum(dim=-1, keepdim=True) / sounding.sum(dim=-1, keepdim=True).clamp_min(1.0)
+            audio = audio - dc
+        audio = audio * _gain_of(is_open, block, audio.shape[-1])
     peak = audio.abs().amax(dim=(1, 2), keepdim=True)
     return audio * (PEAK_LIMIT / peak.clamp_min(PEAK_LIMIT))
 
@@ -420,17 +431,32 @@ def block_power(audio: torch.Tensor, block: int) -> torch.Tensor:
     return padded.square().reshape(batch, channels, -1, block).mean(dim=-1).amax(dim=1)
 
 
-def gate_quiet_blocks(audio: torch.Tensor, gate_power: torch.Tensor, block: int) -> torch.Tensor:
-    """Silence (exact zeros) the ``block``-sample blocks of audio (batch, channels, samples) whose
-    power is at most ``gate_power`` (a 0-d tensor; 0 leaves sound alone) and whose neighbours are
-    too, with gain ramps one block long between open and closed blocks, so no sound is cut and no
-    click is made. Built from ops that export to ONNX and TorchScript.
-    """
-    samples = audio.shape[-1]
-    is_open = (block_power(audio, block) > gate_power).float().unsqueeze(1)  # (batch, 1, blocks)
+def open_blocks(audio: torch.Tensor, gate_power: torch.Tensor, block: int) -> torch.Tensor:
+    """Which ``block``-sample blocks of audio (batch, channels, samples) sound, by the output gate:
+    (batch, 1, blocks), 1.0 where the block's power is above ``gate_power`` (a 0-d tensor; 0: every
+    block that is not exact zeros), else 0.0."""
+    return (block_power(audio, block) > gate_power).float().unsqueeze(1)
+
+
+def _gain_of(is_open: torch.Tensor, block: int, samples: int) -> torch.Tensor:
     held = F.max_pool1d(is_open, 3, stride=1, padding=1)  # a block next to an open one stays open
     gain = F.interpolate(held, size=held.shape[-1] * block, mode="linear", align_corners=False)
-    return audio * gain[..., :samples]
+    return gain[..., :samples]
+
+
+def gate_gain(audio: torch.Tensor, gate_power: torch.Tensor, block: int) -> torch.Tensor:
+    """The output gate's gain (batch, 1, samples) for audio (batch, channels, samples): 0 over the
+    blocks that do not sound (:func:`open_blocks`) and whose neighbours do not either, 1 elsewhere,
+    with ramps one block long between them, so no sound is cut and no click is made. Built from ops
+    that export to ONNX and TorchScript.
+    """
+    return _gain_of(open_blocks(audio, gate_power, block), block, audio.shape[-1])
+
+
+def gate_quiet_blocks(audio: torch.Tensor, gate_power: torch.Tensor, block: int) -> torch.Tensor:
+    """Audio (batch, channels, samples) through the output gate: times :func:`gate_gain`, so the
+    quiet blocks become exact zeros."""
+    return audio * gate_gain(audio, gate_power, block)
 
 
 # -- the sampler -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sda_plugins.wave_vae import (
     BasisSTFT,
     WaveVAE,
     code_kernels,
+    finish_audio,
     fit_diagonal_mixture,
     gate_quiet_blocks,
     hann_window,
@@ -309,6 +310,41 @@ def test_the_gate_silences_quiet_blocks_and_leaves_sound_alone():
     ramp = gated[0, 1, 350:450] / 1e-5
     assert bool((ramp.diff() <= 1e-6).all()) and float(ramp[0]) > 0.9 and float(ramp[-1]) < 0.1  # a one-block fade
     assert torch.equal(gate_quiet_blocks(audio, torch.tensor(0.0), block), audio)  # threshold 0: no gate
+
+
+def test_dc_is_removed_from_the_sound_and_the_silence_stays_silent():
+    """A chunk that sounds, with a DC offset, then is digitally silent: the sounding part loses its
+    DC and the silence stays exact zeros (subtracting the whole chunk's mean would lay a constant
+    of -54 dBFS over it here)."""
+    block = 100
+    audio = torch.zeros(2, 1, 2000)
+    t = torch.arange(400) / 1000
+    audio[:, 0, :400] = 0.3 * torch.sin(2 * math.pi * 20 * t) + 0.01  # sound with a DC of 0.01
+    finished = finish_audio(audio, torch.tensor(10 ** (-90 / 10)), block)
+    assert torch.equal(finished[..., 600:], torch.zeros_like(finished[..., 600:]))
+    assert abs(float(finished[..., :400].mean())) < 2e-4
+    assert float((finished[..., :400] - (audio[..., :400] - 0.01)).abs().max()) < 2e-3
+    # without a gate (data with no digital silence) the whole chunk's mean goes, as before
+    plain = finish_audio(audio, None, block)
+    assert abs(float(plain.mean())) < 1e-6
+
+
+def test_a_decoded_one_shot_keeps_its_digital_silence():
+    """Through the model: a decoder whose output has DC under its sound and silence after it
+    decodes (with the gate the data set) to exact zeros after the sound."""
+    model = WaveVAE.from_config(config())
+    model.train()
+    for _ in range(3):
+        model.loss(one_shots(model, 4, 0.5), epoch=1)  # half of every chunk silent: a gate
+    model.eval()
+    half = model.chunk_samples // 2
+    sound = one_shots(model, 2, 0.5)
+    sound[..., :half] += 0.02
+    model.decoder.forward = lambda latent: sound.clone()  # type: ignore[method-assign]
+    decoded = model.decode(torch.zeros(2, model.latent_dim))
+    tail = decoded[..., half + 2 * model.hop_length :]
+    assert torch.equal(tail, torch.zeros_like(tail))
+    assert abs(float(decoded[..., :half].mean())) < 1e-3
 
 
 def test_the_gate_follows_the_training_data():
