@@ -9,11 +9,13 @@ import pytest
 
 from sda_core.audio.quality import (
     MIN_REAL_FOR_RESEMBLANCE,
+    NN_DRAWS,
     QualityFigures,
     clip_features,
     compare_sets,
     feature_names,
     mrstft_distance,
+    nn_two_sample_accuracy,
     shaped_noise,
 )
 
@@ -133,3 +135,23 @@ def test_mrstft_distance_scales_its_fft_sizes_with_the_rate():
 def test_invalid_input_is_a_clear_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_the_1nn_accuracy_averages_balanced_draws_of_the_larger_set():
+    """Equal sets: the one leave-one-out accuracy. A larger generated set: the mean over NN_DRAWS
+    balanced draws, steadier from seed to seed than any one draw."""
+    points = np.random.default_rng(3)
+    real = points.normal(0.0, 1.0, (12, 4))
+    generated = points.normal(0.4, 1.0, (64, 4))
+    same, pairs = nn_two_sample_accuracy(generated[:12], real, np.random.default_rng(0))
+    assert pairs == 12 and same == nn_two_sample_accuracy(generated[:12], real, np.random.default_rng(9))[0]
+
+    def one_draw(seed: int) -> float:
+        chosen = generated[np.random.default_rng(seed).choice(64, 12, replace=False)]
+        return nn_two_sample_accuracy(chosen, real, np.random.default_rng(0))[0]
+
+    averaged = [nn_two_sample_accuracy(generated, real, np.random.default_rng(seed))[0] for seed in range(20)]
+    single = [one_draw(seed) for seed in range(20)]
+    assert NN_DRAWS > 1
+    assert np.std(averaged) < 0.6 * np.std(single)
+    assert abs(np.mean(averaged) - np.mean(single)) < 0.1

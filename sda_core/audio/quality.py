@@ -196,7 +196,8 @@ class QualityFigures:
             mean leave-one-out nearest-neighbour distance; well under 1 = replaying the data.
         diversity: mean pairwise distance among generated clips over the same among real ones.
         nn_accuracy: leave-one-out 1-nearest-neighbour accuracy telling generated from real on
-            ``nn_pairs`` of each: 0.5 indistinguishable, 1.0 told apart, well under 0.5 copying.
+            ``nn_pairs`` of each (the mean over :data:`NN_DRAWS` balanced draws of the larger
+            set): 0.5 indistinguishable, 1.0 told apart, well under 0.5 copying.
         mmd_generated, mmd_halves, mmd_noise: the raw unbiased MMD^2 values (generated vs real,
             mean over random half splits of the real set, shaped noise vs real); None where not
             computed.
@@ -256,6 +257,10 @@ def shaped_noise(real: np.ndarray, count: int, samples: int, rng: np.random.Gene
     return np.fft.irfft(magnitude * np.exp(1j * phase), n=samples, axis=1)
 
 
+#: Balanced draws the 1-NN accuracy is averaged over when one set is larger than the other.
+NN_DRAWS = 16
+
+
 def _standardise(real: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     mean = real.mean(axis=0)
     spread = real.std(axis=0)
@@ -264,19 +269,27 @@ def _standardise(real: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 
 def nn_two_sample_accuracy(generated: np.ndarray, real: np.ndarray, rng: np.random.Generator) -> tuple[float, int]:
-    """Leave-one-out 1-NN accuracy on equal numbers of both sets (the larger one subsampled with
-    ``rng``); returns (accuracy, clips per set). Ties go to the lower index."""
+    """Leave-one-out 1-NN accuracy on equal numbers of both sets; returns (accuracy, clips per set).
+
+    When one set is larger, the accuracy is the mean over :data:`NN_DRAWS` balanced draws of it
+    (made with ``rng``), so every clip counts: one draw of 18 of 64 generated clips swung the
+    figure by a standard deviation of 0.06 between evaluation seeds on the demo set, the mean of
+    16 draws by 0.03. Ties go to the lower index.
+    """
     pairs = min(len(generated), len(real))
-    if len(generated) > pairs:
-        generated = generated[np.sort(rng.choice(len(generated), pairs, replace=False))]
-    if len(real) > pairs:
-        real = real[np.sort(rng.choice(len(real), pairs, replace=False))]
-    pooled = np.concatenate([generated, real])
     labels = np.repeat([0, 1], pairs)
-    distances = squareform(pdist(pooled))
-    np.fill_diagonal(distances, np.inf)
-    nearest = np.argmin(distances, axis=1)
-    return float(np.mean(labels[nearest] == labels)), pairs
+    draws = 1 if len(generated) == len(real) else NN_DRAWS
+    accuracies = []
+    for _ in range(draws):
+        chosen_generated, chosen_real = generated, real
+        if len(generated) > pairs:
+            chosen_generated = generated[np.sort(rng.choice(len(generated), pairs, replace=False))]
+        if len(real) > pairs:
+            chosen_real = real[np.sort(rng.choice(len(real), pairs, replace=False))]
+        distances = squareform(pdist(np.concatenate([chosen_generated, chosen_real])))
+        np.fill_diagonal(distances, np.inf)
+        accuracies.append(np.mean(labels[np.argmin(distances, axis=1)] == labels))
+    return float(np.mean(accuracies)), pairs
 
 
 def compare_sets(generated: np.ndarray, real: np.ndarray, sample_rate: int, *, seed: int = 0) -> QualityFigures:
