@@ -231,3 +231,27 @@ def test_augmentation_is_applied_to_training_items_only(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(pickle.dumps(val)) < 10_000
+
+
+class _Grid:
+    """A dataset that answers only ``chunk_spans``: file A in six chunks, B in three, C in one."""
+
+    def chunk_spans(self, epoch: int) -> list[tuple[str, int, int]]:
+        spans = [("a.wav", 100 * i, 100 * (i + 1)) for i in range(6)]
+        spans += [("b.wav", 100 * i, 100 * (i + 1)) for i in range(3)]
+        return spans + [("c.wav", 0, 40)]
+
+
+def test_chunk_successors_follow_each_file_and_skip_ahead_over_chunks_left_out():
+    from sda_core.data.chunks import chunk_successors
+
+    every = chunk_successors(_Grid(), list(range(10)))
+    assert every is not None
+    assert every.tolist() == [1, 2, 3, 4, 5, -1, 7, 8, -1, -1]  # each file's next chunk; -1 at its end
+    # a subsampled dataset (the sampler takes at most 512 chunks): a chunk whose next one was left
+    # out goes on with the next picked chunk of its file, and only a file's last picked one ends
+    picks = [0, 2, 3, 5, 6, 9]
+    subsampled = chunk_successors(_Grid(), picks)
+    assert subsampled is not None
+    assert subsampled.tolist() == [1, 2, 3, -1, -1, -1]
+    assert chunk_successors(_Grid(), [3, 0]).tolist() == [-1, 0]  # positions in picks, in their order

@@ -6,6 +6,7 @@ Lengths are in frames at the project (target) sample rate.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -54,20 +55,33 @@ def file_chunk_count(
 
 def chunk_successors(dataset: Any, picks: Sequence[int]) -> "torch.Tensor | None":
     """For each of the items ``picks`` of ``dataset`` (their order), the position in ``picks`` of
-    the item that continues it in the same file on epoch 0's grid (it starts where this one ends),
-    or -1: a long tensor, or None when the dataset cannot say (it has no ``chunk_spans``, as the
-    reference dataset has, answering ``(path, start, end)`` per item).
+    the item that continues it in the same file on epoch 0's grid, or -1 where its file ends: a
+    long tensor, or None when the dataset cannot say (it has no ``chunk_spans``, as the reference
+    dataset has, answering ``(path, start, end)`` per item).
+
+    The item that continues a chunk starts where it ends. When ``picks`` leaves it out (a
+    subsampled dataset: the sampler is fitted to at most 512 chunks), the next later picked item
+    of the same file continues it instead, so a sound skips ahead in its file rather than stopping
+    as if the file had ended there; -1 then means no later item of the file was picked.
     """
     spans_of = getattr(dataset, "chunk_spans", None)
     if not callable(spans_of):
         return None
     try:
         spans = spans_of(0)
-        picked = [spans[index] for index in picks]
-        starts = {(str(path), int(start)): position for position, (path, start, _end) in enumerate(picked)}
-        following = [starts.get((str(path), int(end)), -1) for path, _start, end in picked]
+        picked = [(str(path), int(start), int(end)) for path, start, end in (spans[index] for index in picks)]
     except (TypeError, ValueError, IndexError, KeyError):  # a provider's spans of another shape
         return None
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for position, (path, start, _end) in enumerate(picked):
+        by_file.setdefault(path, []).append((start, position))
+    for chunks in by_file.values():
+        chunks.sort()
+    following = []
+    for path, _start, end in picked:
+        chunks = by_file[path]
+        later = bisect.bisect_left(chunks, (end, -1))  # the first picked chunk starting at `end` or after
+        following.append(chunks[later][1] if later < len(chunks) else -1)
     import torch  # here: reading the chunk grid needs no torch
 
     return torch.tensor(following, dtype=torch.long)
