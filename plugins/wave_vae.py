@@ -418,7 +418,7 @@ def finish_audio(
             sounding = F.interpolate(is_open, size=is_open.shape[-1] * block, mode="nearest")[..., : audio.shape[-1]]
             dc = (audio * sounding).sum(dim=-1, keepdim=True) / sounding.sum(dim=-1, keepdim=True).clamp_min(1.0)
             audio = audio - dc
-        audio = audio * _gain_of(is_open, block, audio.shape[-1])
+        audio = audio * gate_gain(is_open, block, audio.shape[-1])
     peak = audio.abs().amax(dim=(1, 2), keepdim=True)
     return audio * (PEAK_LIMIT / peak.clamp_min(PEAK_LIMIT))
 
@@ -438,25 +438,20 @@ def open_blocks(audio: torch.Tensor, gate_power: torch.Tensor, block: int) -> to
     return (block_power(audio, block) > gate_power).float().unsqueeze(1)
 
 
-def _gain_of(is_open: torch.Tensor, block: int, samples: int) -> torch.Tensor:
+def gate_gain(is_open: torch.Tensor, block: int, samples: int) -> torch.Tensor:
+    """The output gate's gain (batch, 1, samples) from :func:`open_blocks`: 0 over the blocks that
+    do not sound and whose neighbours do not either, 1 elsewhere, with ramps one block long between
+    them, so no sound is cut and no click is made. Built from ops that export to ONNX and
+    TorchScript."""
     held = F.max_pool1d(is_open, 3, stride=1, padding=1)  # a block next to an open one stays open
     gain = F.interpolate(held, size=held.shape[-1] * block, mode="linear", align_corners=False)
     return gain[..., :samples]
 
 
-def gate_gain(audio: torch.Tensor, gate_power: torch.Tensor, block: int) -> torch.Tensor:
-    """The output gate's gain (batch, 1, samples) for audio (batch, channels, samples): 0 over the
-    blocks that do not sound (:func:`open_blocks`) and whose neighbours do not either, 1 elsewhere,
-    with ramps one block long between them, so no sound is cut and no click is made. Built from ops
-    that export to ONNX and TorchScript.
-    """
-    return _gain_of(open_blocks(audio, gate_power, block), block, audio.shape[-1])
-
-
 def gate_quiet_blocks(audio: torch.Tensor, gate_power: torch.Tensor, block: int) -> torch.Tensor:
-    """Audio (batch, channels, samples) through the output gate: times :func:`gate_gain`, so the
-    quiet blocks become exact zeros."""
-    return audio * gate_gain(audio, gate_power, block)
+    """Audio (batch, channels, samples) through the output gate (:func:`gate_gain`), so the quiet
+    blocks become exact zeros."""
+    return audio * gate_gain(open_blocks(audio, gate_power, block), block, audio.shape[-1])
 
 
 # -- the sampler -------------------------------------------------------------------------------
