@@ -15,6 +15,9 @@ resemblance            the score                       <= 0.25
 diversity              1 / diversity                   <= 1/0.7 (diversity >= 0.7)
 copying                1 / copying ratio               <= 2.0 (copying >= 0.5)
 reconstruction         default / mel-VAE distance      <= 0.7
+  fitted codes         the same for both models'       <= 0.7
+                       ``fit_codes`` (what ``--like``
+                       and ``--morph`` start from)
 full default run       training seconds / 600          <= 1.0 (at most 10 minutes)
 =====================  ==============================  ======================================
 
@@ -81,6 +84,11 @@ def _figures(evaluation: Any) -> str:
     return (
         f"1-NN {figures.nn_accuracy:.3f}, resemblance {_number(figures.resemblance)}, diversity {figures.diversity:.3f}, "
         f"copying {figures.copying:.3f}, reconstruction {evaluation.reconstruction:.3f}"
+        + (
+            ""
+            if evaluation.reconstruction_fitted is None
+            else f" (fitted codes {evaluation.reconstruction_fitted:.3f})"
+        )
     )
 
 
@@ -126,6 +134,18 @@ def _rows(dataset: str, default: Any, default_seconds: float, reference: Any, re
             0.7,
             f"{default.reconstruction:.3f} vs mel-VAE {reference.reconstruction:.3f} (MR-STFT, lower is better)",
         ),
+    ]
+    if default.reconstruction_fitted is not None and reference.reconstruction_fitted is not None:
+        rows.append(
+            Result(
+                f"quality {dataset}: reconstruction, fitted codes / mel-VAE's",
+                default.reconstruction_fitted / reference.reconstruction_fitted,
+                0.7,
+                f"{default.reconstruction_fitted:.3f} vs mel-VAE {reference.reconstruction_fitted:.3f} "
+                "(both models' fit_codes decoded, as --like and --morph start from)",
+            )
+        )
+    rows += [
         Result(
             f"quality {dataset}: default run / 10 min",
             default_seconds / FULL_RUN_SECONDS,

@@ -521,6 +521,8 @@ def evaluation_rows(event: EvaluationEvent) -> list[tuple[str, str]]:
         f"{figure(event.nn_accuracy)}, copying {figure(event.copying)}, diversity {figure(event.diversity)}, "
         f"reconstruction {figure(event.reconstruction)}"
     )
+    if event.reconstruction_fitted is not None:
+        figures += f" (fitted codes {figure(event.reconstruction_fitted)})"
     figures += "".join(f", {name} {value:.4g}" for name, value in event.metrics.items())
     source = f"{event.count} sounds from epoch {event.epoch}" if event.epoch is not None else f"{event.count} sounds"
     where = f"{source} vs the training chunks, in {format_duration(event.duration)}"

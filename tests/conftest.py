@@ -113,7 +113,7 @@ TINY_RUN_SETTINGS = fast_settings(
     samples_per_epoch=16,
     max_epochs=1,
     evaluation_sounds=None,  # the run evaluates itself as a user's does
-    plugins={"wave_vae": {"hidden_channels": 16, "decoder_channels": 16, "decoder_layers": 1}},
+    plugins={"wave_vae": {"hidden_channels": 16, "decoder_channels": 16, "decoder_layers": 1, "fit_steps": 10}},
 )
 
 

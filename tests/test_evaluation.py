@@ -20,7 +20,7 @@ from sda_core.testing import fast_settings, write_audio_folder
 from sda_core.training.evaluation import EVALUATION_FILE, EvaluationError, _generate, evaluate_run
 
 SDA = [sys.executable, "-m", "sda_core"]
-FAST = fast_settings(samples_per_epoch=16, max_epochs=1)
+FAST = fast_settings(samples_per_epoch=16, max_epochs=1, plugins={"wave_vae": {"fit_steps": 10}})
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,7 @@ def test_evaluate_run_measures_and_writes_evaluation_json(tiny_run: Path):
     assert 0.0 <= result.training.nn_accuracy <= 1.0
     assert result.training.resemblance is not None
     assert result.reconstruction > 0 and result.reconstruction_source == "validation"
+    assert result.reconstruction_fitted is not None and 0 < result.reconstruction_fitted < result.reconstruction
     assert seen == {"shape": (6, 8000), "real": (result.training_chunks, 8000), "rate": 8000}
     assert set(result.plugins) == {"peak"}
     written = json.loads((tiny_run / EVALUATION_FILE).read_text())
@@ -84,7 +85,8 @@ def test_cli_evaluate_json_and_table(tiny_run: Path):
     assert {"resemblance", "copying", "diversity", "nn_accuracy"} <= set(report["training"])
     table = run_cli("evaluate", str(tiny_run), "-n", "4", "--seed", "1")
     assert table.returncode == 0, table.stderr
-    for label in ("resemblance", "1-NN accuracy", "copying ratio", "diversity", "reconstruction"):
+    assert report["reconstruction_fitted"] < report["reconstruction"]
+    for label in ("resemblance", "1-NN accuracy", "copying ratio", "diversity", "reconstruction", "fitted"):
         assert label in table.stdout
     assert EVALUATION_FILE in table.stdout
 

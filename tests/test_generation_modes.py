@@ -69,14 +69,14 @@ def test_cli_modes_are_reproducible_and_finished(tiny_wave_run: Path, tmp_path: 
     assert joined.frames == 3 * 8000 - 2 * 400  # 50 ms crossfades at 8 kHz
 
 
-def test_morph_endpoints_are_the_reconstructions(tiny_wave_run: Path):
+def test_morph_endpoints_are_the_fitted_reconstructions(tiny_wave_run: Path):
     model, config, _ = load_trained_model(Engine(disable=["progress"]), tiny_wave_run)
     a, b = sounds_of(tiny_wave_run)[2:4]
     sounds, joined = generation.morph_sounds(model, config, a, b, 4)
     assert len(sounds) == 4 and joined.shape == (1, 4 * 8000 - 3 * 400)
     for sound, path in ((sounds[0], a), (sounds[-1], b)):
         chunk = torch.from_numpy(generation.read_chunk(path, config)).unsqueeze(0)
-        reconstruction = generation.finish_sound(model.reconstruct(chunk)[0], config.sample_rate)
+        reconstruction = generation.finish_sound(model.decode(model.fit_codes(chunk))[0], config.sample_rate)
         np.testing.assert_allclose(sound, reconstruction, atol=1e-5)
     middle = generation.morph_codes(torch.zeros(1, 3), torch.ones(1, 3), 3)
     np.testing.assert_allclose(middle.numpy(), [[0, 0, 0], [0.5, 0.5, 0.5], [1, 1, 1]])
@@ -89,9 +89,10 @@ def test_like_stays_near_the_sound_and_scales_with_temperature(tiny_wave_run: Pa
     like = sounds_of(tiny_wave_run)[0]
     frozen = generation.like_sounds(model, config, like, 2, temperature=0.0)
     chunk = torch.from_numpy(generation.read_chunk(like, config)).unsqueeze(0)
-    np.testing.assert_allclose(
-        frozen[0], generation.finish_sound(model.reconstruct(chunk)[0], config.sample_rate), atol=1e-5
-    )
+    fitted = generation.finish_sound(model.decode(model.fit_codes(chunk))[0], config.sample_rate)
+    np.testing.assert_allclose(frozen[0], fitted, atol=1e-5)
+    encoded = generation.finish_sound(model.reconstruct(chunk)[0], config.sample_rate)
+    assert np.abs(fitted - chunk[0].numpy()).mean() != np.abs(encoded - chunk[0].numpy()).mean()
     near = generation.like_sounds(model, config, like, 3, seed=1, temperature=0.5)
     far = generation.like_sounds(model, config, like, 3, seed=1, temperature=3.0)
     spread = [np.mean([np.abs(s - frozen[0]).mean() for s in group]) for group in (near, far)]

@@ -13,7 +13,7 @@ import torch
 from sda_core import Engine, hookimpl
 from sda_core.config import RegularizationConfig, TrainingConfig
 from sda_core.errors import ConfigError
-from sda_core.training.model import GenerativeModel, objective_of
+from sda_core.training.model import CodeFitting, GenerativeModel, objective_of
 from sda_plugins import mel_vae
 from sda_plugins.mel_vae import MelVAE, fft_size_for, kl_weight_at, peak_limit
 
@@ -307,6 +307,32 @@ def test_the_model_learns() -> None:
         recon = model.loss(train, epoch=1)["recon"]
     average = (features - features.mean(dim=0, keepdim=True)).square().mean()
     assert recon < 0.8 * average
+
+
+def test_fitted_codes_decode_closer_log_mels_than_the_encoders() -> None:
+    model = model_for(config(sample_rate=8000, latent_dim=8, plugins={"mel_vae": {"fit_steps": 20}}))
+    assert isinstance(model, CodeFitting) and model.fit_steps == 20
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for step in range(1, 21):
+        optimiser.zero_grad(set_to_none=True)
+        model.loss(tones(8, 11, sample_rate=8000), epoch=step)["loss"].backward()
+        optimiser.step()
+    optimiser.zero_grad(set_to_none=True)
+    model.eval()
+    unseen = tones(3, 12, sample_rate=8000)
+    codes = model.encode(unseen)
+    with torch.no_grad():
+        fitted = model.fit_codes(unseen)
+        target = model.features(unseen)
+
+    def errors(latents: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return (model.decode_features(latents) - target).square().mean(dim=(1, 2))
+
+    assert bool((errors(fitted) < errors(codes)).all())
+    assert all(parameter.grad is None for parameter in model.parameters())
+    torch.testing.assert_close(model.fit_codes(unseen[2:]), fitted[2:], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model.fit_codes(unseen, steps=0), codes)
 
 
 # -- the plugin ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import torch
 
 from sda_core.config import TrainingConfig, apply_overrides
 from sda_core.errors import ConfigError
-from sda_core.training.model import GenerativeModel, SamplerFitting
+from sda_core.training.model import CodeFitting, GenerativeModel, SamplerFitting
 from sda_plugins import mel_vae, wave_vae
 from sda_plugins.wave_vae import (
     CODE_CAPACITY,
@@ -78,6 +78,56 @@ def test_loss_decreases_on_a_tone():
     model.eval()
     with torch.no_grad():
         assert float(model.loss(audio, epoch=5)["recon"]) < 0.8 * first
+
+
+def trained_on_tones(seed: int = 0, steps: int = 30, **settings) -> WaveVAE:
+    torch.manual_seed(seed)
+    model = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, **settings}}))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    for _ in range(steps):
+        losses = model.loss(tone(8, model, seed=seed), epoch=5)
+        optimiser.zero_grad()
+        losses["loss"].backward()
+        optimiser.step()
+    optimiser.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+def test_per_item_losses_take_each_item_alone():
+    model = WaveVAE.from_config(config(channels=2))
+    target = tone(3, model) * torch.tensor([1.0, 0.01, 0.3]).view(3, 1, 1)  # loud, quiet, between
+    prediction = torch.randn_like(target) * 0.05
+    batch = model._loss_transforms(prediction, target, per_item=True)
+    assert all(term.shape == (3,) for term in batch)
+    for item in range(3):
+        alone = model._loss_transforms(prediction[item : item + 1], target[item : item + 1])
+        for together, single in zip(batch, alone):
+            torch.testing.assert_close(together[item], single, rtol=1e-4, atol=1e-5)
+
+
+def test_fit_codes_decode_closer_than_the_encoders_codes():
+    model = trained_on_tones(fit_steps=25)
+    assert isinstance(model, CodeFitting)
+    unseen = tone(3, model, seed=7) * torch.tensor([1.0, 0.1, 0.5]).view(3, 1, 1)
+    weights = {name: value.clone() for name, value in model.state_dict().items()}
+    codes = model.encode(unseen)
+    with torch.no_grad():  # as callers hold it: fit_codes enables the gradients it needs
+        fitted = model.fit_codes(unseen)
+    assert fitted.shape == codes.shape and not fitted.requires_grad
+
+    def distances(latents):
+        return sum(model._loss_transforms(model.decode(latents), unseen, per_item=True))
+
+    before, after = distances(codes), distances(fitted)
+    assert bool((after < before).all()) and float(after.sum()) < 0.95 * float(before.sum()), (before, after)
+    assert all(torch.equal(value, model.state_dict()[name]) for name, value in weights.items())
+    assert all(parameter.grad is None for parameter in model.parameters())
+    torch.testing.assert_close(model.fit_codes(unseen), fitted)  # deterministic
+    torch.testing.assert_close(model.fit_codes(unseen[1:2]), fitted[1:2], rtol=1e-4, atol=1e-5)  # batch-free
+    torch.testing.assert_close(model.fit_codes(unseen, steps=0), codes)
+    assert WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "fit_steps": 0}})).fit_steps == 0
+    with pytest.raises(ConfigError, match="fit_steps"):
+        WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "fit_steps": -1}}))
 
 
 @pytest.mark.parametrize("n_fft,length", [(256, 4000), (512, 11025), (1024, 22050), (64, 999)])

@@ -591,7 +591,7 @@ def _print_result(console: Console, result: Any) -> None:
     )
     evaluation = getattr(result, "evaluation", None)
     if evaluation is not None:
-        shown = ("resemblance", "nn_accuracy", "copying", "diversity", "reconstruction")
+        shown = ("resemblance", "nn_accuracy", "copying", "diversity", "reconstruction", "reconstruction_fitted")
         figures = ", ".join(f"{name} {value:.2f}" for name, value in evaluation.figures().items() if name in shown)
         console.print(
             f"evaluation of {evaluation.count} sounds from epoch {evaluation.epoch}: {figures} "

@@ -254,6 +254,15 @@ def print_evaluation(console: Console, result: Any) -> None:
         f"multi-resolution STFT distance of {result.reconstruction_chunks} {result.reconstruction_source} "
         "chunks' reconstructions; lower is better (0 = exact)",
     )
+    if result.reconstruction_fitted is not None:
+        fitted = [_figure(result.reconstruction_fitted)] + (["-"] if result.validation is not None else [])
+        if result.reconstruction_source == "validation" and result.validation is not None:
+            fitted = ["-", _figure(result.reconstruction_fitted)]
+        table.add_row(
+            "reconstruction, fitted",
+            *fitted,
+            "the same for the model's fitted codes (what --like and --morph start from)",
+        )
     for name, value in sorted(result.plugins.items()):
         table.add_row(
             escape(name), _figure(value), *(["-"] if result.validation is not None else []), "added by a plugin"

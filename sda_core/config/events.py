@@ -286,6 +286,8 @@ class EvaluationEvent:
             the same against the validation chunks (None without at least two).
         reconstruction: multi-resolution STFT distance of reconstructions (lower is better).
         reconstruction_source: ``"validation"`` or ``"training"`` chunks reconstructed.
+        reconstruction_fitted: the same distance for the model's fitted codes (``fit_codes``),
+            None when it has none.
         metrics: figures added by ``sda_evaluate_metrics`` plugins.
         duration: seconds the evaluation took.
         path: the ``evaluation.json`` written ("" when none was).
@@ -310,6 +312,7 @@ class EvaluationEvent:
     validation_nn_accuracy: float | None = attrs.field(default=None, converter=_finite_or_none)
     reconstruction: float | None = attrs.field(default=None, converter=_finite_or_none)
     reconstruction_source: str = ""
+    reconstruction_fitted: float | None = attrs.field(default=None, converter=_finite_or_none)
     metrics: dict[str, float] = attrs.field(factory=dict, converter=_float_dict)
     duration: float = attrs.field(default=0.0, converter=float)
     path: str = attrs.field(default="", converter=_path)
@@ -327,6 +330,7 @@ class EvaluationEvent:
             "validation_diversity",
             "validation_nn_accuracy",
             "reconstruction",
+            "reconstruction_fitted",
         )
         present = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
         return {**present, **{f"plugins/{name}": value for name, value in self.metrics.items()}}

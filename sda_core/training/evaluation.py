@@ -7,7 +7,9 @@ training did, without augmentation), and reports:
 - the weights-free figures of :func:`sda_core.audio.quality.compare_sets` (resemblance, copying,
   diversity, 1-NN accuracy) against the training chunks and, separately, the validation chunks;
 - reconstruction: :func:`sda_core.audio.quality.mrstft_distance` between validation chunks and the
-  model's reconstructions of them (training chunks when the run has no validation files);
+  model's reconstructions of them (training chunks when the run has no validation files), and,
+  for a model that can fit codes (:class:`~sda_core.training.model.CodeFitting`), the same for
+  the decoding of its fitted codes (what ``--like`` and ``--morph`` start from);
 - whatever plugins add through the ``sda_evaluate_metrics`` hook.
 
 It writes ``evaluation.json`` atomically in the run folder. docs/evaluation.md explains the figures.
@@ -32,6 +34,7 @@ from sda_core.config.dataset import DatasetSummary, FileSplit
 from sda_core.config.events import EvaluationEvent
 from sda_core.errors import DatasetError, SdaError
 from sda_core.hooks.facade import Hooks, as_hooks
+from sda_core.training.model import CodeFitting
 from sda_core.training.run_folder import RunLock, RunPaths
 
 #: The file :func:`evaluate_run` writes in the run folder (:attr:`RunPaths.evaluation`).
@@ -70,6 +73,8 @@ class EvaluationResult:
         reconstruction: multi-resolution STFT distance of reconstructions (lower is better).
         reconstruction_source: ``"validation"`` or ``"training"`` (when there is no validation file).
         reconstruction_chunks: chunks reconstructed.
+        reconstruction_fitted: the same distance for the decoded ``fit_codes`` of those chunks, or
+            None when the model has no ``fit_codes`` (or ``fitted`` was False).
         training_chunks, validation_chunks: real chunks available on each side (before any cap).
         plugins: metrics added by ``sda_evaluate_metrics`` plugins.
         duration: seconds the evaluation took.
@@ -90,6 +95,7 @@ class EvaluationResult:
     reconstruction_chunks: int
     training_chunks: int
     validation_chunks: int
+    reconstruction_fitted: float | None = None
     plugins: dict[str, float] = attrs.field(factory=dict)
     duration: float = 0.0
     path: str = ""
@@ -120,6 +126,7 @@ class EvaluationResult:
             validation_nn_accuracy=None if validation is None else validation.nn_accuracy,
             reconstruction=self.reconstruction,
             reconstruction_source=self.reconstruction_source,
+            reconstruction_fitted=self.reconstruction_fitted,
             metrics=self.plugins,
             duration=self.duration,
             path=self.path,
@@ -137,6 +144,7 @@ def evaluate_run(
     write: bool = True,
     lock: RunLock | None = None,
     stop: Callable[[], bool] | None = None,
+    fitted: bool = True,
 ) -> EvaluationResult:
     """Generate ``count`` sounds from a run's best checkpoint and measure them against its data.
 
@@ -158,6 +166,9 @@ def evaluate_run(
         stop: called between the stages (reading, generating, reconstructing, measuring, writing);
             when it answers True the evaluation ends with :class:`EvaluationStopped` and writes
             nothing (the training loop passes its stop request).
+        fitted: also measure the reconstruction of the model's ``fit_codes`` (when it has them):
+            gradient steps per chunk, seconds to a minute on a CPU (the training loop's short
+            evaluation leaves it out).
 
     Raises:
         CheckpointError: no run folder, or no checkpoint in it.
@@ -199,11 +210,11 @@ def evaluate_run(
     else:
         source, originals = "training", _chunks(train_set, np.random.default_rng(seed), MAX_RECONSTRUCTED_CHUNKS)
     check_stop()
-    reconstructions = _reconstruct(model, originals, torch)
-    samples = min(originals.shape[-1], reconstructions.shape[-1])
-    reconstruction = mrstft_distance(
-        _mono(originals)[:, :samples], _mono(reconstructions)[:, :samples], config.sample_rate
-    )
+    reconstruction = _distance(originals, _reconstruct(model, originals, torch), config.sample_rate)
+    fitted = None
+    if fitted and isinstance(model, CodeFitting):
+        check_stop()
+        fitted = _distance(originals, _reconstruct(model, originals, torch, fit=True), config.sample_rate)
 
     check_stop()
     training = compare_sets(generated, training_real, config.sample_rate, seed=seed)
@@ -227,6 +238,7 @@ def evaluate_run(
         reconstruction=reconstruction,
         reconstruction_source=source,
         reconstruction_chunks=len(originals),
+        reconstruction_fitted=fitted,
         training_chunks=len(train_set),
         validation_chunks=len(validation_set),
         plugins=plugins,
@@ -312,8 +324,9 @@ def _generate(
     return _finite(audio.detach().float().cpu().numpy(), "generated sounds")
 
 
-def _reconstruct(model: Any, originals: np.ndarray, torch: Any) -> np.ndarray:
-    """The model's reconstructions of ``originals`` (n, channels, samples), in batches."""
+def _reconstruct(model: Any, originals: np.ndarray, torch: Any, *, fit: bool = False) -> np.ndarray:
+    """The model's reconstructions of ``originals`` (n, channels, samples), in batches: its
+    ``reconstruct``, or with ``fit`` the decoding of its ``fit_codes``."""
     from sda_core.training.generation import model_device
 
     device = model_device(model)
@@ -321,8 +334,15 @@ def _reconstruct(model: Any, originals: np.ndarray, torch: Any) -> np.ndarray:
     with torch.no_grad():
         for start in range(0, len(originals), _BATCH):
             batch = torch.from_numpy(originals[start : start + _BATCH]).to(device)
-            outputs.append(model.reconstruct(batch).detach().float().cpu().numpy())
-    return _finite(np.concatenate(outputs), "reconstructions")
+            audio = model.decode(model.fit_codes(batch)) if fit else model.reconstruct(batch)
+            outputs.append(audio.detach().float().cpu().numpy())
+    return _finite(np.concatenate(outputs), "fitted reconstructions" if fit else "reconstructions")
+
+
+def _distance(originals: np.ndarray, rebuilt: np.ndarray, sample_rate: int) -> float:
+    """MR-STFT distance of reconstructions, channels averaged, over their common length."""
+    samples = min(originals.shape[-1], rebuilt.shape[-1])
+    return mrstft_distance(_mono(originals)[:, :samples], _mono(rebuilt)[:, :samples], sample_rate)
 
 
 def _finite(audio: np.ndarray, what: str) -> np.ndarray:

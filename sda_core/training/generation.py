@@ -6,7 +6,7 @@ Three modes, each a function usable from Python (and by a host such as a web stu
 - :func:`generate_sounds` / :func:`generate_files`: new sounds drawn from the model's sampler
   (``model.generate``), with an optional sampling ``temperature`` for models that take one.
 - :func:`like_sounds` / :func:`like_files` (``--like FILE``): variations of a given sound. Its
-  loudest chunk is encoded and each variation is decoded from a point part of the way from that
+  loudest chunk is encoded (:func:`encode_sound`: fitted, where the model can fit codes) and each variation is decoded from a point part of the way from that
   code toward a fresh draw of the model's sampler (``sample_latents`` when the model has it, else
   N(0, I)); the part is :data:`LIKE_AMOUNT` times the temperature (default 1).
 - :func:`morph_sounds` / :func:`morph_files` (``--morph A B --steps K``): ``K`` sounds on the
@@ -39,6 +39,7 @@ from sda_core.errors import GenerationError
 from sda_core.hooks.facade import as_hooks
 from sda_core.training.checkpoints import CheckpointError, load_checkpoint
 from sda_core.training.conformance import check_model_interface
+from sda_core.training.model import CodeFitting
 from sda_core.training.provenance import (
     check_provider,
     load_model_weights,
@@ -274,10 +275,11 @@ def read_chunk(path: str | Path, config: TrainingConfig) -> np.ndarray:
 
 
 def encode_sound(model: Any, config: TrainingConfig, path: str | Path) -> torch.Tensor:
-    """The latent code (1, latent...) of a file's loudest chunk (:func:`read_chunk`)."""
+    """The latent code (1, latent...) of a file's loudest chunk (:func:`read_chunk`): the model's
+    ``fit_codes`` where it has one (:class:`~sda_core.training.model.CodeFitting`), else ``encode``."""
     chunk = torch.from_numpy(read_chunk(path, config)).unsqueeze(0).to(model_device(model))
     with torch.no_grad():
-        return model.encode(chunk)
+        return model.fit_codes(chunk) if isinstance(model, CodeFitting) else model.encode(chunk)
 
 
 def _decode(model: Any, codes: torch.Tensor, sample_rate: int) -> list[np.ndarray]:

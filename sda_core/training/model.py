@@ -10,7 +10,7 @@ any spectrogram transform happens inside the model, on the training device.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -107,8 +107,61 @@ class LatentSampling(Protocol):
         ...
 
 
+@runtime_checkable
+class CodeFitting(Protocol):
+    """An optional model method: codes fitted to given sounds, closer than ``encode``'s guess.
+
+    An encoder guesses a code in one pass, and guesses worst for sounds unlike the training files:
+    the files ``sda generate --like`` and ``--morph`` are given. A model with ``fit_codes`` (for
+    example one that refines the encoder's code by gradient steps on its reconstruction loss) has
+    those files encoded by it, and ``sda evaluate`` reports the reconstruction of its codes
+    (``reconstruction_fitted``) beside that of ``reconstruct``. Exported encoders keep ``encode``.
+    """
+
+    def fit_codes(self, audio: torch.Tensor) -> torch.Tensor:
+        """Codes shaped as ``encode``'s of chunks (batch, channels, samples); the same codes for
+        the same audio (deterministic), each independent of the rest of the batch, the weights
+        unchanged. Called under ``torch.no_grad()``: a method that needs gradients enables them."""
+        ...
+
+
 #: The most training chunks whose codes :meth:`SamplerFitting.fit_sampler` receives.
 SAMPLER_FIT_CHUNKS = 512
+
+
+#: :func:`refine_codes` defaults: Adam's step size on the codes and the weight of the squared
+#: distance to the starting codes (keeps a fitted code near where the decoder was trained).
+REFINE_RATE = 0.1
+REFINE_PULL = 1e-3
+
+
+def refine_codes(
+    codes: torch.Tensor,
+    distance: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    steps: int,
+    rate: float = REFINE_RATE,
+    pull: float = REFINE_PULL,
+) -> torch.Tensor:
+    """Codes (batch, latent...) moved by ``steps`` Adam steps from ``codes`` toward lower
+    ``distance(codes) + pull * |codes - start|^2``, each item on its own: ``distance`` takes codes
+    and returns one value per item (batch,), each depending on that item's code alone (the
+    decoding of the code against its target sound, say). A building block for
+    :meth:`CodeFitting.fit_codes`: deterministic, and only the codes get gradients (the caller
+    sets eval mode; the model's weights and their ``.grad`` stay as they are), also under
+    ``torch.no_grad()``.
+    """
+    start = codes.detach().float()
+    if steps <= 0 or start.shape[0] == 0:
+        return codes.detach()
+    with torch.enable_grad():
+        fitted = start.clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([fitted], lr=rate)
+        for _ in range(int(steps)):
+            pulled = distance(fitted) + pull * (fitted - start).flatten(1).square().sum(dim=1)
+            (fitted.grad,) = torch.autograd.grad(pulled.sum(), fitted)
+            optimiser.step()
+    return fitted.detach().to(codes.dtype)
 
 
 def objective_of(losses: Mapping[str, Any]) -> Any:

@@ -507,8 +507,9 @@ class Trainer:
 
     def _evaluate(self, run: "_RunState", device: torch.device) -> EvaluationEvent | None:
         """The short evaluation that ends a finished run: ``evaluation_sounds`` sounds from best.pt
-        (``sda evaluate RUN -n COUNT``, seed 0), ``evaluation.json`` written under the lock this
-        run holds, then an EvaluationEvent. A stop request skips it; a failure is a warning."""
+        (``sda evaluate RUN -n COUNT``, seed 0, without the fitted reconstruction, whose gradient
+        steps would cost up to a minute more), ``evaluation.json`` written under the lock this run
+        holds, then an EvaluationEvent. A stop request skips it; a failure is a warning."""
         count = run.config.evaluation_sounds
         if count == 0:
             return None
@@ -522,6 +523,7 @@ class Trainer:
                 device=device,
                 lock=self._lock,
                 stop=self.stop_event.is_set,
+                fitted=False,
             )
         except EvaluationStopped:
             return None
