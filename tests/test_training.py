@@ -188,6 +188,7 @@ def test_a_finished_run_ends_with_a_short_evaluation_shown_by_the_progress_displ
     (event,) = [event for event in events if event.kind == "evaluation"]
     assert event == result.evaluation and event.count == 4 and event.epoch == 1
     assert event.checkpoint.endswith("best.pt") and event.nn_accuracy is not None
+    assert event.reconstruction is not None and event.reconstruction_fitted is None  # sda evaluate measures it
     stored = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert event.path == str(tmp_path / "run" / "evaluation.json") and stored["count"] == 4
     assert stored["training"]["nn_accuracy"] == event.nn_accuracy

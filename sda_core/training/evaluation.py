@@ -211,10 +211,12 @@ def evaluate_run(
         source, originals = "training", _chunks(train_set, np.random.default_rng(seed), MAX_RECONSTRUCTED_CHUNKS)
     check_stop()
     reconstruction = _distance(originals, _reconstruct(model, originals, torch), config.sample_rate)
-    fitted = None
+    reconstruction_fitted = None
     if fitted and isinstance(model, CodeFitting):
         check_stop()
-        fitted = _distance(originals, _reconstruct(model, originals, torch, fit=True), config.sample_rate)
+        reconstruction_fitted = _distance(
+            originals, _reconstruct(model, originals, torch, fit=True), config.sample_rate
+        )
 
     check_stop()
     training = compare_sets(generated, training_real, config.sample_rate, seed=seed)
@@ -238,7 +240,7 @@ def evaluate_run(
         reconstruction=reconstruction,
         reconstruction_source=source,
         reconstruction_chunks=len(originals),
-        reconstruction_fitted=fitted,
+        reconstruction_fitted=reconstruction_fitted,
         training_chunks=len(train_set),
         validation_chunks=len(validation_set),
         plugins=plugins,
