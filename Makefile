@@ -37,8 +37,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
+# Two pytest workers, one torch thread each (OMP_NUM_THREADS reaches the CLIs the tests start):
+# on 2 cores two processes of two threads each fought over them. A file's tests stay on one worker.
 test: lint
-	$(PY) -m pytest -q --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks
