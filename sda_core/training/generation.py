@@ -6,9 +6,10 @@ Three modes, each a function usable from Python (and by a host such as a web stu
 - :func:`generate_sounds` / :func:`generate_files`: new sounds drawn from the model's sampler
   (``model.generate``), with an optional sampling ``temperature`` for models that take one.
 - :func:`like_sounds` / :func:`like_files` (``--like FILE``): variations of a given sound. Its
-  loudest chunk is encoded (:func:`encode_sound`: fitted, where the model can fit codes) and each variation is decoded from a point part of the way from that
-  code toward a fresh draw of the model's sampler (``sample_latents`` when the model has it, else
-  N(0, I)); the part is :data:`LIKE_AMOUNT` times the temperature (default 1).
+  loudest chunk is encoded (:func:`encode_sound`: fitted, where the model can fit codes) and each
+  variation is decoded from a point part of the way from that code toward a fresh draw of the
+  model's sampler (``sample_latents`` when the model has it, else N(0, I)); the part is
+  :data:`LIKE_AMOUNT` times the temperature (default 1).
 - :func:`morph_sounds` / :func:`morph_files` (``--morph A B --steps K``): ``K`` sounds on the
   straight line (or the great circle, ``spherical``) between the codes of two sounds, endpoints
   included, plus one joined file with equal-power crossfades.
