@@ -992,11 +992,7 @@ class _LossSpectra(nn.Module):
         batch = prediction.shape[0]
         prediction = prediction.reshape(-1, prediction.shape[-1])
         target = target.reshape(-1, target.shape[-1])
-        dims = (1, 2) if per_item else None
-
-        def mean_abs(difference: torch.Tensor) -> torch.Tensor:
-            return difference.abs().mean(dim=dims) if per_item else difference.abs().mean()
-
+        dims = (1, 2) if per_item else None  # None: over everything
         stft_total = mel_total = envelope = prediction.new_zeros(())
         for size in self.sizes:
             window = getattr(self, f"window_{size}")  # pre-scaled: a full-scale sine reads about 1
@@ -1009,12 +1005,12 @@ class _LossSpectra(nn.Module):
                 real_norm = torch.linalg.vector_norm(real, dim=dims) + 1e-6
             predicted = torch.stft(prediction, size, size // 4, window=window, center=True, return_complex=True).abs()
             convergence = torch.linalg.vector_norm(real - predicted, dim=dims) / real_norm
-            log_l1 = mean_abs(torch.log(predicted.clamp_min(floor)) - real_log)
-            mel_l1 = mean_abs(torch.log((bank.T @ predicted).clamp_min(floor)) - real_mel)
+            log_l1 = (torch.log(predicted.clamp_min(floor)) - real_log).abs().mean(dim=dims)
+            mel_l1 = (torch.log((bank.T @ predicted).clamp_min(floor)) - real_mel).abs().mean(dim=dims)
             stft_total = stft_total + convergence + log_l1
             mel_total = mel_total + mel_l1
             if size == self.sizes[0]:
-                envelope = mean_abs(self._band_levels(predicted) - self._band_levels(real))
+                envelope = (self._band_levels(predicted) - self._band_levels(real)).abs().mean(dim=dims)
         stft_total, mel_total = stft_total / len(self.sizes), mel_total / len(self.sizes)
         if per_item:  # rows are (item, channel) pairs: an item's terms are its channels' mean
             return tuple(term.view(batch, -1).mean(dim=1) for term in (stft_total, mel_total, envelope))  # type: ignore[return-value]

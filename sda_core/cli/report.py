@@ -245,22 +245,22 @@ def print_evaluation(console: Console, result: Any) -> None:
         if result.validation is not None:
             cells.append(_figure(getattr(result.validation, field)))
         table.add_row(label, *cells, meaning)
-    reconstruction = [_figure(result.reconstruction)] + (["-"] if result.validation is not None else [])
-    if result.reconstruction_source == "validation" and result.validation is not None:
-        reconstruction = ["-", _figure(result.reconstruction)]
+
+    def reconstruction_cells(value: float) -> list[str]:  # in the column of the chunks reconstructed
+        if result.validation is None:
+            return [_figure(value)]
+        return ["-", _figure(value)] if result.reconstruction_source == "validation" else [_figure(value), "-"]
+
     table.add_row(
         "reconstruction",
-        *reconstruction,
+        *reconstruction_cells(result.reconstruction),
         f"multi-resolution STFT distance of {result.reconstruction_chunks} {result.reconstruction_source} "
         "chunks' reconstructions; lower is better (0 = exact)",
     )
     if result.reconstruction_fitted is not None:
-        fitted = [_figure(result.reconstruction_fitted)] + (["-"] if result.validation is not None else [])
-        if result.reconstruction_source == "validation" and result.validation is not None:
-            fitted = ["-", _figure(result.reconstruction_fitted)]
         table.add_row(
             "reconstruction, fitted",
-            *fitted,
+            *reconstruction_cells(result.reconstruction_fitted),
             "the same for the model's fitted codes (what --like and --morph start from)",
         )
     for name, value in sorted(result.plugins.items()):
