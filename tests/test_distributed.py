@@ -41,6 +41,8 @@ KILL_AT_STEP = 7
 
 PROBE = '''
 """Records, per rank, the training keys read and the events received (tests/test_distributed.py)."""
+import atexit
+import hashlib
 import importlib
 import json
 import os
@@ -85,9 +87,16 @@ class KeyRecorder:
 
 
 class EveryRank:
-    """Asks for the events of every rank; rank 1 stops itself with SIGTERM at SDA_TEST_KILL_AT_STEP."""
+    """Asks for the events of every rank; rank 1 stops itself with SIGTERM at SDA_TEST_KILL_AT_STEP.
+    At the end of a run it writes a digest of the parameters its rank trained."""
 
     sda_every_rank = True
+    model = None
+
+    @hookimpl(wrapper=True)
+    def sda_make_model(self, config):
+        EveryRank.model = yield
+        return EveryRank.model
 
     @hookimpl
     def sda_on_train_start(self, event):
@@ -106,6 +115,18 @@ class EveryRank:
     @hookimpl
     def sda_on_train_end(self, event):
         _out(f"end.rank{_rank()}.json").write_text(json.dumps([event.reason, event.epochs_completed]))
+        digest = hashlib.sha256()
+        for name, tensor in sorted(EveryRank.model.named_parameters()):
+            digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+        _out(f"weights.rank{_rank()}.txt").write_text(digest.hexdigest())
+        atexit.register(_out(f"exit-handlers.rank{_rank()}.txt").write_text, "ran")
+        exit_now = os._exit
+
+        def record_exit(code):  # how the process ends: written, then ended as asked
+            _out(f"os-exit.rank{_rank()}.txt").write_text(str(code))
+            exit_now(code)
+
+        os._exit = record_exit
 
 
 class RankZero:
@@ -288,6 +309,9 @@ def test_two_processes_train_one_run_with_the_world_size_recorded(launches):
     assert [path.name for path in records.glob("plain.rank*.json")] == ["plain.rank0.json"]
     for rank in (0, 1):
         assert json.loads((records / f"every.rank{rank}.json").read_text()) == {"rank": rank, "world_size": 2}
+        # a worker ends without the interpreter's teardown (end_worker_process), its exit handlers run
+        assert (records / f"exit-handlers.rank{rank}.txt").read_text() == "ran"
+        assert (records / f"os-exit.rank{rank}.txt").read_text() == "0"  # without the teardown
     start = next(event for event in _events(two)[:1] if event["event"] == "train_start")
     assert (start["world_size"], start["rank"]) == (2, 0)
 
@@ -334,6 +358,8 @@ def test_every_rank_sees_the_same_validation_losses_and_stops_early_with_rank_0(
     losses = [_records(records, f"epochs.rank{rank}.jsonl") for rank in (0, 1)]
     assert [epoch for epoch, _val, _train in losses[0]] == [1, 2]
     assert losses[0] == losses[1]
+    # each rank trained on its own batches, with the gradients averaged: the same weights on both
+    assert (records / "weights.rank0.txt").read_text() == (records / "weights.rank1.txt").read_text()
     assert [
         [epoch["epoch"], epoch["val_loss"], epoch["train_loss"]] for epoch in launches["history_after_two"]["epochs"]
     ] == losses[0]

@@ -249,7 +249,18 @@ def _plugin_commands(argv: Sequence[str]) -> list[CliCommand]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sda`` console script; returns the exit code."""
+    """Entry point of the ``sda`` console script; returns the exit code.
+
+    A torchrun worker of ``sda train`` ends here instead, through
+    :func:`sda_core.training.distributed.end_worker_process`."""
+    code = _main(argv)
+    distributed = sys.modules.get("sda_core.training.distributed")  # imported by a training run only
+    if distributed is not None and distributed.owns_process_group():
+        distributed.end_worker_process(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from rich.console import Console
 
     argv = list(sys.argv[1:] if argv is None else argv)

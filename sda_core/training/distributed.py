@@ -32,8 +32,10 @@ import atexit
 import contextlib
 import datetime
 import os
+import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import torch
@@ -133,6 +135,8 @@ class Distributed:
                 f"rank {rank} of {world_size} cannot join the other processes ({first}); start several processes "
                 "with torchrun (docs/scale-out.md), or unset WORLD_SIZE to train in one process"
             ) from None
+        global _owned_group
+        _owned_group = True
         atexit.register(_destroy_process_group)
         return cls(dist.get_rank(), local_rank, dist.get_world_size())
 
@@ -292,3 +296,37 @@ def _int_variable(name: str, default: int) -> int:
 def _destroy_process_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+#: Whether this process initialised the process group (from_environment), rather than a host.
+_owned_group = False
+
+
+def owns_process_group() -> bool:
+    """Whether :meth:`Distributed.from_environment` initialised this process's process group (a
+    torchrun launch of ``sda train``), so that sda also decides how the process ends."""
+    return _owned_group and dist.is_initialized()
+
+
+def end_worker_process(code: int) -> NoReturn:
+    """End a torchrun worker whose command has finished as Python's exit would, up to the
+    teardown: threads that are not daemons are waited for, the exit handlers run (the process
+    group is destroyed, logs flushed) and the standard streams are flushed; then the process exits
+    with ``code`` without tearing the interpreter down.
+
+    ``destroy_process_group`` leaves gloo's worker threads running (with torch 2.14 a
+    DistributedDataParallel model, even deleted, keeps the backend alive), and the interpreter's
+    teardown racing them aborted a finished rank now and then ("terminate called without an active exception", exit code -6). torchrun then reported the
+    launch as failed and stopped the other ranks, after a run that was complete and saved.
+    """
+    main = threading.main_thread()
+    for thread in threading.enumerate():  # as Python's exit does: threads that are not daemons first
+        if thread is not main and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or gone: nothing left to write
+            pass
+    os._exit(code)
