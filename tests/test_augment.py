@@ -495,6 +495,51 @@ def test_noise_is_added_at_the_reported_snr_and_silence_stays_silent(color):
     assert not noise.apply(silent.copy(), params, SR).any()
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_noise_burst_starts_at_its_onset_at_its_level_in_its_band_and_decays(seed):
+    burst = ref.NoiseBurst()
+    audio = chunk(1)
+    params = burst.sample(np.random.default_rng(seed), SR)
+    added = (burst.apply(audio.copy(), params, SR) - audio)[0].astype(np.float64)
+    start = int(params["onset"] * audio.shape[-1])
+    assert not added[:start].any() and added[start : start + 10].any()
+    # its level: the added noise over its envelope, where the envelope is above e^-3
+    attack = int(ref.BURST_ATTACK_SECONDS * SR)
+    span = added[start:][attack : attack + int(3 * params["decay_seconds"] * SR)]
+    time = (attack + np.arange(len(span))) / SR
+    envelope = np.exp(-time / params["decay_seconds"])
+    reference = np.sqrt(np.mean(audio.astype(np.float64) ** 2))
+    expected = min(reference * 10 ** (params["level_db"] / 20), ref.BURST_MAX_RMS)
+    assert 20 * np.log10(np.sqrt(np.mean((span / envelope) ** 2)) / expected) == pytest.approx(0.0, abs=3.0)
+    # most of its power lies within its band (2nd-order edges: an octave beyond them)
+    power = np.abs(np.fft.rfft(added[start:])) ** 2
+    freqs = np.fft.rfftfreq(len(added) - start, 1 / SR)
+    inside = (freqs >= params["low_hz"] / 2) & (freqs <= params["high_hz"] * 2)
+    assert power[inside].sum() > 0.9 * power.sum()
+
+
+def test_a_noise_burst_in_silence_is_heard_and_each_channel_has_its_own_noise():
+    burst = ref.NoiseBurst(min_level_db=0.0, max_level_db=0.0)
+    params = burst.sample(np.random.default_rng(1), SR)
+    out = burst.apply(np.zeros((2, SR), dtype=np.float32), params, SR)
+    assert out.any() and np.isfinite(out).all()
+    start = int(params["onset"] * SR)
+    assert abs(np.corrcoef(out[:, start:])[0, 1]) < 0.2
+    again = burst.apply(np.zeros((2, SR), dtype=np.float32), params, SR)
+    assert np.array_equal(out, again)  # its noise comes from the params' seed
+
+
+def test_the_burst_level_range_scales_with_the_strength():
+    def burst(strength):
+        config = TrainingConfig(augmentation_strength=strength, plugins={"augmentations": {"enabled": ["burst"]}})
+        (transform,) = ref.reference_transforms(config)
+        return transform
+
+    assert burst(1.0).max_level_db == pytest.approx(ref.BURST_MIN_LEVEL_DB + ref.FULL_STRENGTH["burst_level_span_db"])
+    assert burst(0.5).max_level_db < burst(1.0).max_level_db
+    assert burst(0.5).min_level_db == burst(1.0).min_level_db == ref.BURST_MIN_LEVEL_DB
+
+
 def test_pink_noise_has_equal_power_per_octave():
     noise = ref._pink_noise(np.random.default_rng(0), (4, 2**15), SR)
     power = np.mean(np.abs(np.fft.rfft(noise, axis=-1)) ** 2, axis=0)
@@ -592,7 +637,8 @@ def test_fft_sizes_are_the_smallest_5_smooth_numbers(minimum):
     assert all(ref._fast_length(m) == size for m in range(minimum, size + 1))
 
 
-def test_noise_is_off_unless_enabled():
+def test_noise_and_bursts_are_off_unless_enabled():
     assert [t.name for t in ref.reference_transforms(TrainingConfig())] == list(ref.DEFAULT_ENABLED)
-    noisy = TrainingConfig(plugins={"augmentations": {"enabled": [*ref.DEFAULT_ENABLED, "noise"]}})
+    assert not {"noise", "burst"} & set(ref.DEFAULT_ENABLED)
+    noisy = TrainingConfig(plugins={"augmentations": {"enabled": ["burst", *ref.DEFAULT_ENABLED, "noise"]}})
     assert [t.name for t in ref.reference_transforms(noisy)] == list(ref.TRANSFORM_NAMES)
