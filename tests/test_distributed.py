@@ -119,11 +119,13 @@ class EveryRank:
         for name, tensor in sorted(EveryRank.model.named_parameters()):
             digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
         _out(f"weights.rank{_rank()}.txt").write_text(digest.hexdigest())
+        if "TORCHELASTIC_RUN_ID" not in os.environ:  # not a torchrun worker (the test's own process)
+            return
         atexit.register(_out(f"exit-handlers.rank{_rank()}.txt").write_text, "ran")
-        exit_now = os._exit
+        record, exit_now = _out(f"os-exit.rank{_rank()}.txt"), os._exit
 
         def record_exit(code):  # how the process ends: written, then ended as asked
-            _out(f"os-exit.rank{_rank()}.txt").write_text(str(code))
+            record.write_text(str(code))
             exit_now(code)
 
         os._exit = record_exit
