@@ -316,8 +316,9 @@ def end_worker_process(code: int) -> NoReturn:
 
     ``destroy_process_group`` leaves gloo's worker threads running (with torch 2.14 a
     DistributedDataParallel model, even deleted, keeps the backend alive), and the interpreter's
-    teardown racing them aborted a finished rank now and then ("terminate called without an active exception", exit code -6). torchrun then reported the
-    launch as failed and stopped the other ranks, after a run that was complete and saved.
+    teardown racing them aborted a finished rank now and then ("terminate called without an
+    active exception", exit code -6). torchrun then reported the launch as failed and stopped the
+    other ranks, after a run that was complete and saved.
     """
     main = threading.main_thread()
     for thread in threading.enumerate():  # as Python's exit does: threads that are not daemons first
