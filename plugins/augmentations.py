@@ -11,13 +11,13 @@ filter     one of: 2nd-order low-pass, high-pass, or spectral tilt      0.3
 gain       gain (+-6 dB)                                                0.5
 polarity   polarity flip                                                0.5
 noise      white or pink noise at an SNR of 20 to 40 dB (off by default) 0.3
-burst      a decaying burst of band-limited noise (off by default)      0.3
+burst      a decaying burst of band-limited noise                      0.3
 ========== ============================================================ ===========
 
 ``noise`` is off unless ``enabled`` names it: a generative model reconstructs its augmented
 chunks, so it learns to make the noise floor it was shown (see :data:`DEFAULT_ENABLED`).
-``burst``, off unless enabled too, shows the model broadband sound that a small set of tonal
-recordings never does, for ``--like`` with noisy sounds (see :class:`NoiseBurst`).
+``burst`` (on by default) shows the model broadband sound that a small set of tonal recordings
+never does, so it can reconstruct noisy sounds it was not trained on (see :class:`NoiseBurst`).
 
 Every range is the full-strength range scaled by ``config.augmentation_strength`` (0 turns the
 plugin off), so the adaptive presets scale them too: CONSERVATIVE (strength 1.0) augments most,
@@ -75,7 +75,7 @@ TRANSFORM_NAMES = ("speed", "shift", "filter", "gain", "polarity", "noise", "bur
 #: of a model shown noisy chunks carry broadband noise up to Nyquist where the data is silent.
 #: ``burst`` trades the encoder's reconstruction of recordings like the training set's for that of
 #: noisy sounds unlike them (figures in docs/augmentation.md).
-DEFAULT_ENABLED = ("speed", "shift", "filter", "gain", "polarity")
+DEFAULT_ENABLED = ("speed", "shift", "filter", "gain", "polarity", "burst")
 #: The probability of each transform, applied to a chunk the pipeline augments.
 DEFAULT_PROBABILITIES = {
     "speed": 0.3,
@@ -706,7 +706,7 @@ class AugmentationSettings:
 
     Attributes:
         enabled: the transforms to use (a list of names from :data:`TRANSFORM_NAMES`; empty: none;
-            default :data:`DEFAULT_ENABLED`, all but ``noise`` and ``burst``).
+            default :data:`DEFAULT_ENABLED`, all but ``noise``).
         probability: each transform's probability, from :data:`DEFAULT_PROBABILITIES`.
         noise_colors: the noise colours drawn from (``white``, ``pink``; at least one).
         filter_modes: the filters drawn from (``lowpass``, ``highpass``, ``tilt``; at least one).

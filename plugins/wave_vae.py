@@ -2,8 +2,10 @@
 
 :class:`WaveVAE` implements the model interface of :mod:`sda_core.training.model` and is sda's default
 model (``model = "wave_vae"``). Like :mod:`sda_plugins.mel_vae` it takes raw waveforms of one
-chunk, computes a spectrogram inside the model and encodes it to one latent vector per chunk;
-unlike it, the decoder predicts magnitude *and phase* per STFT frame (a small ConvNeXt stack with
+chunk and computes a spectrogram inside the model; it encodes it to one code of ``latent_dim``
+numbers per segment of 8 STFT frames (93 ms at 22.05 kHz, 11 segments per 1 s chunk; a chunk's
+latent is the segments' codes one after another), or with ``local_codes = false`` to one code per
+chunk; unlike the mel-VAE, the decoder predicts magnitude *and phase* per STFT frame (a small ConvNeXt stack with
 an inverse-STFT head, as in Vocos), so audio comes out without Griffin-Lim, and training compares
 waveforms (multi-resolution STFT and multi-scale mel losses). Sampling draws from a kernel density
 on the training chunks' posterior means (one Gaussian per training code, a shared per-dimension
@@ -31,6 +33,10 @@ Settings (all optional) come from the ``[plugins.wave_vae]`` table:
 * ``fit_steps`` (int, default 50): gradient steps :meth:`WaveVAE.fit_codes` takes from the
   encoder's code of a sound toward the code that decodes closest to it (``--like``, ``--morph`` and
   the evaluation's fitted reconstruction); 0 keeps the encoder's code.
+* ``local_codes`` (bool, default true): one code per segment of 8 STFT frames (a latent of
+  ``segments x latent_dim`` numbers per chunk); false: one code of ``latent_dim`` numbers per
+  chunk, as every run before this setting was trained (such checkpoints load in that layout
+  whatever the setting says).
 """
 
 from __future__ import annotations
@@ -123,6 +129,7 @@ DEFAULTS: dict[str, Any] = {
     "temperature": 1.0,
     "components": 16,
     "fit_steps": 50,
+    "local_codes": True,
 }
 
 
@@ -157,6 +164,7 @@ class WaveVAESettings:
         temperature: scales the sampler's spread (0: the training codes / component means).
         components: the most components of the ``mixture`` sampler.
         fit_steps: gradient steps of :meth:`WaveVAE.fit_codes` (0: the encoder's codes).
+        local_codes: a code per segment of ``DOWNSAMPLING`` STFT frames (True) or per chunk.
     """
 
     hidden_channels: int = attrs.field(default=DEFAULTS["hidden_channels"], validator=v.integer(8, 2048))
@@ -167,6 +175,7 @@ class WaveVAESettings:
     temperature: float = attrs.field(default=DEFAULTS["temperature"], converter=_as_float, validator=v.number(0, 10))
     components: int = attrs.field(default=DEFAULTS["components"], validator=v.integer(1, 64))
     fit_steps: int = attrs.field(default=DEFAULTS["fit_steps"], validator=v.integer(0, 1000))
+    local_codes: bool = attrs.field(default=DEFAULTS["local_codes"], validator=v.instance_of(bool, "true or false"))
 
 
 def _settings(config: TrainingConfig) -> dict[str, Any]:
@@ -310,10 +319,12 @@ class ConvNeXtBlock(nn.Module):
 
 
 class WaveDecoder(nn.Module):
-    """Latent (batch, latent_dim) -> audio (batch, channels, length): the whole decode path.
+    """Latent (batch, segments * latent_dim) -> audio (batch, channels, length): the whole decode path.
 
-    A linear layer maps the latent to a (seed_channels, frames) map (one column per STFT frame, so
-    the latent places events in time), a k7 convolution widens it to ``width``, ``layers``
+    The latent maps to a (seed_channels, frames) map, one column per STFT frame: with one code per
+    chunk (``segments`` 1) through a linear layer (so the code places events in time), with a code
+    per segment through a transposed convolution (each code shapes its own segment and blends into
+    the next; :meth:`_latent_map`). A k7 convolution widens it to ``width``, ``layers``
     ConvNeXt blocks mix it over time, a LayerNorm and a linear head give, per channel and frame,
     the log-magnitude (clamped at +20 dB) and the phase of every bin, and :class:`BasisISTFT`
     turns them into audio. Self-contained (fixed bases as buffers), so it exports alone.
@@ -330,6 +341,7 @@ class WaveDecoder(nn.Module):
         width: int,
         layers: int,
         seed_channels: int = 64,
+        segments: int = 1,
     ) -> None:
         super().__init__()
         self.channels, self.length = int(channels), int(length)
@@ -337,7 +349,8 @@ class WaveDecoder(nn.Module):
         self.bins, self.frames = self.istft.bins, self.istft.frames
         self.amplitude_scale = float(hann_window(n_fft).sum()) / 2
         self.seed_channels = int(seed_channels)
-        self.from_latent = nn.Linear(latent_dim, self.seed_channels * self.frames)
+        self.segments, self.latent_dim = int(segments), int(latent_dim)
+        self.from_latent = self._latent_map(self.seed_channels)
         self.embed = nn.Conv1d(self.seed_channels, width, 7, padding=3)
         self.blocks = nn.Sequential(*[ConvNeXtBlock(width) for _ in range(int(layers))])
         self.norm = nn.LayerNorm(width)
@@ -346,9 +359,7 @@ class WaveDecoder(nn.Module):
         # the envelope path: latent -> (frames, bands) log-magnitude, spread over the bins by fixed
         # overlapping mel-spaced triangles (each bin's weights sum to 1), added to the head's
         self.envelope_bands = ENVELOPE_BANDS
-        self.to_envelope = nn.Linear(latent_dim, self.frames * ENVELOPE_BANDS)
-        nn.init.zeros_(self.to_envelope.weight)
-        nn.init.zeros_(self.to_envelope.bias)
+        self.to_envelope = self._latent_map(ENVELOPE_BANDS, zero=True)
         sample_rate = float(n_fft * REFERENCE_RATE / REFERENCE_N_FFT)  # only the shape of the bands matters
         bank = torchaudio.functional.melscale_fbanks(
             self.bins, 0.0, sample_rate / 2, ENVELOPE_BANDS + 2, sample_rate, norm=None, mel_scale="htk"
@@ -375,6 +386,30 @@ class WaveDecoder(nn.Module):
             self.head.bias.zero_()
             self.head.bias.view(self.channels, 2, self.bins)[:, 0] = -4.6
 
+    def _latent_map(self, channels: int, *, zero: bool = False) -> nn.Module:
+        """The map from the latent to ``channels`` rows per frame: for one code per chunk a linear
+        layer to every frame; for a code per segment a transposed convolution (kernel of two
+        segments, stride one segment), so each code shapes its own segment and blends into the
+        next."""
+        if self.segments == 1:
+            layer: nn.Module = nn.Linear(self.latent_dim, channels * self.frames)
+        else:
+            layer = nn.ConvTranspose1d(
+                self.latent_dim, channels, 2 * DOWNSAMPLING, stride=DOWNSAMPLING, padding=DOWNSAMPLING // 2
+            )
+        if zero:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        return layer
+
+    def use_segments(self, segments: int) -> None:
+        """Rebuild the latent maps for ``segments`` codes per chunk (fresh weights, on the
+        decoder's device): how a checkpoint of the other layout loads (:class:`WaveVAE`)."""
+        self.segments = int(segments)
+        device = self.head.weight.device
+        self.from_latent = self._latent_map(self.seed_channels).to(device)
+        self.to_envelope = self._latent_map(self.envelope_bands, zero=True).to(device)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         """A checkpoint saved before the integrated phase (no ``phase_layout``) decodes its phase
         directly, as it was trained."""
@@ -383,19 +418,33 @@ class WaveDecoder(nn.Module):
             state_dict[prefix + "phase_layout"] = torch.zeros(())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+    def frames_of(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's output per frame for latents (batch, code_size): the log-magnitudes (clamped,
+        envelope path included) and the raw phase outputs (before ``pi * tanh`` and the sum over
+        frames), each (batch, channels, bins, frames)."""
         batch = latent.shape[0]
-        x = self.from_latent(latent).view(batch, self.seed_channels, self.frames)
+        if self.segments == 1:
+            x = self.from_latent(latent).view(batch, self.seed_channels, self.frames)
+            envelope = self.to_envelope(latent).view(batch, self.frames, self.envelope_bands)
+        else:
+            codes = latent.view(batch, self.segments, self.latent_dim).transpose(1, 2)
+            x = self.from_latent(codes)[..., : self.frames]
+            envelope = self.to_envelope(codes)[..., : self.frames].transpose(1, 2)
         x = self.blocks(self.embed(x))
         x = self.head(self.norm(x.transpose(1, 2)))  # (batch, frames, channels * 2 * bins)
         x = x.view(batch, self.frames, self.channels, 2, self.bins).permute(0, 2, 3, 4, 1)  # (b, ch, 2, bins, frames)
-        envelope = (ENVELOPE_GAIN * self.to_envelope(latent)).view(batch, self.frames, self.envelope_bands)
-        envelope = (envelope @ self.envelope_basis).transpose(1, 2).unsqueeze(1)  # (batch, 1, bins, frames)
-        log_magnitude = (x[:, :, 0] + envelope).clamp(max=MAX_LOG_MAGNITUDE)  # (batch, channels, bins, frames)
+        envelope = (
+            (ENVELOPE_GAIN * envelope @ self.envelope_basis).transpose(1, 2).unsqueeze(1)
+        )  # (batch, 1, bins, frames)
+        return (x[:, :, 0] + envelope).clamp(max=MAX_LOG_MAGNITUDE), x[:, :, 1]
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        batch = latent.shape[0]
+        log_magnitude, phase_output = self.frames_of(latent)
         if self.integrated_phase:
-            phase = self.centre_phase + torch.cumsum(math.pi * torch.tanh(x[:, :, 1]), dim=-1)
+            phase = self.centre_phase + torch.cumsum(math.pi * torch.tanh(phase_output), dim=-1)
         else:
-            phase = x[:, :, 1]
+            phase = phase_output
         magnitude = torch.exp(log_magnitude) * self.amplitude_scale
         real = (magnitude * torch.cos(phase)).reshape(batch * self.channels, self.bins, self.frames)
         imag = (magnitude * torch.sin(phase)).reshape(batch * self.channels, self.bins, self.frames)
@@ -581,6 +630,7 @@ class WaveVAE(nn.Module):
         components: int = DEFAULTS["components"],
         bandwidth: float = DEFAULTS["bandwidth"],
         fit_steps: int = DEFAULTS["fit_steps"],
+        local_codes: bool = DEFAULTS["local_codes"],
     ) -> None:
         super().__init__()
         self.sample_rate = int(sample_rate)
@@ -600,6 +650,10 @@ class WaveVAE(nn.Module):
         self.frames = self.chunk_samples // self.hop_length + 1
         self.reduced_frames = -(-self.frames // DOWNSAMPLING)
         self.bins = self.n_fft // 2 + 1
+        #: Codes per chunk: one per ``DOWNSAMPLING`` STFT frames with ``local_codes``, else one.
+        self.segments = self.reduced_frames if local_codes else 1
+        #: Numbers in one chunk's latent: ``segments`` codes of ``latent_dim``, segment-major.
+        self.code_size = self.segments * self.latent_dim
 
         self.stft = BasisSTFT(self.n_fft, self.hop_length)
         self.amplitude_scale = float(hann_window(self.n_fft).sum()) / 2
@@ -614,7 +668,8 @@ class WaveVAE(nn.Module):
         for _ in range(int(math.log2(DOWNSAMPLING))):
             layers += [nn.Conv1d(hidden, hidden, 4, stride=2, padding=1), nn.GELU(), nn.Dropout(dropout)]
         self.encoder = nn.Sequential(*layers)
-        self.to_posterior = nn.Linear(hidden * self.reduced_frames, 2 * self.latent_dim)
+        self.hidden_channels = hidden
+        self.to_posterior = self._posterior_head()
         for layer in self.encoder.modules():
             if isinstance(layer, nn.Conv1d):
                 nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
@@ -627,24 +682,53 @@ class WaveVAE(nn.Module):
             length=self.chunk_samples,
             width=int(decoder_channels),
             layers=int(decoder_layers),
+            segments=self.segments,
         )
         self._loss_transforms = _LossSpectra(self.sample_rate, self.n_fft)
         # the sampler: kernels on the training codes or a fitted mixture (weights 0 = not fitted:
         # the prior); the "codes" sampler holds up to CODE_CAPACITY kernels, the mixture `components`
         k = self.max_components if self.sampler == "mixture" else CODE_CAPACITY
         self.register_buffer("sampler_weights", torch.zeros(k))
-        self.register_buffer("sampler_means", torch.zeros(k, self.latent_dim))
-        self.register_buffer("sampler_stds", torch.ones(k, self.latent_dim))
+        self.register_buffer("sampler_means", torch.zeros(k, self.code_size))
+        self.register_buffer("sampler_stds", torch.ones(k, self.code_size))
         # for each kernel of the "codes" sampler, the kernel of the chunk that follows its chunk in
         # the training file, or -1 (see sound_latents)
         self.register_buffer("sampler_next", torch.full((k,), -1, dtype=torch.long))
         # the output gate: counts of the training chunks' block levels (see gate_power)
         self.register_buffer("level_histogram", torch.zeros(LEVEL_BINS))
 
+    def _posterior_head(self) -> nn.Module:
+        """The encoder's last layer, to a mean and a log-variance per latent number: a linear layer
+        on all reduced frames for one code per chunk, a k3 convolution (one code per reduced
+        frame) for local codes."""
+        if self.segments == 1:
+            return nn.Linear(self.hidden_channels * self.reduced_frames, 2 * self.latent_dim)
+        return nn.Conv1d(self.hidden_channels, 2 * self.latent_dim, 3, padding=1)
+
+    def _use_segments(self, segments: int) -> None:
+        """Switch the latent layout to ``segments`` codes per chunk: the posterior head, the
+        decoder's latent maps and the sampler buffers are rebuilt (fresh weights, same device)."""
+        self.segments = int(segments)
+        self.code_size = self.segments * self.latent_dim
+        device = self.sampler_means.device
+        self.to_posterior = self._posterior_head().to(device)
+        self.decoder.use_segments(self.segments)
+        k = self.sampler_weights.shape[0]
+        self.sampler_means = torch.zeros(k, self.code_size, device=device)
+        self.sampler_stds = torch.ones(k, self.code_size, device=device)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        """Sampler buffers saved with another ``components`` setting load too: padded with unused
-        components (weight 0) or cut to the largest components, and a checkpoint saved before the
-        decoder's envelope path gets it at 0 (its start), so a checkpoint stays usable."""
+        """A checkpoint of the other latent layout (one code per chunk, as every run before local
+        codes was trained, or the reverse) switches the model to its layout, whatever the
+        ``local_codes`` setting says, so old runs keep generating, evaluating, exporting and
+        resuming as they were trained. Sampler buffers saved with another ``components`` setting
+        load too: padded with unused components (weight 0) or cut to the largest components, and a
+        checkpoint saved before the decoder's envelope path gets it at 0 (its start)."""
+        head = state_dict.get(prefix + "to_posterior.weight")
+        if head is not None:
+            segments = 1 if head.dim() == 2 else self.reduced_frames
+            if segments != self.segments:
+                self._use_segments(segments)
         size = self.sampler_weights.shape[0]
         weights = state_dict.get(prefix + "sampler_weights")
         if weights is not None and weights.shape[0] != size:
@@ -702,9 +786,14 @@ class WaveVAE(nn.Module):
         return normalised.reshape(batch, self.channels * self.bins, self.frames)
 
     def posterior(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean and log-variance, each (batch, latent_dim)."""
+        """Posterior mean and log-variance, each (batch, code_size)."""
         padded = F.pad(features, (0, self.reduced_frames * DOWNSAMPLING - self.frames))
-        mean, logvar = self.to_posterior(self.encoder(padded).flatten(1)).chunk(2, dim=1)
+        hidden = self.encoder(padded)
+        if self.segments == 1:
+            mean, logvar = self.to_posterior(hidden.flatten(1)).chunk(2, dim=1)
+        else:  # (batch, 2 * latent_dim, segments) -> segment-major codes
+            mean, logvar = self.to_posterior(hidden).transpose(1, 2).chunk(2, dim=2)
+            mean, logvar = mean.flatten(1), logvar.flatten(1)
         return mean, logvar.clamp(-12.0, 8.0)
 
     # -- the model interface ------------------------------------------------------------------
@@ -742,17 +831,17 @@ class WaveVAE(nn.Module):
             }
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
-        """Posterior means (batch, latent_dim) of chunks (batch, channels, samples)."""
+        """Posterior means (batch, code_size) of chunks (batch, channels, samples)."""
         with evaluating(self), torch.no_grad():
             mean, _ = self.posterior(self.features(audio.to(self.device)))
         return mean
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Audio chunks (batch, channels, chunk_samples) from latents (batch, latent_dim): finite, no
+        """Audio chunks (batch, channels, chunk_samples) from latents (batch, code_size): finite, no
         DC, peaks at most -1 dBFS."""
-        if latent.dim() != 2 or latent.shape[1] != self.latent_dim:
+        if latent.dim() != 2 or latent.shape[1] != self.code_size:
             raise ValueError(
-                f"WaveVAE.decode expects latents shaped (batch, {self.latent_dim}), got {tuple(latent.shape)}"
+                f"WaveVAE.decode expects latents shaped (batch, {self.code_size}), got {tuple(latent.shape)}"
             )
         with evaluating(self), torch.no_grad():
             return finish_audio(self.decoder(latent.to(self.device)), self.gate_power(), self.hop_length)
@@ -784,7 +873,7 @@ class WaveVAE(nn.Module):
         return self.decode(self.encode(audio))
 
     def fit_codes(self, audio: torch.Tensor, *, steps: int | None = None) -> torch.Tensor:
-        """Codes (batch, latent_dim) that decode closer to chunks (batch, channels, samples) than
+        """Codes (batch, code_size) that decode closer to chunks (batch, channels, samples) than
         their posterior means do: from :meth:`encode`'s means, ``steps`` (None: the ``fit_steps``
         setting) of :func:`~sda_core.training.model.refine_codes` on each chunk's own training
         reconstruction loss (its terms taken per chunk, so a code does not depend on the rest of the
@@ -808,7 +897,7 @@ class WaveVAE(nn.Module):
 
     @torch.no_grad()
     def fit_sampler(self, latents: torch.Tensor, successors: torch.Tensor | None = None) -> None:
-        """Fit the sampler to the training chunks' posterior means (count, latent_dim).
+        """Fit the sampler to the training chunks' posterior means (count, code_size).
 
         ``successors`` (count,), when the training loop knows them: for each code, the index of
         the code of the chunk that follows it in its file, or -1. The ``"codes"`` sampler keeps
@@ -821,7 +910,7 @@ class WaveVAE(nn.Module):
         (``sampler_*``), hence in checkpoints.
         """
         codes = latents.detach().reshape(latents.shape[0], -1)
-        if codes.shape[0] == 0 or codes.shape[1] != self.latent_dim or not bool(torch.isfinite(codes).all()):
+        if codes.shape[0] == 0 or codes.shape[1] != self.code_size or not bool(torch.isfinite(codes).all()):
             return
         if self.sampler == "mixture":
             k = mixture_components_for(codes.shape[0], self.max_components)
@@ -857,10 +946,10 @@ class WaveVAE(nn.Module):
 
     def _draw(self, count: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The random numbers of ``count`` latents, on the generator's device: N(0, I) noise
-        (count, latent_dim) and, from a fitted ``codes`` or ``mixture`` sampler, the kernels or
+        (count, code_size) and, from a fitted ``codes`` or ``mixture`` sampler, the kernels or
         components picked by weight (count,), else None."""
         device = generator.device if generator is not None else self.device
-        noise = torch.randn(count, self.latent_dim, generator=generator, device=device)
+        noise = torch.randn(count, self.code_size, generator=generator, device=device)
         if self.sampler == "prior" or not self.sampler_fitted or count == 0:
             return noise, None
         weights = self.sampler_weights.to(device)
@@ -880,7 +969,7 @@ class WaveVAE(nn.Module):
         generator: torch.Generator | None = None,
         temperature: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latents (count, pieces, latent_dim) of ``count`` sounds of ``pieces`` chunks each, and
+        """Latents (count, pieces, code_size) of ``count`` sounds of ``pieces`` chunks each, and
         which chunks sound (count, pieces) bool.
 
         With :attr:`continues_sounds`, a sound starts at a kernel drawn as :meth:`sample_latents`
@@ -891,7 +980,7 @@ class WaveVAE(nn.Module):
         """
         if count == 0 or pieces <= 1 or not self.continues_sounds:
             latents = self.sample_latents(count * pieces, generator=generator, temperature=temperature)
-            return latents.view(count, pieces, self.latent_dim), torch.ones(count, pieces, dtype=torch.bool)
+            return latents.view(count, pieces, self.code_size), torch.ones(count, pieces, dtype=torch.bool)
         temperature = self.temperature if temperature is None else float(temperature)
         noise, current = self._draw(count, generator)  # a fitted codes sampler: current is not None
         device = noise.device

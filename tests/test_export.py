@@ -84,7 +84,7 @@ def test_exported_files_match_the_model_without_sda(tiny_wave_run: Path, tmp_pat
     assert sidecar["chunk_samples"] == 8000 and sidecar["latent"]["dtype"] == "float32"
     model, config, _ = load_trained_model(Engine(disable=["progress"]), tiny_wave_run)
     shape = tuple(sidecar["latent"]["shape"])
-    assert shape == (config.latent_dim,)
+    assert shape == (model.code_size,) and model.code_size == model.segments * config.latent_dim
     assert sidecar["decoder"]["input"]["shape"] == ["batch", *shape]
     assert sidecar["decoder"]["output"]["shape"] == ["batch", 1, 8000]
     generator = torch.Generator().manual_seed(5)
@@ -103,16 +103,16 @@ def test_exported_files_match_the_model_without_sda(tiny_wave_run: Path, tmp_pat
 def test_export_run_defaults_to_the_run_folder_and_describes_the_mixture(tiny_wave_run: Path, tmp_path: Path):
     engine = Engine(disable=["progress"])
     model, _config, _ = load_trained_model(engine, tiny_wave_run)
-    sampler = describe_sampler(model, (model.latent_dim,))
+    sampler = describe_sampler(model, (model.code_size,))
     assert sampler["kind"] == "mixture" and sampler["temperature"] == 1.0  # fitted at the end of the run
     assert sum(sampler["weights"]) == pytest.approx(1.0)
     assert len(sampler["means"]) == len(sampler["stds"]) == len(sampler["weights"])
-    assert all(len(mean) == model.latent_dim for mean in sampler["means"])
+    assert all(len(mean) == model.code_size for mean in sampler["means"])
     # how sounds longer than a chunk go on: each component's successor in its training file, or -1
     assert len(sampler["next"]) == len(sampler["weights"]) and max(sampler["next"]) >= 0
     assert sampler["next"] == model.sampler_next[: len(sampler["weights"])].tolist()
     model.sampler = "prior"
-    assert describe_sampler(model, (model.latent_dim,))["kind"] == "normal"
+    assert describe_sampler(model, (model.code_size,))["kind"] == "normal"
     # a copy of the run, so the shared run stays read-only
     import shutil
 

@@ -114,11 +114,11 @@ def test_generic_fallbacks_for_a_model_without_sampler_or_temperature(tiny_wave_
             return self.inner.decode(latent) + 0.5  # a DC offset the finishing removes
 
         def generate(self, count, *, seconds=1.0, generator=None):
-            return self.decode(torch.randn(count, self.inner.latent_dim, generator=generator)) * 4
+            return self.decode(torch.randn(count, self.inner.code_size, generator=generator)) * 4
 
     plain = Plain(model)
     codes = generation.sample_codes(plain, config, 5, generator=torch.Generator().manual_seed(0))
-    assert codes.shape == (5, model.latent_dim)
+    assert codes.shape == (5, model.code_size)
     with pytest.raises(GenerationError, match="takes no sampling temperature"):
         generation.generate_sounds(plain, config, 1, temperature=0.5)
     for sound in generation.generate_sounds(plain, config, 2) + generation.like_sounds(

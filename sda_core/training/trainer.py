@@ -358,6 +358,18 @@ class Trainer:
             steps_per_epoch = len(train_loader)
             if steps_per_epoch == 0:
                 raise TrainingError("the training set yields no batch; lower batch_size")
+            if state is not None:
+                # "model" holds the averaged weights (what generation uses), "training_model" the
+                # trained ones; a checkpoint without the latter (ema_decay = 0, or an older run) has
+                # one. Loaded before the optimiser is made: a model may take its layout from the
+                # checkpoint (an older layout of the same model), and the optimiser must hold the
+                # parameters that layout has.
+                load_model_weights(
+                    model,
+                    state.get("training_model", state["model"]),
+                    self.paths.last,
+                    provider_record(self.hooks, "model"),
+                )
             optimizer = torch.optim.AdamW(
                 model.parameters(), lr=config.learning_rate, weight_decay=config.regularization.weight_decay
             )
@@ -369,14 +381,6 @@ class Trainer:
             # while the epoch before ends (its last steps, validation, checkpoints)
             batches = closing.enter_context(EpochPrefetcher(train_loader, range(start_epoch, config.max_epochs + 1)))
             if state is not None:
-                # "model" holds the averaged weights (what generation uses), "training_model" the
-                # trained ones; a checkpoint without the latter (ema_decay = 0, or an older run) has one
-                load_model_weights(
-                    model,
-                    state.get("training_model", state["model"]),
-                    self.paths.last,
-                    provider_record(self.hooks, "model"),
-                )
                 optimizer.load_state_dict(state["optimizer"])
                 _resume_schedule(scheduler, state["scheduler"], history, steps_per_epoch, schedule)
                 amp.load_state_dict(state.get("scaler"))
