@@ -652,8 +652,6 @@ class WaveVAE(nn.Module):
         self.bins = self.n_fft // 2 + 1
         #: Codes per chunk: one per ``DOWNSAMPLING`` STFT frames with ``local_codes``, else one.
         self.segments = self.reduced_frames if local_codes else 1
-        #: Numbers in one chunk's latent: ``segments`` codes of ``latent_dim``, segment-major.
-        self.code_size = self.segments * self.latent_dim
 
         self.stft = BasisSTFT(self.n_fft, self.hop_length)
         self.amplitude_scale = float(hann_window(self.n_fft).sum()) / 2
@@ -709,7 +707,6 @@ class WaveVAE(nn.Module):
         """Switch the latent layout to ``segments`` codes per chunk: the posterior head, the
         decoder's latent maps and the sampler buffers are rebuilt (fresh weights, same device)."""
         self.segments = int(segments)
-        self.code_size = self.segments * self.latent_dim
         device = self.sampler_means.device
         self.to_posterior = self._posterior_head().to(device)
         self.decoder.use_segments(self.segments)
@@ -756,6 +753,11 @@ class WaveVAE(nn.Module):
     def from_config(cls, config: TrainingConfig) -> WaveVAE:
         """Build the model a run with ``config`` trains (its fields and ``[plugins.wave_vae]``)."""
         return cls(**model_arguments(config), **_settings(config))
+
+    @property
+    def code_size(self) -> int:
+        """Numbers in one chunk's latent: ``segments`` codes of ``latent_dim``, segment-major."""
+        return self.segments * self.latent_dim
 
     @property
     def device(self) -> torch.device:
