@@ -37,6 +37,9 @@ Settings (all optional) come from the ``[plugins.wave_vae]`` table:
   ``segments x latent_dim`` numbers per chunk); false: one code of ``latent_dim`` numbers per
   chunk, as every run before this setting was trained (such checkpoints load in that layout
   whatever the setting says).
+* ``encoder_bands`` (int, default 96): the encoder hears this many mel bands of the STFT
+  magnitudes (each band the mean of its bins); 0 (or at least the FFT's bins): every bin, as every
+  run before this setting was trained (such checkpoints load that way whatever the setting says).
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ DEFAULTS: dict[str, Any] = {
     "components": 16,
     "fit_steps": 50,
     "local_codes": True,
+    "encoder_bands": 96,
 }
 
 
@@ -165,6 +169,7 @@ class WaveVAESettings:
         components: the most components of the ``mixture`` sampler.
         fit_steps: gradient steps of :meth:`WaveVAE.fit_codes` (0: the encoder's codes).
         local_codes: a code per segment of ``DOWNSAMPLING`` STFT frames (True) or per chunk.
+        encoder_bands: mel bands the encoder hears (0, or at least the STFT's bins: every bin).
     """
 
     hidden_channels: int = attrs.field(default=DEFAULTS["hidden_channels"], validator=v.integer(8, 2048))
@@ -176,6 +181,7 @@ class WaveVAESettings:
     components: int = attrs.field(default=DEFAULTS["components"], validator=v.integer(1, 64))
     fit_steps: int = attrs.field(default=DEFAULTS["fit_steps"], validator=v.integer(0, 1000))
     local_codes: bool = attrs.field(default=DEFAULTS["local_codes"], validator=v.instance_of(bool, "true or false"))
+    encoder_bands: int = attrs.field(default=DEFAULTS["encoder_bands"], validator=v.integer(0, 4096))
 
 
 def _settings(config: TrainingConfig) -> dict[str, Any]:
@@ -631,6 +637,7 @@ class WaveVAE(nn.Module):
         bandwidth: float = DEFAULTS["bandwidth"],
         fit_steps: int = DEFAULTS["fit_steps"],
         local_codes: bool = DEFAULTS["local_codes"],
+        encoder_bands: int = DEFAULTS["encoder_bands"],
     ) -> None:
         super().__init__()
         self.sample_rate = int(sample_rate)
@@ -656,8 +663,10 @@ class WaveVAE(nn.Module):
         self.stft = BasisSTFT(self.n_fft, self.hop_length)
         self.amplitude_scale = float(hann_window(self.n_fft).sum()) / 2
         hidden = int(hidden_channels)
+        self.hidden_channels = hidden
+        self._use_input_bands(int(encoder_bands))
         layers: list[nn.Module] = [
-            nn.Conv1d(self.channels * self.bins, hidden, 1),
+            self._input_layer(),
             nn.GELU(),
             nn.Conv1d(hidden, hidden, 5, padding=2),
             nn.GELU(),
@@ -666,7 +675,6 @@ class WaveVAE(nn.Module):
         for _ in range(int(math.log2(DOWNSAMPLING))):
             layers += [nn.Conv1d(hidden, hidden, 4, stride=2, padding=1), nn.GELU(), nn.Dropout(dropout)]
         self.encoder = nn.Sequential(*layers)
-        self.hidden_channels = hidden
         self.to_posterior = self._posterior_head()
         for layer in self.encoder.modules():
             if isinstance(layer, nn.Conv1d):
@@ -695,6 +703,24 @@ class WaveVAE(nn.Module):
         # the output gate: counts of the training chunks' block levels (see gate_power)
         self.register_buffer("level_histogram", torch.zeros(LEVEL_BINS))
 
+    def _use_input_bands(self, bands: int) -> None:
+        """Set what the encoder hears: ``bands`` mel bands of the STFT magnitudes, or every bin
+        (``bands`` 0 or at least the bins). Only sets the basis; see :meth:`_input_layer`."""
+        self.input_bands = self.bins if bands <= 0 or bands >= self.bins else int(bands)
+        basis = None
+        if self.input_bands != self.bins:  # each band the weighted mean of its bins' magnitudes
+            bank = torchaudio.functional.melscale_fbanks(
+                self.bins, 0.0, self.sample_rate / 2, self.input_bands, self.sample_rate, norm=None, mel_scale="htk"
+            )
+            basis = bank / bank.sum(dim=0, keepdim=True).clamp_min(1e-8)
+            device = getattr(self, "sampler_means", basis).device
+            basis = basis.to(device)
+        self.register_buffer("input_basis", basis, persistent=False)
+
+    def _input_layer(self) -> nn.Module:
+        """The encoder's first layer: every channel's bands (or bins) of a frame -> ``hidden``."""
+        return nn.Conv1d(self.channels * self.input_bands, self.hidden_channels, 1)
+
     def _posterior_head(self) -> nn.Module:
         """The encoder's last layer, to a mean and a log-variance per latent number: a linear layer
         on all reduced frames for one code per chunk, a k3 convolution (one code per reduced
@@ -721,6 +747,10 @@ class WaveVAE(nn.Module):
         resuming as they were trained. Sampler buffers saved with another ``components`` setting
         load too: padded with unused components (weight 0) or cut to the largest components, and a
         checkpoint saved before the decoder's envelope path gets it at 0 (its start)."""
+        first = state_dict.get(prefix + "encoder.0.weight")
+        if first is not None and first.shape[1] != self.channels * self.input_bands:
+            self._use_input_bands(first.shape[1] // self.channels)
+            self.encoder[0] = self._input_layer().to(self.sampler_means.device)
         head = state_dict.get(prefix + "to_posterior.weight")
         if head is not None:
             segments = 1 if head.dim() == 2 else self.reduced_frames
@@ -778,14 +808,17 @@ class WaveVAE(nn.Module):
     # -- encoder ------------------------------------------------------------------------------
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
-        """Normalised log-magnitudes (batch, channels * bins, frames), in float32."""
+        """Normalised log-magnitudes (batch, channels * input_bands, frames), in float32: of the
+        ``input_bands`` mel bands (each the mean magnitude of its bins), or of every bin."""
         self._check_audio(audio)
         batch = audio.shape[0]
         with full_precision(audio.device):
             real, imag = self.stft(audio.float().reshape(batch * self.channels, self.chunk_samples))
             magnitude = torch.sqrt(real.square() + imag.square() + 1e-12) / self.amplitude_scale
+            if self.input_basis is not None:
+                magnitude = (magnitude.transpose(1, 2) @ self.input_basis).transpose(1, 2)
             normalised = (torch.log(magnitude.clamp_min(LOG_FLOOR)) - LOG_CENTER) / LOG_SCALE
-        return normalised.reshape(batch, self.channels * self.bins, self.frames)
+        return normalised.reshape(batch, self.channels * self.input_bands, self.frames)
 
     def posterior(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and log-variance, each (batch, code_size)."""

@@ -543,6 +543,46 @@ def test_a_checkpoint_with_one_code_per_chunk_loads_in_its_own_layout():
     assert single.segments == single.reduced_frames and single.code_size == single.segments * 8
 
 
+def test_the_encoder_hears_mel_bands_each_the_mean_of_its_bins():
+    """By default the encoder's input is ``encoder_bands`` mel bands of the STFT magnitudes; a
+    sine lands in the band around its frequency, at about the level its bins have."""
+    model = WaveVAE.from_config(config(sample_rate=22050))
+    assert model.input_bands == 96 < model.bins
+    assert torch.allclose(model.input_basis.sum(dim=0), torch.ones(96))  # a mean per band
+    every_bin = WaveVAE.from_config(config(sample_rate=22050, plugins={"wave_vae": {**SMALL, "encoder_bands": 0}}))
+    assert every_bin.input_bands == every_bin.bins and every_bin.input_basis is None
+    t = torch.arange(model.chunk_samples) / model.sample_rate
+    sine = (0.5 * torch.sin(2 * math.pi * 1000.0 * t)).view(1, 1, -1)
+    bands, bins = model.features(sine), every_bin.features(sine)
+    assert bands.shape == (1, 96, model.frames) and bins.shape == (1, model.bins, model.frames)
+    middle = model.frames // 2
+    loudest = int(bands[0, :, middle].argmax())
+    centre = float((model.input_basis[:, loudest] * torch.linspace(0, 11025, model.bins)).sum())
+    assert abs(math.log2(centre / 1000.0)) < 0.1
+    # the band's mean magnitude is within a few dB of the sine's own bins (log units / LOG_SCALE)
+    level_db = lambda feature: 20 * math.log10(math.e) * float(feature) * wave_vae.LOG_SCALE  # noqa: E731
+    assert abs(level_db(bands[0, loudest, middle]) - level_db(bins[0, :, middle].max())) < 10.0
+    with pytest.raises(ConfigError, match="encoder_bands"):
+        WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "encoder_bands": -1}}))
+
+
+def test_a_checkpoint_whose_encoder_hears_every_bin_loads_as_it_was_trained():
+    """Runs trained before the mel-band input (every STFT bin) keep it whatever the setting
+    says, and the reverse: the encoder's first layer and its basis follow the checkpoint."""
+    every_bin = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "encoder_bands": 0}}))
+    model = WaveVAE.from_config(config())
+    assert model.input_bands < model.bins
+    model.load_state_dict(every_bin.state_dict())
+    assert model.input_bands == model.bins and model.input_basis is None
+    audio = tone(2, model)
+    torch.testing.assert_close(model.encode(audio), every_bin.encode(audio))
+    torch.testing.assert_close(model.reconstruct(audio), every_bin.reconstruct(audio))
+    banded = WaveVAE.from_config(config())
+    every_bin.load_state_dict(banded.state_dict())
+    assert every_bin.input_bands == banded.input_bands
+    torch.testing.assert_close(every_bin.encode(audio), banded.encode(audio))
+
+
 def test_a_run_trained_with_one_code_per_chunk_resumes_and_generates(tmp_path, monkeypatch):
     """A run folder from before local codes (its config does not name the setting) resumes with
     its own layout: the optimiser is made for the parameters the checkpoint has."""
@@ -553,14 +593,18 @@ def test_a_run_trained_with_one_code_per_chunk_resumes_and_generates(tmp_path, m
     run = tmp_path / "run"
     tiny = {"hidden_channels": 16, "decoder_channels": 16, "decoder_layers": 1}
     settings = fast_settings(samples_per_epoch=8, max_epochs=1, plugins={"wave_vae": tiny})
-    with monkeypatch.context() as older:  # an older release: one code per chunk, no setting for it
+    with monkeypatch.context() as older:  # an older release: one code per chunk, every bin, no settings for them
         defaults = wave_vae._settings
-        older.setattr(wave_vae, "_settings", lambda config: {**defaults(config), "local_codes": False})
+        older.setattr(
+            wave_vae, "_settings", lambda config: {**defaults(config), "local_codes": False, "encoder_bands": 0}
+        )
         Engine(disable=["progress"]).train(data, run, settings)
-    assert "local_codes" not in json.loads((run / "config.json").read_text())["plugins"]["wave_vae"]
+    saved = json.loads((run / "config.json").read_text())["plugins"]["wave_vae"]
+    assert "local_codes" not in saved and "encoder_bands" not in saved
     result = Engine(disable=["progress"]).train(data, run, {"max_epochs": 2}, resume=True)
     assert result.epochs_completed == 2
     model, loaded, _ = load_trained_model(Engine(disable=["progress"]), run)
     assert "local_codes" not in loaded.plugin_settings("wave_vae")
     assert model.segments == 1 and model.code_size == loaded.latent_dim
+    assert model.input_bands == model.bins
     assert model.generate(1, seconds=0.5).shape == (1, 1, round(0.5 * model.sample_rate))
