@@ -40,6 +40,18 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     return target
 
 
+def copy_atomic(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Copy the file ``source`` to ``path`` atomically (a byte copy, no hard link: changing either
+    file later leaves the other as it was)."""
+    import shutil
+
+    def copy(stream: IO[bytes]) -> None:
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, stream, 1 << 20)
+
+    return write_atomic(path, copy)
+
+
 def _mode_for(target: Path) -> int:
     try:
         return target.stat().st_mode & 0o7777

@@ -150,6 +150,19 @@ def test_a_checkpoint_measured_on_disk_fits_the_estimate(data: Path, tmp_path: P
     assert size <= 4 * parameter_bytes + 2**20  # the weights, their average and the AdamW moments
 
 
+def test_best_pt_is_a_copy_of_last_pt_not_a_second_name_for_it(data: Path, tmp_path: Path):
+    """An epoch that is the best so far writes last.pt once and copies its bytes to best.pt, so
+    rewriting either later (a user stripping the optimiser from best.pt) leaves the other whole."""
+    run = tmp_path / "run"
+    make_engine(reference=True).train(data, run, {**FAST, "model": "mel_vae", "max_epochs": 2})  # improves at 2
+    best, last = run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt"
+    assert load_checkpoint(best)["epoch"] == load_checkpoint(last)["epoch"] == 2
+    assert best.read_bytes() == last.read_bytes() and not os.path.samefile(best, last)
+    before = last.read_bytes()
+    best.write_bytes(b"changed in place")
+    assert last.read_bytes() == before
+
+
 # -- writes that fail midway ------------------------------------------------------------------
 
 
@@ -189,8 +202,9 @@ class ReplaceFails:
 
 FAULTS = {
     "torch.save fills the disk at the first checkpoint": lambda: ("torch.save", DiskFull(1)),
-    "torch.save fills the disk at epoch 2": lambda: ("torch.save", DiskFull(3)),
-    "torch.save fills the disk at epoch 3": lambda: ("torch.save", DiskFull(5)),
+    # one torch.save per epoch: last.pt (best.pt is a copy of it)
+    "torch.save fills the disk at epoch 2": lambda: ("torch.save", DiskFull(2)),
+    "torch.save fills the disk at epoch 3": lambda: ("torch.save", DiskFull(3)),
     "os.replace fails for last.pt at epoch 2": lambda: ("os.replace", ReplaceFails("last.pt", 2)),
     "os.replace fails for best.pt at epoch 2": lambda: ("os.replace", ReplaceFails("best.pt", 2)),
     "os.replace fails for history.json at epoch 2": lambda: ("os.replace", ReplaceFails("history.json", 2)),
@@ -237,7 +251,7 @@ def test_a_failed_write_never_leaves_a_partial_checkpoint(fault, data, tmp_path,
 
 
 def test_sda_train_reports_a_disk_filling_up_in_one_sentence(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(torch, "save", DiskFull(3))
+    monkeypatch.setattr(torch, "save", DiskFull(2))  # last.pt of epoch 2
     run = tmp_path / "run"
     result = train_cli(data, "--out", str(run), "--max-epochs", "3")
     assert result.returncode == 1

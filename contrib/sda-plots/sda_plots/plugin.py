@@ -1,4 +1,4 @@
-"""The ``plots`` consumer plugin: writes loss.png every epoch and spectrograms.png per preview."""
+"""The ``plots`` consumer plugin: writes loss.png as epochs end and spectrograms.png per preview."""
 
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ class Plots:
     * ``sda_check_config`` validates ``[plugins.plots]`` through :func:`sda_core.plugin_settings`:
       an unknown key or a bad value raises :class:`~sda_core.errors.ConfigError`, which vetoes the
       run (fresh or resumed) before anything runs; ``sda_on_train_start`` reads the settings.
-    * ``sda_on_epoch`` redraws ``loss.png`` from the whole history every ``every`` epochs and at
-      the last epoch; ``sda_on_train_end`` draws it once more if the run ended (early stop,
-      interruption) on an epoch not yet drawn.
+    * ``sda_on_epoch`` redraws ``loss.png`` from the whole history every ``every`` epochs, at most
+      once in ``min_seconds``, and at the last epoch; ``sda_on_train_end`` draws it once more if
+      the run ended (early stop, interruption) on an epoch not yet drawn.
     * ``sda_on_preview`` draws ``spectrograms.png`` in the preview folder, next to the WAVs.
 
     matplotlib (Agg only, no pyplot) is imported on first use, not when the plugin loads, so
@@ -69,6 +69,7 @@ class Plots:
         self._max_epochs = 0
         self._history: MetricsHistory | None = None
         self._drawn_epoch = 0
+        self._drawn_at: float | None = None
         self._step_points = None
 
     # -- hooks -----------------------------------------------------------------------------
@@ -93,7 +94,11 @@ class Plots:
         if not self._active:
             return
         self._history = history
-        if event.epoch % self.settings.every == 0 or event.epoch >= self._max_epochs:
+        if event.epoch >= self._max_epochs:
+            self._draw_loss(history)
+        elif event.epoch % self.settings.every == 0 and (
+            self._drawn_at is None or time.monotonic() - self._drawn_at >= self.settings.min_seconds
+        ):
             self._draw_loss(history)
 
     @hookimpl
@@ -139,6 +144,7 @@ class Plots:
         self.loss_seconds.append(time.perf_counter() - started)
         self.drawn_epochs = tuple(history.epoch_numbers)
         self._drawn_epoch = last
+        self._drawn_at = time.monotonic()
 
     def __repr__(self) -> str:
         return f"Plots(settings={self.settings!r}, loss_path={self.loss_path!r})"

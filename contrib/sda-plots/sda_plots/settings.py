@@ -17,6 +17,11 @@ PLUGIN_NAME = "plots"
 MIN_DPI, MAX_DPI = 20, 600
 
 
+def _as_float(value: Any) -> Any:
+    """An int given for ``min_seconds`` is a float; anything else is left to the validator."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 @attrs.frozen(kw_only=True)
 class PlotSettings:
     """What the plots plugin draws, and how often.
@@ -26,11 +31,15 @@ class PlotSettings:
         every: epochs between two loss plots (default 1: every epoch). The last epoch of a run
             is always drawn, whatever this says.
         spectrograms: draw ``spectrograms.png`` for each preview round (default True).
+        min_seconds: the least time between two loss plots (default 10): an epoch that ends
+            sooner after the last plot is left to a later one (a plot takes about 0.2 s, which is
+            5 % of a default epoch of the 36 real sounds on 2 cores); 0 draws by ``every`` alone.
     """
 
     dpi: float = attrs.field(default=100, validator=v.number(MIN_DPI, MAX_DPI))
     every: int = attrs.field(default=1, validator=v.integer(1))
     spectrograms: bool = attrs.field(default=True, validator=v.instance_of(bool, "true or false"))
+    min_seconds: float = attrs.field(default=10.0, converter=_as_float, validator=v.number(0, 86400))
 
     @classmethod
     def from_config(cls, config: TrainingConfig | Mapping[str, Any]) -> PlotSettings:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 from sda_plots import LOSS_FILENAME, SPECTROGRAM_FILENAME, Plots, PlotSettings
+from sda_plots import plugin as plugin_module
 from sda_plots.loss import (
     MAX_STEP_POINTS,
     StepPoints,
@@ -110,6 +111,8 @@ def test_unknown_setting_names_the_key():
         ("every", 1.5),
         ("every", "2"),
         ("every", True),
+        ("min_seconds", -1),
+        ("min_seconds", "10"),
         ("spectrograms", "yes"),
         ("spectrograms", 1),
     ],
@@ -253,7 +256,7 @@ def start(plugin: Plots, run_dir: Path, max_epochs: int = 5, **settings) -> None
 
 def test_every_setting_and_the_last_epoch(tmp_path):
     plugin = Plots()
-    start(plugin, tmp_path, max_epochs=5, every=2)
+    start(plugin, tmp_path, max_epochs=5, every=2, min_seconds=0)
     drawn = []
     for metrics, history in replay(synthetic_history(epochs=5)):
         plugin.sda_on_epoch(metrics, history)
@@ -261,6 +264,20 @@ def test_every_setting_and_the_last_epoch(tmp_path):
     assert drawn == [None, 2, 2, 4, 5]  # every 2 epochs, and always the last one
     assert len(plugin.loss_seconds) == 3
     read_png(tmp_path / LOSS_FILENAME)
+
+
+def test_a_loss_plot_waits_min_seconds_after_the_last_but_the_last_epoch_never_waits(tmp_path, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(plugin_module.time, "monotonic", lambda: clock[0])
+    plugin = Plots()
+    start(plugin, tmp_path, max_epochs=6, min_seconds=10)
+    drawn = []
+    for metrics, history in replay(synthetic_history(epochs=6)):
+        plugin.sda_on_epoch(metrics, history)
+        drawn.append(plugin.drawn_epochs[-1])
+        clock[0] += 4.0  # a 4 s epoch
+    assert drawn == [1, 1, 1, 4, 4, 6]  # 0 s, 12 s after the first plot, and the last epoch
+    assert PlotSettings().min_seconds == 10.0
 
 
 def test_train_end_draws_an_epoch_left_undrawn(tmp_path):
