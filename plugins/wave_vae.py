@@ -746,7 +746,9 @@ class WaveVAE(nn.Module):
         ``local_codes`` setting says, so old runs keep generating, evaluating, exporting and
         resuming as they were trained. Sampler buffers saved with another ``components`` setting
         load too: padded with unused components (weight 0) or cut to the largest components, and a
-        checkpoint saved before the decoder's envelope path gets it at 0 (its start)."""
+        checkpoint saved before the decoder's envelope path gets it at 0 (its start). The encoder's
+        input follows the checkpoint too: its first layer's width says how many bands (or every
+        bin, as every run before ``encoder_bands``) it was trained on."""
         first = state_dict.get(prefix + "encoder.0.weight")
         if first is not None and first.shape[1] != self.channels * self.input_bands:
             self._use_input_bands(first.shape[1] // self.channels)
