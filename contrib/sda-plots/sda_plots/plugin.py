@@ -94,11 +94,8 @@ class Plots:
         if not self._active:
             return
         self._history = history
-        if event.epoch >= self._max_epochs:
-            self._draw_loss(history)
-        elif event.epoch % self.settings.every == 0 and (
-            self._drawn_at is None or time.monotonic() - self._drawn_at >= self.settings.min_seconds
-        ):
+        rested = self._drawn_at is None or time.monotonic() - self._drawn_at >= self.settings.min_seconds
+        if (event.epoch % self.settings.every == 0 and rested) or event.epoch >= self._max_epochs:
             self._draw_loss(history)
 
     @hookimpl

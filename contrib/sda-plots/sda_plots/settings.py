@@ -17,11 +17,6 @@ PLUGIN_NAME = "plots"
 MIN_DPI, MAX_DPI = 20, 600
 
 
-def _as_float(value: Any) -> Any:
-    """An int given for ``min_seconds`` is a float; anything else is left to the validator."""
-    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
 @attrs.frozen(kw_only=True)
 class PlotSettings:
     """What the plots plugin draws, and how often.
@@ -39,7 +34,7 @@ class PlotSettings:
     dpi: float = attrs.field(default=100, validator=v.number(MIN_DPI, MAX_DPI))
     every: int = attrs.field(default=1, validator=v.integer(1))
     spectrograms: bool = attrs.field(default=True, validator=v.instance_of(bool, "true or false"))
-    min_seconds: float = attrs.field(default=10.0, converter=_as_float, validator=v.number(0, 86400))
+    min_seconds: float = attrs.field(default=10.0, validator=v.number(0, 86400))
 
     @classmethod
     def from_config(cls, config: TrainingConfig | Mapping[str, Any]) -> PlotSettings:
