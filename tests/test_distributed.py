@@ -159,6 +159,17 @@ from sda_core import Engine
 data, run, max_epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 result = Engine().train(data, run, {"max_epochs": max_epochs}, resume=True)
 print(f"rank-result {result.reason} {result.epochs_completed}", flush=True)
+
+# what sda's exit handler does; no thread of the process group may outlive it, or the
+# interpreter's teardown races them (an abort, exit code -6, after a complete run)
+import os
+from pathlib import Path
+
+import torch.distributed as dist
+
+dist.destroy_process_group()
+names = [Path(f"/proc/self/task/{task}/comm").read_text().strip() for task in os.listdir("/proc/self/task")]
+print(f"gloo threads left {sum('gloo' in name for name in names)}", flush=True)
 """
 
 
@@ -372,6 +383,8 @@ def test_a_stop_on_one_rank_stops_every_rank_with_one_checkpoint(launches):
     out = second.stdout + second.stderr
     assert second.returncode == 0, out[-4000:]
     assert out.count("rank-result interrupted 3") == 2, out[-4000:]  # both ranks stopped, in epoch 4
+    if sys.platform == "linux":  # threads are named in /proc
+        assert out.count("gloo threads left 0") == 2, out[-4000:]
     assert [epoch["epoch"] for epoch in launches["history_after_stop"]["epochs"]] == [1, 2, 3]
     records = launches["records"]["stopped"]
     for rank in (0, 1):  # resumed with the same split: keys of epochs 3 and 4 only

@@ -121,6 +121,7 @@ class Distributed:
             return SINGLE
         if not dist.is_available():
             raise ConfigError("WORLD_SIZE", world_size, "1: this PyTorch build has no torch.distributed")
+        _import_before_the_group()
         cuda = torch.cuda.is_available()
         if cuda and local_rank < torch.cuda.device_count():
             torch.cuda.set_device(local_rank)
@@ -293,6 +294,20 @@ def _int_variable(name: str, default: int) -> int:
         raise ConfigError(name, text, "a whole number (as torchrun sets it)") from None
 
 
+def _import_before_the_group() -> None:
+    """Import ``torch.distributed.nn.functional`` while no process group exists.
+
+    Its functions take ``group=group.WORLD`` as a default argument, bound when the module is first
+    imported, which DistributedDataParallel does on its first use. Imported after the group is
+    initialised, those defaults hold the group for the life of the process:
+    ``destroy_process_group`` then leaves gloo's threads running, and the interpreter's teardown
+    racing them aborted a finished rank now and then ("terminate called without an active
+    exception", exit code -6), so torchrun reported a complete, saved run as failed. Imported
+    first, the defaults are None and destroying the group stops its threads.
+    """
+    import torch.distributed.nn.functional  # noqa: F401  (imported for its side effect)
+
+
 def _destroy_process_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -314,11 +329,11 @@ def end_worker_process(code: int) -> NoReturn:
     group is destroyed, logs flushed) and the standard streams are flushed; then the process exits
     with ``code`` without tearing the interpreter down.
 
-    ``destroy_process_group`` leaves gloo's worker threads running (with torch 2.14 a
-    DistributedDataParallel model, even deleted, keeps the backend alive), and the interpreter's
-    teardown racing them aborted a finished rank now and then ("terminate called without an
-    active exception", exit code -6). torchrun then reported the launch as failed and stopped the
-    other ranks, after a run that was complete and saved.
+    The interpreter's teardown racing threads that outlive ``destroy_process_group`` (gloo's, when
+    something imported after the group still holds it: see :func:`_import_before_the_group`, or
+    a plugin's own) aborted a finished rank now and then ("terminate called without an active
+    exception", exit code -6). torchrun then reported the launch as failed and stopped the other
+    ranks, after a run that was complete and saved.
     """
     main = threading.main_thread()
     for thread in threading.enumerate():  # as Python's exit does: threads that are not daemons first
