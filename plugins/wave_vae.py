@@ -437,12 +437,15 @@ class WaveDecoder(nn.Module):
             x = self.from_latent(codes)[..., : self.frames]
             envelope = self.to_envelope(codes)[..., : self.frames].transpose(1, 2)
         x = self.blocks(self.embed(x))
-        x = self.head(self.norm(x.transpose(1, 2)))  # (batch, frames, channels * 2 * bins)
-        x = x.view(batch, self.frames, self.channels, 2, self.bins).permute(0, 2, 3, 4, 1)  # (b, ch, 2, bins, frames)
-        envelope = (
-            (ENVELOPE_GAIN * envelope @ self.envelope_basis).transpose(1, 2).unsqueeze(1)
-        )  # (batch, 1, bins, frames)
-        return (x[:, :, 0] + envelope).clamp(max=MAX_LOG_MAGNITUDE), x[:, :, 1]
+        # The head's outputs are log-magnitudes and phase steps summed over every frame: under
+        # bf16 autocast their 8-bit mantissas would quantise each step and the sum would drift.
+        with full_precision(x.device):
+            x = self.head(self.norm(x.transpose(1, 2).float()))  # (batch, frames, channels * 2 * bins)
+            x = x.view(batch, self.frames, self.channels, 2, self.bins).permute(0, 2, 3, 4, 1)  # (b, ch, 2, bins, frames)
+            envelope = (
+                (ENVELOPE_GAIN * envelope.float() @ self.envelope_basis).transpose(1, 2).unsqueeze(1)
+            )  # (batch, 1, bins, frames)
+            return (x[:, :, 0] + envelope).clamp(max=MAX_LOG_MAGNITUDE), x[:, :, 1]
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         batch = latent.shape[0]
@@ -826,11 +829,12 @@ class WaveVAE(nn.Module):
         """Posterior mean and log-variance, each (batch, code_size)."""
         padded = F.pad(features, (0, self.reduced_frames * DOWNSAMPLING - self.frames))
         hidden = self.encoder(padded)
-        if self.segments == 1:
-            mean, logvar = self.to_posterior(hidden.flatten(1)).chunk(2, dim=1)
-        else:  # (batch, 2 * latent_dim, segments) -> segment-major codes
-            mean, logvar = self.to_posterior(hidden).transpose(1, 2).chunk(2, dim=2)
-            mean, logvar = mean.flatten(1), logvar.flatten(1)
+        with full_precision(hidden.device):  # the codes (and the KL term) in float32 under autocast too
+            if self.segments == 1:
+                mean, logvar = self.to_posterior(hidden.flatten(1).float()).chunk(2, dim=1)
+            else:  # (batch, 2 * latent_dim, segments) -> segment-major codes
+                mean, logvar = self.to_posterior(hidden.float()).transpose(1, 2).chunk(2, dim=2)
+                mean, logvar = mean.flatten(1), logvar.flatten(1)
         return mean, logvar.clamp(-12.0, 8.0)
 
     # -- the model interface ------------------------------------------------------------------

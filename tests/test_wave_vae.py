@@ -83,6 +83,29 @@ def test_loss_decreases_on_a_tone():
         assert float(model.loss(audio, epoch=5)["recon"]) < 0.8 * first
 
 
+@pytest.mark.parametrize("local_codes", [False, True])
+def test_codes_and_the_decoder_head_stay_float32_under_mixed_precision(local_codes):
+    """Under bf16 autocast (CUDA's ``precision = "auto"``; the CPU's autocast stands in here) the
+    convolutions may run in bf16, but the codes, the head's log-magnitudes and phase steps (summed
+    over every frame) and the loss stay float32, and close to the float32 model's."""
+    torch.manual_seed(0)
+    model = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, "local_codes": local_codes}})).eval()
+    audio = tone(2, model)
+    with torch.no_grad():
+        exact_mean, _ = model.posterior(model.features(audio))
+        exact_magnitude, exact_phase = model.decoder.frames_of(exact_mean)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mean, logvar = model.posterior(model.features(audio))
+            log_magnitude, phase = model.decoder.frames_of(mean)
+            losses = model.loss(audio, epoch=5)
+    for tensor in (mean, logvar, log_magnitude, phase, losses["loss"]):
+        assert tensor.dtype == torch.float32
+    # bf16 convolutions before them: close, not equal
+    assert torch.allclose(mean, exact_mean, atol=0.05, rtol=0.05)
+    assert torch.allclose(log_magnitude, exact_magnitude, atol=0.1, rtol=0.05)
+    assert torch.allclose(phase, exact_phase, atol=0.1, rtol=0.05)
+
+
 def trained_on_tones(seed: int = 0, steps: int = 30, **settings) -> WaveVAE:
     torch.manual_seed(seed)
     model = WaveVAE.from_config(config(plugins={"wave_vae": {**SMALL, **settings}}))
