@@ -441,10 +441,10 @@ class WaveDecoder(nn.Module):
         # bf16 autocast their 8-bit mantissas would quantise each step and the sum would drift.
         with full_precision(x.device):
             x = self.head(self.norm(x.transpose(1, 2).float()))  # (batch, frames, channels * 2 * bins)
-            x = x.view(batch, self.frames, self.channels, 2, self.bins).permute(0, 2, 3, 4, 1)  # (b, ch, 2, bins, frames)
-            envelope = (
-                (ENVELOPE_GAIN * envelope.float() @ self.envelope_basis).transpose(1, 2).unsqueeze(1)
-            )  # (batch, 1, bins, frames)
+            # (batch, channels, 2, bins, frames)
+            x = x.view(batch, self.frames, self.channels, 2, self.bins).permute(0, 2, 3, 4, 1)
+            # (batch, 1, bins, frames)
+            envelope = (ENVELOPE_GAIN * envelope.float() @ self.envelope_basis).transpose(1, 2).unsqueeze(1)
             return (x[:, :, 0] + envelope).clamp(max=MAX_LOG_MAGNITUDE), x[:, :, 1]
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
