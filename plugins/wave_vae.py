@@ -715,9 +715,7 @@ class WaveVAE(nn.Module):
             bank = torchaudio.functional.melscale_fbanks(
                 self.bins, 0.0, self.sample_rate / 2, self.input_bands, self.sample_rate, norm=None, mel_scale="htk"
             )
-            basis = bank / bank.sum(dim=0, keepdim=True).clamp_min(1e-8)
-            device = getattr(self, "sampler_means", basis).device
-            basis = basis.to(device)
+            basis = (bank / bank.sum(dim=0, keepdim=True).clamp_min(1e-8)).to(self.stft.basis.device)
         self.register_buffer("input_basis", basis, persistent=False)
 
     def _input_layer(self) -> nn.Module:
@@ -755,7 +753,7 @@ class WaveVAE(nn.Module):
         first = state_dict.get(prefix + "encoder.0.weight")
         if first is not None and first.shape[1] != self.channels * self.input_bands:
             self._use_input_bands(first.shape[1] // self.channels)
-            self.encoder[0] = self._input_layer().to(self.sampler_means.device)
+            self.encoder[0] = self._input_layer().to(self.stft.basis.device)
         head = state_dict.get(prefix + "to_posterior.weight")
         if head is not None:
             segments = 1 if head.dim() == 2 else self.reduced_frames

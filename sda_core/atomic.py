@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +44,6 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
 def copy_atomic(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
     """Copy the file ``source`` to ``path`` atomically (a byte copy, no hard link: changing either
     file later leaves the other as it was)."""
-    import shutil
 
     def copy(stream: IO[bytes]) -> None:
         with open(source, "rb") as original:
