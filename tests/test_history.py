@@ -348,6 +348,9 @@ def test_to_dict_from_dict_is_lossless_through_json(history):
     data = json.loads(json.dumps(history.to_dict(), allow_nan=False))
     back = MetricsHistory.from_dict(data)
     assert back == history
+    text = history.to_json()  # history.json: the same data, one step or epoch per line
+    assert json.loads(text) == data
+    assert text.count("\n") == 9 + len(history.steps) + len(history.epochs) + bool(history.steps) + bool(history.epochs)
     assert back.to_dict() == history.to_dict()
     assert back.eta_seconds(back.last_epoch + 3) == history.eta_seconds(history.last_epoch + 3)
     assert back.overfitting_epochs == history.overfitting_epochs

@@ -22,7 +22,7 @@ import numpy as np
 import soundfile
 import torch
 import torchaudio
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from sda_plots._figures import new_figure, save_png
 
@@ -122,15 +122,32 @@ def spectrogram_figure(
     # at the bottom, the colour bar on the right.
     left, right, top, bottom = 0.6 / width, 1 - 0.95 / width, 1 - 0.7 / height, 0.45 / height
     figure.subplots_adjust(left=left, right=right, top=top, bottom=bottom, hspace=0.45, wspace=0.18)
-    grid = figure.subplots(rows, ncols, squeeze=False, sharex="col")
+    grid = figure.subplots(rows, ncols, squeeze=False)
+    # Read every file first: the panels of a row share one frequency axis when their sample
+    # rates agree, and then only the first column is labelled (ticks are most of the drawing).
+    spectra: dict[str, tuple[np.ndarray, int] | Exception] = {}
+    for _kind, paths in columns:
+        for path in paths:
+            try:
+                spectra[path] = analyzer.mel_db_file(path)
+            except Exception as error:  # noqa: BLE001 - one bad file must not cost the others
+                spectra[path] = error
+    rates = {spectrum[1] for spectrum in spectra.values() if not isinstance(spectrum, Exception)}
+    shared_rate = len(rates) == 1
+    seconds_of = {
+        path: spectrum[0].shape[1] * analyzer.hop_length(spectrum[1]) / spectrum[1]
+        for path, spectrum in spectra.items()
+        if not isinstance(spectrum, Exception)
+    }
     if title:
         figure.suptitle(title, fontsize=11, y=1 - 0.15 / height, va="top")
     image = None
     for column, (kind, paths) in enumerate(columns):
+        # one time scale per column, labelled under its last panel
+        longest = max((seconds_of[path] for path in paths if path in seconds_of), default=1.0)
         for row in range(rows):
             axes = grid[row][column]
             axes.tick_params(labelsize=7, length=2.5)
-            axes.xaxis.set_major_locator(MaxNLocator(5))
             if row >= len(paths):
                 axes.set_axis_off()
                 continue
@@ -138,20 +155,19 @@ def spectrogram_figure(
             if row == 0:
                 axes.set_title(_plural(kind), fontsize=9.5, loc="center", fontweight="bold", pad=14)
             axes.text(0.01, 1.02, Path(path).name, fontsize=7.5, transform=axes.transAxes, va="bottom")
-            if row == len(paths) - 1:  # sharex hides labels above the last row: show them here
+            if row == len(paths) - 1:  # time is labelled under a column's last panel only
+                axes.xaxis.set_major_locator(MaxNLocator(5))
                 axes.set_xlabel("seconds", fontsize=8)
-                axes.tick_params(labelbottom=True)
             else:
-                axes.tick_params(labelbottom=False)
+                axes.xaxis.set_major_locator(NullLocator())
             if column == 0:
                 axes.set_ylabel("Hz", fontsize=8)
-            try:
-                db, sample_rate = analyzer.mel_db_file(path)
-            except Exception as error:  # noqa: BLE001 - one bad file must not cost the others
+            spectrum = spectra[path]
+            if isinstance(spectrum, Exception):
                 axes.text(
                     0.5,
                     0.5,
-                    f"cannot read: {type(error).__name__}",
+                    f"cannot read: {type(spectrum).__name__}",
                     ha="center",
                     va="center",
                     fontsize=8,
@@ -159,7 +175,8 @@ def spectrogram_figure(
                 )
                 axes.set_yticks([])
                 continue
-            seconds = db.shape[1] * analyzer.hop_length(sample_rate) / sample_rate
+            db, sample_rate = spectrum
+            seconds = seconds_of[path]
             image = axes.imshow(
                 db,
                 origin="lower",
@@ -170,7 +187,11 @@ def spectrogram_figure(
                 extent=(0.0, seconds, -0.5, db.shape[0] - 0.5),
                 interpolation="nearest",
             )
-            _frequency_ticks(axes, sample_rate, db.shape[0])
+            axes.set_xlim(0.0, longest)
+            if column == 0 or not shared_rate:
+                _frequency_ticks(axes, sample_rate, db.shape[0])
+            else:
+                axes.yaxis.set_major_locator(NullLocator())
     if image is not None:
         bar_axes = figure.add_axes((1 - 0.75 / width, bottom, 0.12 / width, top - bottom))
         bar = figure.colorbar(image, cax=bar_axes)

@@ -235,6 +235,29 @@ def test_spectrogram_figure_has_a_column_per_kind(tmp_path):
     assert image.shape[0] > 100 and image.shape[1] > 300
 
 
+def _labelled(axis) -> list[str]:
+    return [label.get_text() for label in axis.get_ticklabels() if label.get_text()]
+
+
+def test_a_column_shares_its_time_scale_and_one_rate_labels_frequency_once(tmp_path):
+    short, long = write_tone(tmp_path / "sample_01.wav", seconds=0.5), write_tone(tmp_path / "sample_02.wav", seconds=1.5)
+    others = [write_tone(tmp_path / f"reconstruction_0{i}.wav") for i in (1, 2)]
+    files = [str(path) for path in (short, long, *others)]
+    figure = spectrogram_figure(files, ["sample", "sample", "reconstruction", "reconstruction"])
+    figure.canvas.draw()
+    first, third, second, _fourth = [axes for axes in figure.axes if axes.get_images()]  # row by row
+    # a column's panels show one time range (the longest file's), labelled under its last panel
+    assert first.get_xlim() == second.get_xlim() and second.get_xlim()[1] > 1.4
+    assert not _labelled(first.xaxis) and "0.8" in _labelled(second.xaxis)
+    # one sample rate: frequencies are labelled in the first column only
+    assert "1k" in _labelled(first.yaxis) and not _labelled(third.yaxis)
+
+    mixed = [str(write_tone(tmp_path / "reconstruction_03.wav", rate=16000)), *files[1:]]
+    figure = spectrogram_figure(mixed, ["reconstruction", "sample", "reconstruction", "sample"])
+    figure.canvas.draw()
+    assert all("1k" in _labelled(axes.yaxis) for axes in figure.axes if axes.get_images())
+
+
 # -- the plugin's hooks, called directly ----------------------------------------------------
 
 
