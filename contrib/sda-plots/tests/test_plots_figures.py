@@ -240,7 +240,10 @@ def _labelled(axis) -> list[str]:
 
 
 def test_a_column_shares_its_time_scale_and_one_rate_labels_frequency_once(tmp_path):
-    short, long = write_tone(tmp_path / "sample_01.wav", seconds=0.5), write_tone(tmp_path / "sample_02.wav", seconds=1.5)
+    short, long = (
+        write_tone(tmp_path / "sample_01.wav", seconds=0.5),
+        write_tone(tmp_path / "sample_02.wav", seconds=1.5),
+    )
     others = [write_tone(tmp_path / f"reconstruction_0{i}.wav") for i in (1, 2)]
     files = [str(path) for path in (short, long, *others)]
     figure = spectrogram_figure(files, ["sample", "sample", "reconstruction", "reconstruction"])
