@@ -175,7 +175,7 @@ def build_parser(plugin_commands: Sequence[CliCommand] = ()) -> argparse.Argumen
         "--max-epochs",
         type=int,
         metavar="N",
-        help="epochs to train (default: the preset's, 100 for the demo set: about 5 minutes on 2 CPU cores)",
+        help="epochs to train (default: the preset's, 100 for the demo set: about 4 minutes on 2 CPU cores)",
     )
     demo.add_argument("--device", metavar="D", help="cpu, cuda, mps or auto")
     _add_set_option(demo)
